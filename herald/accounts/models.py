@@ -1,0 +1,59 @@
+"""Users (the seed's signups), their sessions, and every login attempt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from herald.core.db import Base, Timestamped
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    verification_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    verification_expires_at: Mapped[datetime | None]
+
+
+class Session(Base):
+    """A signed-in session. Only the SHA-256 of the bearer token is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+
+
+class Login(Base):
+    """One login attempt, successful or not, with the notifications it caused."""
+
+    __tablename__ = "logins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    login_successful: Mapped[bool]
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    assigned_server: Mapped[str | None] = mapped_column(String(128))
+    login_alert_email_id: Mapped[int | None] = mapped_column(ForeignKey("email_notifications.id"))
+    login_inapp_notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inapp_notifications.id")
+    )
+    created_at: Mapped[datetime]

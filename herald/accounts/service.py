@@ -1,0 +1,167 @@
+"""Signups, logins and sessions, with the notifications each one sends."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.accounts.models import Login, Session, User
+from herald.accounts.schemas import LoginIn, SignupIn
+from herald.core.db import transaction, utcnow
+from herald.core.errors import Conflict, Unauthorized
+from herald.core.security import hash_password, hash_token, new_token, verify_password
+from herald.notifications.models import EmailNotification, InAppNotification
+from herald.notifications.service import new_email, new_inapp
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+VERIFICATION_TTL = timedelta(hours=48)
+
+
+@dataclass
+class ClientInfo:
+    ip_address: str | None
+    user_agent: str | None
+    telemetry_id: str | None
+
+
+async def signup(herald: Herald, data: SignupIn, client: ClientInfo) -> tuple[User, EmailNotification]:
+    password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU
+    token = new_token()
+    email_address = data.email.lower()
+    try:
+        async with transaction(herald.db) as session:
+            await _ensure_unique(session, data.username, email_address)
+            user = User(
+                username=data.username,
+                email=email_address,
+                password_hash=password_hash,
+                verification_token_hash=hash_token(token),
+                verification_expires_at=utcnow() + VERIFICATION_TTL,
+            )
+            session.add(user)
+            await session.flush()
+            welcome = new_email(
+                herald.settings, "signup", to=user.email, username=user.username,
+                user_id=user.id, context={"verify_url": _verify_url(herald, token)},
+                telemetry_id=client.telemetry_id,
+            )  # fmt: skip
+            session.add(welcome)
+    except IntegrityError:  # a concurrent signup won the race for the same name or address
+        raise Conflict("username or email already registered", "email") from None
+    await herald.dispatcher.dispatch([welcome])
+    return user, welcome
+
+
+async def _ensure_unique(session: AsyncSession, username: str, email: str) -> None:
+    if await session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        raise Conflict("username already taken", "username")
+    if await session.scalar(select(User.id).where(User.email == email)):
+        raise Conflict("email already registered", "email")
+
+
+def _verify_url(herald: Herald, token: str) -> str:
+    base = herald.settings.frontend_url.split(",")[0].strip().rstrip("/")
+    return f"{base}/verify/{token}"
+
+
+@dataclass
+class LoginResult:
+    login: Login
+    user: User
+    session: Session
+    token: str
+    alert: EmailNotification
+    inapp: InAppNotification
+
+
+async def login(herald: Herald, data: LoginIn, client: ClientInfo) -> LoginResult:
+    """Record the attempt whatever its outcome; on success open a session and notify."""
+    async with herald.db() as session:
+        user = await session.scalar(
+            select(User).where(
+                or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
+            )
+        )
+    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, data.password)
+    now = utcnow()
+    async with transaction(herald.db) as session:
+        record = Login(
+            user_id=user.id if user else None,
+            username=user.username if user else (data.username or None),
+            email=user.email if user else (data.email or None),
+            login_successful=ok,
+            failure_reason=None if ok else ("unknown_user" if user is None else "wrong_password"),
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+            assigned_server=herald.settings.effective_server_id,
+            created_at=now,
+        )
+        session.add(record)
+        if not ok or user is None:
+            result = None
+        else:
+            result = await _open_session(herald, session, record, user, client, now)
+    if result is None:
+        raise Unauthorized("invalid credentials", code="invalid_credentials")
+    await herald.dispatcher.dispatch([result.alert, result.inapp])
+    return result
+
+
+async def _open_session(
+    herald: Herald, session: AsyncSession, record: Login, user: User, client: ClientInfo,
+    now: datetime,
+) -> LoginResult:  # fmt: skip
+    token = new_token()
+    opened = Session(
+        user_id=user.id,
+        token_hash=hash_token(token),
+        created_at=now,
+        expires_at=now + timedelta(hours=herald.settings.session_ttl_hours),
+        ip_address=client.ip_address,
+        user_agent=client.user_agent,
+    )
+    context = {
+        "time": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "ip_address": client.ip_address or "an unknown address",
+        "user_agent": client.user_agent or "unknown device",
+    }
+    alert = new_email(
+        herald.settings, "login", to=user.email, username=user.username, user_id=user.id,
+        context=context, telemetry_id=client.telemetry_id,
+    )  # fmt: skip
+    inapp = new_inapp(
+        herald.settings, "login", user_id=user.id, username=user.username, email=user.email,
+        title="New sign-in",
+        message=f"Signed in from {context['ip_address']} at {context['time']}.",
+        data={"ipAddress": client.ip_address, "userAgent": client.user_agent},
+        telemetry_id=client.telemetry_id,
+    )  # fmt: skip
+    session.add_all([opened, alert, inapp])
+    await session.flush()
+    record.session_id = opened.id
+    record.login_alert_email_id = alert.id
+    record.login_inapp_notification_id = inapp.id
+    return LoginResult(record, user, opened, token, alert, inapp)
+
+
+async def user_for_token(session: AsyncSession, token: str) -> User | None:
+    """The user behind a live session token, or None."""
+    if not token:
+        return None
+    return await session.scalar(
+        select(User)
+        .join(Session, Session.user_id == User.id)
+        .where(
+            Session.token_hash == hash_token(token),
+            Session.revoked_at.is_(None),
+            Session.expires_at > utcnow(),
+        )
+    )

@@ -1,0 +1,92 @@
+"""The email channel: one SMTP conversation per attempt through aiosmtplib.
+
+The same code talks to a real SMTP server (EMAIL_HOST) and to Herald's capture mailbox, which
+is just an SMTP server that keeps what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage as MimeMessage
+from email.utils import formataddr, formatdate, parseaddr
+
+import aiosmtplib
+
+from herald.channels.base import DeliveryResult
+from herald.core.config import Settings
+from herald.delivery.errors import DeliveryError, PermanentDeliveryError
+from herald.notifications.models import Channel, DeliveryState, EmailNotification, Status
+
+log = logging.getLogger(__name__)
+
+
+class EmailSender:
+    channel = Channel.EMAIL
+    model = EmailNotification
+    in_flight_status = Status.SENDING
+
+    def __init__(self, settings: Settings, host: str, port: int, *, capture: bool = False):
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.capture = capture
+
+    def message_id(self, notification: EmailNotification) -> str:
+        # Stable across attempts, so a receiver can drop the rare duplicate of an
+        # at-least-once delivery.
+        domain = parseaddr(self.settings.email_from)[1].rpartition("@")[2] or "herald.local"
+        return f"<herald.email.{notification.id}@{domain}>"
+
+    def build(self, n: EmailNotification) -> MimeMessage:
+        msg = MimeMessage()
+        msg["From"] = self.settings.email_from
+        msg["To"] = formataddr((n.recipient_username or "", n.recipient_email))
+        msg["Subject"] = n.subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = self.message_id(n)
+        msg["X-Herald-Notification"] = f"email-{n.id}"
+        msg["X-Herald-Type"] = n.type
+        msg.set_content(n.text)
+        msg.add_alternative(n.html, subtype="html")
+        return msg
+
+    async def deliver(self, notification: DeliveryState) -> DeliveryResult:
+        assert isinstance(notification, EmailNotification)
+        msg = self.build(notification)
+        try:
+            _, response = await aiosmtplib.send(msg, **self._connection())
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            raise _by_code(min(codes), f"recipient refused: {reason}") from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _by_code(exc.code, f"SMTP {exc.code} {exc.message}") from None
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
+        return DeliveryResult("smtp", message_id=msg["Message-ID"], response=response)
+
+    def _connection(self) -> dict[str, object]:
+        s = self.settings
+        options: dict[str, object] = {
+            "hostname": self.host,
+            "port": self.port,
+            "timeout": s.email_timeout,
+        }
+        if self.capture or s.email_security == "none":
+            options.update(use_tls=False, start_tls=False)
+        elif s.email_security == "tls" or (s.email_security == "auto" and self.port == 465):
+            options["use_tls"] = True
+        elif s.email_security == "starttls":
+            options["start_tls"] = True
+        # "auto" otherwise: aiosmtplib upgrades with STARTTLS when the server offers it.
+        if not self.capture and s.email_user:
+            options["username"] = s.email_user
+            options["password"] = s.email_password.get_secret_value() if s.email_password else ""
+        return options
+
+
+def _by_code(code: int, reason: str) -> DeliveryError:
+    if 500 <= code < 600:
+        return PermanentDeliveryError(reason)
+    return DeliveryError(reason)

@@ -1,0 +1,179 @@
+"""All of Herald's settings in one place, read from the environment and `.env`.
+
+The seed's variable names are kept as they were (`DATABASE_URL`, `REDIS_HOST`, `RETRY_1_DELAY`,
+...); settings Herald adds take a `HERALD_` prefix. Delays are in milliseconds, as in the seed.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _h(name: str) -> str:
+    return f"HERALD_{name}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True
+    )
+
+    # --- Herald's own -------------------------------------------------------------------
+    data_dir: Path = Field(Path("herald-data"), validation_alias=_h("DATA_DIR"))
+    admin_token: SecretStr | None = Field(None, validation_alias=_h("ADMIN_TOKEN"))
+    server_id: str | None = Field(None, validation_alias=_h("SERVER_ID"))
+    host: str = Field("127.0.0.1", validation_alias=_h("HOST"))
+    port: int = Field(8000, ge=0, le=65535, validation_alias="PORT")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=_h("LOG_LEVEL")
+    )
+    # Where `herald serve` runs its capture mailbox (an SMTP server that stores, never sends)
+    # when no EMAIL_HOST is configured. 0 picks a free port.
+    mailbox_port: int = Field(2525, ge=0, le=65535, validation_alias=_h("MAILBOX_PORT"))
+    redis_server: str | None = Field(None, validation_alias=_h("REDIS_SERVER"))
+    email_security: Literal["auto", "none", "starttls", "tls"] = Field(
+        "auto", validation_alias=_h("EMAIL_SECURITY")
+    )
+    email_timeout: float = Field(10.0, gt=0, validation_alias=_h("EMAIL_TIMEOUT"))
+    session_ttl_hours: float = Field(24 * 7, gt=0, validation_alias=_h("SESSION_TTL_HOURS"))
+    inapp_ttl_hours: float = Field(24, gt=0, validation_alias=_h("INAPP_TTL_HOURS"))
+    # Base of the exponential backoff between attempts inside one tier.
+    backoff_delay: int = Field(1000, ge=0, validation_alias=_h("BACKOFF_DELAY"))
+    # How long a request waits for Redis before leaving a notification `pending` for the
+    # reconciler; the API answers either way.
+    enqueue_timeout: float = Field(2.0, gt=0, validation_alias=_h("ENQUEUE_TIMEOUT"))
+    mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
+    mail_retry_1_max_attempts: int = Field(
+        3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")
+    )
+    mail_retry_2_max_attempts: int = Field(
+        2, ge=1, validation_alias=_h("MAIL_RETRY_2_MAX_ATTEMPTS")
+    )
+
+    # --- The seed's names ---------------------------------------------------------------
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+
+    email_host: str | None = None
+    email_port: int = Field(587, ge=1, le=65535)
+    email_user: str | None = None
+    email_password: SecretStr | None = None
+    email_from: str = "Herald <no-reply@herald.local>"
+
+    load_balancer_port: int = Field(8000, ge=1, le=65535)
+    server1_port: int = Field(5001, ge=1, le=65535)
+    server2_port: int = Field(5002, ge=1, le=65535)
+    server3_port: int = Field(5003, ge=1, le=65535)
+    cors_origin: str = "http://localhost:3000,http://localhost:3003"
+    frontend_url: str = "http://localhost:3000,http://localhost:3003"
+
+    mail_queue_concurrency: int = Field(5, ge=1)
+    retry_1_delay: int = Field(300_000, ge=0)
+    retry_1_concurrency: int = Field(3, ge=1)
+    retry_2_delay: int = Field(1_800_000, ge=0)
+    retry_2_concurrency: int = Field(2, ge=1)
+    dlq_concurrency: int = Field(1, ge=1)
+
+    inapp_queue_concurrency: int = Field(10, ge=1)
+    inapp_max_attempts: int = Field(3, ge=1)
+    inapp_retry_1_delay: int = Field(120_000, ge=0)
+    inapp_retry_1_concurrency: int = Field(5, ge=1)
+    inapp_retry_1_max_attempts: int = Field(3, ge=1)
+    inapp_retry_2_delay: int = Field(600_000, ge=0)
+    inapp_retry_2_concurrency: int = Field(3, ge=1)
+    inapp_retry_2_max_attempts: int = Field(2, ge=1)
+    inapp_dlq_concurrency: int = Field(1, ge=1)
+
+    ws_heartbeat_interval: int = Field(30_000, ge=1000)
+    ws_max_reconnect_attempts: int = Field(5, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        """Accept the URLs people paste (`postgresql://`, `sqlite:///`) and use async drivers."""
+        if not url:
+            return None
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return url or None
+
+    # --- Derived --------------------------------------------------------------------------
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'herald.db').resolve()}"
+
+    @property
+    def configured_redis_url(self) -> str | None:
+        """The external Redis, if one is configured; None means Herald embeds its own."""
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = ""
+        if self.redis_password:
+            user = quote(self.redis_username or "", safe="")
+            auth = f"{user}:{quote(self.redis_password.get_secret_value(), safe='')}@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def uses_capture_mailbox(self) -> bool:
+        return not self.email_host
+
+    @cached_property
+    def effective_server_id(self) -> str:
+        return self.server_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origin.split(",") if o.strip()]
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or "PASSWORD" in name or "TOKEN" in name else (
+            f"={value!r}"
+        )
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}{shown}: {message}")
+    return "invalid setting " + "; ".join(problems)

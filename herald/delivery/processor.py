@@ -1,0 +1,163 @@
+"""One attempt of one notification, and what the ladder does with its outcome.
+
+This is the single mechanism behind both channels: a job names a channel and a notification id;
+the processor reloads the row, asks the channel's sender to deliver once, writes the attempt to
+the audit trail, and either finishes, lets BullMQ retry inside the tier (by raising), or hands
+the notification to the next tier or the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bullmq import Job
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.channels.base import ChannelSender, DeliveryResult
+from herald.core.db import transaction, utcnow
+from herald.delivery.errors import DeliveryError, PermanentDeliveryError
+from herald.delivery.ladder import Tier
+from herald.delivery.queues import Queues
+from herald.notifications.models import (
+    FINAL_STATUSES,
+    Channel,
+    DeliveryAttempt,
+    DeliveryState,
+    Escalation,
+    InAppNotification,
+    Status,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Processor:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        queues: Queues,
+        senders: Mapping[Channel, ChannelSender],
+    ) -> None:
+        self.db = db
+        self.queues = queues
+        self.senders = senders
+
+    async def __call__(self, job: Job, token: str) -> str:
+        channel = Channel(job.data["channel"])
+        tier = self.queues.tier(channel, int(job.data.get("tier", 0)))
+        sender = self.senders[channel]
+        context = {
+            "channel": channel.value,
+            "notificationId": job.data["notificationId"],
+            "queue": tier.queue,
+            "telemetryId": job.data.get("telemetryId"),
+        }
+        notification = await self._begin(sender, int(job.data["notificationId"]), tier)
+        if notification is None:
+            return "skipped"
+        try:
+            result = await sender.deliver(notification)
+        except PermanentDeliveryError as exc:
+            await self._failed(sender, notification, tier, str(exc), to_tier=self._dlq(channel))
+            log.warning("delivery.dead_lettered", extra={**context, "error": str(exc)})
+            return "dead-lettered"
+        except Exception as exc:  # anything else may pass: let the ladder carry on
+            reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            last_in_tier = job.attemptsMade + 1 >= tier.attempts
+            next_tier = self.queues.tier(channel, tier.index + 1) if last_in_tier else None
+            await self._failed(sender, notification, tier, reason, to_tier=next_tier)
+            log.info(
+                "delivery.attempt.failed",
+                extra={**context, "error": reason, "escalatedTo": next_tier and next_tier.queue},
+            )
+            raise  # BullMQ retries with backoff, or (tier used up) records the job as failed
+        await self._delivered(sender, notification, tier, result)
+        log.info("delivery.delivered", extra=context)
+        return "delivered"
+
+    def _dlq(self, channel: Channel) -> Tier:
+        return self.queues.tier(channel, 3)
+
+    async def _begin(
+        self, sender: ChannelSender, notification_id: int, tier: Tier
+    ) -> DeliveryState | None:
+        async with transaction(self.db) as session:
+            n = await session.get(sender.model, notification_id, with_for_update=True)
+            if n is None or n.status in FINAL_STATUSES or n.status == Status.FAILED:
+                return None  # gone, already delivered, or parked in the dead-letter queue
+            now = utcnow()
+            if isinstance(n, InAppNotification) and n.expires_at <= now:
+                n.status = Status.EXPIRED
+                return None
+            n.status = sender.in_flight_status
+            n.attempts += 1
+            n.last_attempt_at = now
+            n.queue_name = tier.queue
+            return n
+
+    async def _delivered(
+        self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult
+    ) -> None:
+        now = utcnow()
+        fields: dict[str, Any] = {"status": Status.DELIVERED, "delivered_at": now}
+        if sender.channel is Channel.EMAIL:
+            fields.update(message_id=result.message_id, smtp_response=result.response)
+        else:
+            fields.update(socket_id=result.socket_id, delivered_via=result.method)
+        async with transaction(self.db) as session:
+            await self._update(session, n, fields)
+            session.add(self._attempt(n, tier, Status.DELIVERED, None, result))
+
+    async def _failed(
+        self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
+        *, to_tier: Tier | None,
+    ) -> None:  # fmt: skip
+        now = utcnow()
+        fields: dict[str, Any] = {"status": Status.QUEUED, "failure_reason": reason}
+        async with transaction(self.db) as session:
+            session.add(self._attempt(n, tier, Status.FAILED, reason, None))
+            if to_tier is not None:
+                await self.queues.enqueue(
+                    sender.channel, n.id, tier=to_tier.index, delay_ms=to_tier.delay_ms,
+                    telemetry_id=n.telemetry_id,
+                )  # fmt: skip
+                session.add(
+                    Escalation(
+                        channel=sender.channel.value, notification_id=n.id,
+                        from_queue=tier.queue, to_queue=to_tier.queue, timestamp=now,
+                        reason=reason, attempts=n.attempts,
+                    )
+                )  # fmt: skip
+                fields["queue_name"] = to_tier.queue
+                if to_tier.is_dead_letter:
+                    fields.update(status=Status.FAILED, failed_at=now)
+            await self._update(session, n, fields)
+
+    @staticmethod
+    async def _update(session: AsyncSession, n: DeliveryState, fields: dict[str, Any]) -> None:
+        row = await session.get(type(n), n.id, with_for_update=True)
+        if row is None:
+            return
+        for key, value in fields.items():
+            setattr(row, key, value)
+            setattr(n, key, value)
+
+    @staticmethod
+    def _attempt(
+        n: DeliveryState, tier: Tier, status: str, error: str | None, result: DeliveryResult | None
+    ) -> DeliveryAttempt:
+        return DeliveryAttempt(
+            channel=n.channel.value,
+            notification_id=n.id,
+            attempt=n.attempts,
+            timestamp=utcnow(),
+            status=status,
+            error=error,
+            queue_name=tier.queue,
+            delivery_method=result.method if result else None,
+            socket_id=result.socket_id if result else None,
+            message_id=result.message_id if result else None,
+            smtp_response=result.response if result else None,
+        )

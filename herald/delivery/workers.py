@@ -1,0 +1,57 @@
+"""BullMQ workers for every tier that drains by itself (all but the dead-letter queues)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from bullmq import Worker
+
+from herald.core.config import Settings
+from herald.delivery.ladder import ladder
+from herald.delivery.processor import Processor
+from herald.notifications.models import Channel
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryWorkers:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        processor: Processor,
+        channels: Iterable[Channel] = tuple(Channel),
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.processor = processor
+        self.channels = tuple(channels)
+        self.workers: list[Worker] = []
+
+    def start(self) -> None:
+        for channel in self.channels:
+            for tier in ladder(self.settings, channel):
+                if tier.is_dead_letter:
+                    continue
+                worker = Worker(
+                    tier.queue,
+                    self.processor,
+                    {"connection": self.redis_url, "concurrency": tier.concurrency},
+                )
+                worker.on("error", _log_error(tier.queue))
+                self.workers.append(worker)
+        log.info("delivery.workers.started", extra={"queues": [w.name for w in self.workers]})
+
+    async def close(self) -> None:
+        # Let in-flight jobs finish; anything left is picked up again as a stalled job.
+        await asyncio.gather(*(w.close() for w in self.workers), return_exceptions=True)
+        self.workers.clear()
+
+
+def _log_error(queue: str):  # type: ignore[no-untyped-def]
+    def handler(error: Exception, *_: object) -> None:
+        log.error("delivery.worker.error", extra={"queue": queue, "error": repr(error)})
+
+    return handler

@@ -1,0 +1,121 @@
+"""Notification rows and their audit trail.
+
+Both channels share `DeliveryState` (status, tier, attempt counters) so one ladder drives both.
+The audit trail is one row per attempt and per escalation rather than ever-growing arrays;
+the API renders them as the seed's `deliveryHistory`, `retryHistory` and `escalationHistory`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from herald.core.db import Base, Timestamped
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    INAPP = "inapp"
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # committed, not yet on a queue
+    QUEUED = "queued"  # on a queue, waiting for (another) attempt
+    SENDING = "sending"  # an email worker is talking to SMTP right now
+    DELIVERED = "delivered"
+    FAILED = "failed"  # in the dead-letter queue, waiting for a person
+    EXPIRED = "expired"  # in-app only: past `expires_at` before anyone received it
+
+
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED})
+
+
+class DeliveryState(Timestamped):
+    channel: ClassVar[Channel]
+    id: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING, index=True)
+    queue_name: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    telemetry_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class EmailNotification(DeliveryState, Base):
+    __tablename__ = "email_notifications"
+    channel = Channel.EMAIL
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    recipient_email: Mapped[str] = mapped_column(String(320))
+    recipient_username: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+
+
+class InAppNotification(DeliveryState, Base):
+    __tablename__ = "inapp_notifications"
+    channel = Channel.INAPP
+    __table_args__ = (Index("ix_inapp_user_created", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recipient_username: Mapped[str | None] = mapped_column(String(64))
+    recipient_email: Mapped[str | None] = mapped_column(String(320))
+    title: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    socket_id: Mapped[str | None] = mapped_column(String(64))
+    delivered_via: Mapped[str | None] = mapped_column(String(16))
+    expires_at: Mapped[datetime]
+    is_read: Mapped[bool] = mapped_column(default=False)
+    read_at: Mapped[datetime | None]
+
+
+class DeliveryAttempt(Base):
+    """One attempt to deliver one notification, whatever its outcome."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_attempts_notification", "channel", "notification_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    notification_id: Mapped[int]
+    attempt: Mapped[int]
+    timestamp: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    queue_name: Mapped[str] = mapped_column(String(32))
+    delivery_method: Mapped[str | None] = mapped_column(String(16))
+    socket_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+
+
+class Escalation(Base):
+    """A notification moving from one tier's queue to the next (or back, on replay)."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_notification", "channel", "notification_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    notification_id: Mapped[int]
+    from_queue: Mapped[str] = mapped_column(String(32))
+    to_queue: Mapped[str] = mapped_column(String(32))
+    timestamp: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int]

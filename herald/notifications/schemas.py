@@ -1,0 +1,167 @@
+"""How notifications and their audit trail look on the wire (REST and Socket.IO)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.core.schemas import CamelModel
+from herald.delivery.queues import job_id
+from herald.notifications.models import (
+    Channel,
+    DeliveryAttempt,
+    DeliveryState,
+    EmailNotification,
+    Escalation,
+    InAppNotification,
+)
+
+
+class AttemptOut(CamelModel):
+    attempt: int
+    timestamp: datetime
+    status: str
+    error: str | None
+    queue_name: str
+    delivery_method: str | None
+    socket_id: str | None
+    message_id: str | None
+    smtp_response: str | None
+
+
+class RetryOut(CamelModel):
+    attempt: int
+    timestamp: datetime
+    queue: str
+    error: str | None
+
+
+class EscalationOut(CamelModel):
+    from_queue: str
+    to_queue: str
+    timestamp: datetime
+    reason: str
+    attempts: int
+
+
+class DeliveryTracking(CamelModel):
+    notification_id: int
+    job_id: str
+    type: str
+    status: str
+    queue_name: str | None
+    attempts: int
+    max_attempts: int
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    failure_reason: str | None
+    created_at: datetime
+    delivery_history: list[AttemptOut]
+    escalation_history: list[EscalationOut]
+
+
+class EmailTracking(DeliveryTracking):
+    recipient: str
+    subject: str
+    message_id: str | None
+    retry_history: list[RetryOut]
+
+
+class InAppTracking(DeliveryTracking):
+    title: str
+    socket_id: str | None
+    delivered_via: str | None
+    expires_at: datetime
+    is_read: bool
+    read_at: datetime | None
+
+
+async def tracking(
+    session: AsyncSession, notifications: Sequence[DeliveryState]
+) -> dict[tuple[Channel, int], EmailTracking | InAppTracking]:
+    """The tracking block of each notification, with its history, in two queries per channel."""
+    result: dict[tuple[Channel, int], EmailTracking | InAppTracking] = {}
+    for channel in Channel:
+        rows = [n for n in notifications if n.channel is channel]
+        if not rows:
+            continue
+        ids = [n.id for n in rows]
+        attempts: dict[int, list[DeliveryAttempt]] = defaultdict(list)
+        escalations: dict[int, list[Escalation]] = defaultdict(list)
+        for a in await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.channel == channel.value, DeliveryAttempt.notification_id.in_(ids))
+            .order_by(DeliveryAttempt.id)
+        ):
+            attempts[a.notification_id].append(a)
+        for e in await session.scalars(
+            select(Escalation)
+            .where(Escalation.channel == channel.value, Escalation.notification_id.in_(ids))
+            .order_by(Escalation.id)
+        ):
+            escalations[e.notification_id].append(e)
+        for n in rows:
+            result[(channel, n.id)] = _tracking(n, attempts[n.id], escalations[n.id])
+    return result
+
+
+async def tracking_of(session: AsyncSession, n: DeliveryState) -> EmailTracking | InAppTracking:
+    return (await tracking(session, [n]))[(n.channel, n.id)]
+
+
+def _tracking(
+    n: DeliveryState, attempts: list[DeliveryAttempt], escalations: list[Escalation]
+) -> EmailTracking | InAppTracking:
+    common: dict[str, Any] = {
+        "notification_id": n.id,
+        "job_id": job_id(n.channel, n.id),
+        "type": getattr(n, "type", ""),
+        "status": n.status,
+        "queue_name": n.queue_name,
+        "attempts": n.attempts,
+        "max_attempts": n.max_attempts,
+        "last_attempt_at": n.last_attempt_at,
+        "delivered_at": n.delivered_at,
+        "failed_at": n.failed_at,
+        "failure_reason": n.failure_reason,
+        "created_at": n.created_at,
+        "delivery_history": [AttemptOut.model_validate(a) for a in attempts],
+        "escalation_history": [EscalationOut.model_validate(e) for e in escalations],
+    }
+    if isinstance(n, EmailNotification):
+        retries = [
+            RetryOut(attempt=a.attempt, timestamp=a.timestamp, queue=a.queue_name, error=a.error)
+            for a in attempts
+            if a.error is not None
+        ]
+        return EmailTracking(
+            **common, recipient=n.recipient_email, subject=n.subject, message_id=n.message_id,
+            retry_history=retries,
+        )  # fmt: skip
+    assert isinstance(n, InAppNotification)
+    return InAppTracking(
+        **common, title=n.title, socket_id=n.socket_id, delivered_via=n.delivered_via,
+        expires_at=n.expires_at, is_read=n.is_read, read_at=n.read_at,
+    )  # fmt: skip
+
+
+def inapp_event(n: InAppNotification) -> dict[str, Any]:
+    """The payload of `notification:new`, JSON-ready."""
+    return {
+        "id": n.id,
+        "type": n.type,
+        "title": n.title,
+        "message": n.message,
+        "data": n.data,
+        "priority": n.priority,
+        "isRead": n.is_read,
+        "createdAt": n.created_at.isoformat() if n.created_at else None,
+        "expiresAt": n.expires_at.isoformat(),
+        "telemetryId": n.telemetry_id,
+    }

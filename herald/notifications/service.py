@@ -1,0 +1,128 @@
+"""Creating notifications and handing them to the delivery queues.
+
+The order is what makes "nothing is lost" hold: the caller commits the rows first, then
+`Dispatcher.dispatch` enqueues them. A row whose enqueue failed stays `pending` and the
+reconciler enqueues it later; enqueueing is idempotent, so doing it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.core.config import Settings
+from herald.core.db import transaction, utcnow
+from herald.delivery.ladder import total_attempts
+from herald.delivery.queues import Queues
+from herald.notifications.models import (
+    DeliveryState,
+    EmailNotification,
+    InAppNotification,
+    Status,
+)
+from herald.notifications.templates import render
+
+log = logging.getLogger(__name__)
+
+
+def new_email(
+    settings: Settings,
+    kind: str,
+    *,
+    to: str,
+    username: str | None,
+    user_id: int | None,
+    context: dict[str, Any],
+    telemetry_id: str | None,
+) -> EmailNotification:
+    subject, text, html = render(kind, {"username": username or to, **context})
+    return EmailNotification(
+        type=kind,
+        user_id=user_id,
+        recipient_email=to,
+        recipient_username=username,
+        subject=subject,
+        text=text,
+        html=html,
+        status=Status.PENDING,
+        attempts=0,
+        max_attempts=total_attempts(settings, EmailNotification.channel),
+        telemetry_id=telemetry_id,
+    )
+
+
+def new_inapp(
+    settings: Settings,
+    kind: str,
+    *,
+    user_id: int,
+    username: str | None,
+    email: str | None,
+    title: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+    priority: str = "normal",
+    telemetry_id: str | None,
+) -> InAppNotification:
+    return InAppNotification(
+        type=kind,
+        user_id=user_id,
+        recipient_username=username,
+        recipient_email=email,
+        title=title,
+        message=message,
+        data=data or {},
+        priority=priority,
+        status=Status.PENDING,
+        attempts=0,
+        max_attempts=total_attempts(settings, InAppNotification.channel),
+        expires_at=utcnow() + timedelta(hours=settings.inapp_ttl_hours),
+        is_read=False,
+        telemetry_id=telemetry_id,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: Settings, db: async_sessionmaker[AsyncSession], queues: Queues
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.queues = queues
+
+    async def dispatch(self, notifications: Sequence[DeliveryState]) -> None:
+        """Enqueue committed notifications; mark those that made it `queued`."""
+        queued: list[tuple[DeliveryState, str]] = []
+        for n in notifications:
+            try:
+                queue = await asyncio.wait_for(
+                    self.queues.enqueue(n.channel, n.id, telemetry_id=n.telemetry_id),
+                    self.settings.enqueue_timeout,
+                )
+            except Exception as exc:  # Redis down or slow: the reconciler will enqueue it
+                log.warning(
+                    "delivery.enqueue.deferred",
+                    extra={"channel": n.channel.value, "notificationId": n.id, "error": repr(exc)},
+                )
+                continue
+            queued.append((n, queue))
+        if not queued:
+            return
+        async with transaction(self.db) as session:
+            for n, queue in queued:
+                model = type(n)
+                # Only from `pending`: a fast worker may already have moved it further.
+                await session.execute(
+                    update(model)
+                    .where(model.id == n.id, model.status == Status.PENDING)
+                    .values(status=Status.QUEUED, queue_name=queue, updated_at=utcnow())
+                )
+        for n, queue in queued:
+            if n.status == Status.PENDING:
+                n.status, n.queue_name = Status.QUEUED, queue

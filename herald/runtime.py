@@ -1,0 +1,117 @@
+"""The running Herald: every engine and client one process needs, started and stopped together.
+
+A process plays one or both roles: `api` (HTTP + Socket.IO) and `workers` (the delivery queues).
+`herald serve` runs both; `herald api` and `herald worker` run one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+
+import redis.asyncio as aioredis
+import socketio
+
+from herald.channels.base import ChannelSender
+from herald.channels.email import EmailSender
+from herald.channels.inapp import InAppSender
+from herald.channels.mailbox import CaptureMailbox
+from herald.core.config import Settings
+from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
+from herald.core.redis import EmbeddedRedis
+from herald.delivery.processor import Processor
+from herald.delivery.queues import Queues
+from herald.delivery.workers import DeliveryWorkers
+from herald.notifications.models import Channel
+from herald.notifications.service import Dispatcher
+from herald.realtime.presence import Presence
+from herald.realtime.server import create_socket_server, redis_manager
+
+log = logging.getLogger(__name__)
+
+
+class Herald:
+    def __init__(self, settings: Settings, *, api: bool = True, workers: bool = True) -> None:
+        self.settings = settings
+        self.run_api = api
+        self.run_workers = workers
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.embedded_redis: EmbeddedRedis | None = None
+        if settings.configured_redis_url is None:
+            self.embedded_redis = EmbeddedRedis(settings.data_dir, settings.redis_server)
+        self.redis_url = settings.configured_redis_url or self.embedded_redis.url  # type: ignore[union-attr]
+        self.engine = create_engine(settings.effective_database_url)
+        self.db = create_sessionmaker(self.engine)
+        self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
+        self.queues = Queues(settings, self.redis_url)
+        self.dispatcher = Dispatcher(settings, self.db, self.queues)
+        self.presence = Presence(self.redis, settings.effective_server_id)
+        self.admin_token = self._admin_token()
+        self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
+        self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
+        self.workers: DeliveryWorkers | None = None
+        self._mailbox_server: asyncio.Server | None = None
+        self._emitter: socketio.AsyncRedisManager | None = None
+
+    def _admin_token(self) -> str:
+        """HERALD_ADMIN_TOKEN, or one made once and kept (mode 600) in the data folder."""
+        if self.settings.admin_token:
+            return self.settings.admin_token.get_secret_value()
+        path = self.settings.data_dir / "admin-token"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    async def start(self) -> None:
+        if self.embedded_redis:
+            await self.embedded_redis.start()
+        await run_migrations_async(self.settings.effective_database_url)
+        if self.run_workers:
+            await self._start_workers()
+        log.info(
+            "herald.started",
+            extra={
+                "serverId": self.settings.effective_server_id,
+                "api": self.run_api,
+                "workers": self.run_workers,
+                "database": self.engine.dialect.name,
+                "embeddedRedis": self.embedded_redis is not None,
+                "captureMailbox": self.mailbox is not None,
+            },
+        )
+
+    async def _start_workers(self) -> None:
+        host, port, capture = await self._smtp_target()
+        self._emitter = redis_manager(self.redis_url, write_only=True)
+        senders: dict[Channel, ChannelSender] = {
+            Channel.EMAIL: EmailSender(self.settings, host, port, capture=capture),
+            Channel.INAPP: InAppSender(self._emitter, self.presence),
+        }
+        self.workers = DeliveryWorkers(
+            self.settings, self.redis_url, Processor(self.db, self.queues, senders)
+        )
+        self.workers.start()
+
+    async def _smtp_target(self) -> tuple[str, int, bool]:
+        if self.mailbox is None:
+            assert self.settings.email_host
+            return self.settings.email_host, self.settings.email_port, False
+        self._mailbox_server, port = await self.mailbox.serve("127.0.0.1", self.settings.mailbox_port)
+        log.info("mailbox.capture.started", extra={"port": port, "path": str(self.mailbox.path)})
+        return "127.0.0.1", port, True
+
+    async def stop(self) -> None:
+        if self.workers:
+            await self.workers.close()
+        if self._mailbox_server:
+            self._mailbox_server.close()
+        await self.queues.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+        if self.embedded_redis:
+            await self.embedded_redis.stop()
+        log.info("herald.stopped", extra={"serverId": self.settings.effective_server_id})

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from herald import __version__
+from herald.core.db import ping
+from herald.web.deps import HeraldDep
+
+router = APIRouter(prefix="/api", tags=["health"])
+STARTED = time.monotonic()
+CHECK_TIMEOUT = 2.0
+
+
+async def _check(probe: Any) -> dict[str, Any]:
+    begun = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT)
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up", "latencyMs": round((time.perf_counter() - begun) * 1000, 2)}
+
+
+@router.get("/health")
+async def health(herald: HeraldDep) -> JSONResponse:
+    """Up (200) while this server can take requests: the database answers. Without Redis it
+    still stores notifications (they are queued once Redis is back), so it reports `degraded`."""
+    database, redis = await asyncio.gather(_check(ping(herald.engine)), _check(herald.redis.ping()))
+    queues: dict[str, Any] = {}
+    if redis["status"] == "up":
+        try:
+            queues = await asyncio.wait_for(herald.queues.counts(), CHECK_TIMEOUT)
+        except Exception as exc:
+            queues = {"error": type(exc).__name__}
+    if database["status"] != "up":
+        status, code = "down", 503
+    else:
+        status, code = ("ok", 200) if redis["status"] == "up" else ("degraded", 200)
+    body = {
+        "status": status,
+        "serverId": herald.settings.effective_server_id,
+        "version": __version__,
+        "uptimeSeconds": round(time.monotonic() - STARTED, 1),
+        "roles": {"api": herald.run_api, "workers": herald.run_workers},
+        "database": {**database, "dialect": herald.engine.dialect.name},
+        "redis": {**redis, "embedded": herald.embedded_redis is not None},
+        "queues": queues,
+        "sockets": {"connected": len(herald.sio.eio.sockets) if herald.sio else 0},
+        "email": {"mode": "capture" if herald.mailbox else "smtp"},
+    }
+    return JSONResponse(body, code)
