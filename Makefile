@@ -1,0 +1,38 @@
+# Herald's command runner. Every target makes its own virtualenv in .venv from pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck install install-test system-deps clean
+
+run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://127.0.0.1:8000
+	$(BIN)/herald serve
+
+test: $(VENV)/.test-installed system-deps ## Install what the tests need and run them all
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check herald tests
+	$(BIN)/ruff format --check herald tests
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy herald
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+# Debian packages the tests use (none yet beyond Python's; HAProxy and Chromium come later).
+system-deps:
+	@scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) herald-data .pytest_cache

@@ -1,0 +1,208 @@
+"""Fixtures that start real things: Herald on a real port, a real SMTP server, real databases.
+
+Every Herald test runs on two stacks:
+- `embedded`: SQLite and an embedded redis-server child process, exactly what `herald serve`
+  uses with nothing configured;
+- `services`: PostgreSQL and an external Redis, when HERALD_TEST_DATABASE_URL and
+  HERALD_TEST_REDIS_URL are set (`.ci/run` sets them when those services answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from herald.core.config import Settings
+from herald.core.redis import free_port
+from herald.runtime import Herald
+from herald.web.app import create_app
+
+ADMIN_TOKEN = "test-admin-token"
+PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL")
+
+
+# --- A real SMTP server that can be told to fail ------------------------------------------------
+@dataclass
+class SmtpSink:
+    """An aiosmtpd server in the test's event loop. `fail_with` makes it refuse messages with
+    that SMTP reply (e.g. "451 4.3.0 try later", "550 5.1.1 no such user")."""
+
+    port: int = 0
+    messages: list[Envelope] = field(default_factory=list)
+    fail_with: str | None = None
+    refused: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.fail_with:
+            self.refused += 1
+            return self.fail_with
+        self.messages.append(envelope)
+        self.arrived.set()
+        return "250 2.0.0 accepted"
+
+    def to(self, address: str) -> list[Envelope]:
+        return [m for m in self.messages if address in m.rcpt_tos]
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 20) -> list[Envelope]:
+        async def _wait() -> list[Envelope]:
+            while len(self.to(address)) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+            return self.to(address)
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0)
+    sink.port = server.sockets[0].getsockname()[1]
+    yield sink
+    server.close()
+
+
+# --- Stacks ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str | None]:
+    """A throwaway database on the PostgreSQL server under test, dropped at the end."""
+    if not PG_URL:
+        yield None
+        return
+    name = f"herald_test_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(params=["embedded", "services"])
+async def stack(request: pytest.FixtureRequest, postgres_url: str | None) -> dict[str, Any]:
+    """Settings that select the stack; empty means the embedded default."""
+    if request.param == "embedded":
+        return {}
+    if not (postgres_url and REDIS_URL):
+        pytest.skip("HERALD_TEST_DATABASE_URL and HERALD_TEST_REDIS_URL not set")
+    client = aioredis.from_url(REDIS_URL)
+    await client.flushdb()  # queues left by an earlier test must not leak into this one
+    await client.aclose()
+    return {"database_url": postgres_url, "redis_url": REDIS_URL}
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "admin_token": ADMIN_TOKEN,
+        "port": free_port(),
+        "server_id": f"test-{uuid.uuid4().hex[:6]}",
+        "mailbox_port": 0,
+        "backoff_delay": 20,
+        "retry_1_delay": 200,
+        "retry_2_delay": 200,
+        "inapp_retry_1_delay": 200,
+        "inapp_retry_2_delay": 200,
+        "log_level": "warning",
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+# --- Herald on a real port --------------------------------------------------------------------
+@dataclass
+class RunningHerald:
+    herald: Herald
+    settings: Settings
+    url: str
+    http: httpx.AsyncClient
+
+    async def signup(self, **fields: Any) -> dict[str, Any]:
+        name = fields.pop("username", None) or f"u{uuid.uuid4().hex[:10]}"
+        body = {"username": name, "email": f"{name}@example.com", "password": "s3cret-pass"}
+        body.update(fields)
+        response = await self.http.post("/api/signups", json=body)
+        assert response.status_code == 201, response.text
+        return {**response.json(), "password": body["password"]}
+
+    async def login(self, user: dict[str, Any]) -> dict[str, Any]:
+        response = await self.http.post(
+            "/api/logins", json={"email": user["email"], "password": user["password"]}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def start_herald(settings: Settings) -> tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]:
+    app = create_app(settings)
+    herald: Herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what made start-up fail
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{settings.port}"
+    running = RunningHerald(herald, settings, url, httpx.AsyncClient(base_url=url, timeout=30))
+    return running, server, task
+
+
+@pytest.fixture
+async def herald_factory(
+    tmp_path: Path, stack: dict[str, Any], smtp: SmtpSink
+) -> AsyncIterator[Any]:
+    """Start Herald (API + workers) with extra settings; everything stops after the test."""
+    started: list[tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> RunningHerald:
+        options = {"email_host": "127.0.0.1", "email_port": smtp.port, **stack, **overrides}
+        settings = make_settings(tmp_path / f"data{len(started)}", **options)
+        started.append(await start_herald(settings))
+        return started[-1][0]
+
+    yield start
+    for running, server, task in reversed(started):
+        await running.http.aclose()
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def herald(herald_factory: Any) -> RunningHerald:
+    return await herald_factory()  # type: ignore[no-any-return]
+
+
+async def eventually(check: Any, timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll an async check until it returns something truthy; fail with its last value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
