@@ -100,7 +100,9 @@ class Herald:
         if self.mailbox is None:
             assert self.settings.email_host
             return self.settings.email_host, self.settings.email_port, False
-        self._mailbox_server, port = await self.mailbox.serve("127.0.0.1", self.settings.mailbox_port)
+        self._mailbox_server, port = await self.mailbox.serve(
+            "127.0.0.1", self.settings.mailbox_port
+        )
         log.info("mailbox.capture.started", extra={"port": port, "path": str(self.mailbox.path)})
         return "127.0.0.1", port, True
 

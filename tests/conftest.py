@@ -153,7 +153,9 @@ class RunningHerald:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-async def start_herald(settings: Settings) -> tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]:
+async def start_herald(
+    settings: Settings,
+) -> tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]:
     app = create_app(settings)
     herald: Herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
     config = uvicorn.Config(

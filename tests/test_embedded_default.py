@@ -80,7 +80,11 @@ class TestEmbeddedDefault:
 
         signup = httpx.post(
             f"{url}/api/signups",
-            json={"username": "newcomer", "email": "newcomer@example.com", "password": "first-pass"},
+            json={
+                "username": "newcomer",
+                "email": "newcomer@example.com",
+                "password": "first-pass",
+            },
         )
         assert signup.status_code == 201, signup.text
         token = (data_dir / "admin-token").read_text().strip()

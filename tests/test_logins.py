@@ -63,7 +63,9 @@ class TestLogin:
             logins = (
                 await session.scalars(select(Login).where(Login.user_id == user["userId"]))
             ).all()
-        assert [(x.login_successful, x.failure_reason) for x in logins] == [(False, "wrong_password")]
+        assert [(x.login_successful, x.failure_reason) for x in logins] == [
+            (False, "wrong_password")
+        ]
 
     async def test_unknown_user_gets_the_same_answer(self, herald: RunningHerald) -> None:
         response = await herald.http.post(

@@ -27,9 +27,7 @@ class TestSignupDeliversWelcomeEmail:
         assert f"Subject: Welcome to Herald, {user['username']}" in body
         assert "/verify/" in body  # the verification link, with its one-time token
 
-        status = await eventually(
-            lambda: _delivered(herald, user["userId"])
-        )
+        status = await eventually(lambda: _delivered(herald, user["userId"]))
         email = status["welcomeEmail"]
         assert email["attempts"] == 1
         assert email["messageId"] and email["messageId"] in body
@@ -74,7 +72,8 @@ class TestSignupValidation:
 
     async def test_bad_email_is_422_naming_the_field(self, herald: RunningHerald) -> None:
         response = await herald.http.post(
-            "/api/signups", json={"username": "bob_ok", "email": "not-an-email", "password": "x" * 9}
+            "/api/signups",
+            json={"username": "bob_ok", "email": "not-an-email", "password": "x" * 9},
         )
         assert response.status_code == 422
         error = response.json()["error"]
@@ -83,7 +82,8 @@ class TestSignupValidation:
 
     async def test_short_password_is_422(self, herald: RunningHerald) -> None:
         response = await herald.http.post(
-            "/api/signups", json={"username": "carol", "email": "c@example.com", "password": "short"}
+            "/api/signups",
+            json={"username": "carol", "email": "c@example.com", "password": "short"},
         )
         assert response.status_code == 422
         assert response.json()["error"]["details"][0]["field"] == "password"

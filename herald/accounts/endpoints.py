@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
 from fastapi import APIRouter, status
 from sqlalchemy import select
 
@@ -8,7 +10,12 @@ from herald.accounts.models import User
 from herald.accounts.schemas import LoginIn, LoginOut, SignupIn, SignupOut, UserOut
 from herald.core.errors import NotFound
 from herald.notifications.models import EmailNotification
-from herald.notifications.schemas import EmailTracking, tracking, tracking_of
+from herald.notifications.schemas import (
+    EmailTracking,
+    InAppTracking,
+    email_tracking,
+    tracking,
+)
 from herald.web.deps import ClientDep, HeraldDep
 
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -18,7 +25,7 @@ class WelcomeEmailStatus(UserOut):
     welcome_email: EmailTracking
 
 
-def _user_fields(user: User) -> dict[str, object]:
+def _user_fields(user: User) -> dict[str, Any]:
     return {
         "user_id": user.id,
         "username": user.username,
@@ -32,7 +39,7 @@ def _user_fields(user: User) -> dict[str, object]:
 async def create_signup(data: SignupIn, herald: HeraldDep, client: ClientDep) -> SignupOut:
     user, welcome = await service.signup(herald, data, client)
     async with herald.db() as session:
-        return SignupOut(**_user_fields(user), welcome_email=await tracking_of(session, welcome))
+        return SignupOut(**_user_fields(user), welcome_email=await email_tracking(session, welcome))
 
 
 @router.get("/signups/{user_id}/welcome-email-status", response_model=WelcomeEmailStatus)
@@ -48,7 +55,7 @@ async def welcome_email_status(user_id: int, herald: HeraldDep) -> WelcomeEmailS
         if user is None or welcome is None:
             raise NotFound(f"no user {user_id}")
         return WelcomeEmailStatus(
-            **_user_fields(user), welcome_email=await tracking_of(session, welcome)
+            **_user_fields(user), welcome_email=await email_tracking(session, welcome)
         )
 
 
@@ -71,6 +78,8 @@ async def create_login(data: LoginIn, herald: HeraldDep, client: ClientDep) -> L
         session_token=result.token,
         session_expires_at=result.session.expires_at,
         created_at=result.login.created_at,
-        login_alert_email=blocks[(result.alert.channel, result.alert.id)],
-        login_in_app_notification=blocks[(result.inapp.channel, result.inapp.id)],
+        login_alert_email=cast(EmailTracking, blocks[(result.alert.channel, result.alert.id)]),
+        login_in_app_notification=cast(
+            InAppTracking, blocks[(result.inapp.channel, result.inapp.id)]
+        ),
     )

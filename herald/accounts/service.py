@@ -32,7 +32,9 @@ class ClientInfo:
     telemetry_id: str | None
 
 
-async def signup(herald: Herald, data: SignupIn, client: ClientInfo) -> tuple[User, EmailNotification]:
+async def signup(
+    herald: Herald, data: SignupIn, client: ClientInfo
+) -> tuple[User, EmailNotification]:
     password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU
     token = new_token()
     email_address = data.email.lower()
@@ -90,7 +92,9 @@ async def login(herald: Herald, data: LoginIn, client: ClientInfo) -> LoginResul
                 or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
             )
         )
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, data.password)
+    ok = await asyncio.to_thread(
+        verify_password, user.password_hash if user else None, data.password
+    )
     now = utcnow()
     async with transaction(herald.db) as session:
         record = Login(

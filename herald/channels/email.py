@@ -6,10 +6,10 @@ is just an SMTP server that keeps what it receives.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from email.message import EmailMessage as MimeMessage
 from email.utils import formataddr, formatdate, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class EmailSender:
-    channel = Channel.EMAIL
-    model = EmailNotification
-    in_flight_status = Status.SENDING
+    channel: Channel = Channel.EMAIL
+    model: type[DeliveryState] = EmailNotification
+    in_flight_status: str = Status.SENDING
 
     def __init__(self, settings: Settings, host: str, port: int, *, capture: bool = False):
         self.settings = settings
@@ -62,13 +62,13 @@ class EmailSender:
             raise _by_code(min(codes), f"recipient refused: {reason}") from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, f"SMTP {exc.code} {exc.message}") from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
         return DeliveryResult("smtp", message_id=msg["Message-ID"], response=response)
 
-    def _connection(self) -> dict[str, object]:
+    def _connection(self) -> dict[str, Any]:
         s = self.settings
-        options: dict[str, object] = {
+        options: dict[str, Any] = {
             "hostname": self.host,
             "port": self.port,
             "timeout": s.email_timeout,

@@ -16,9 +16,9 @@ from herald.realtime.presence import Presence, user_room
 
 
 class InAppSender:
-    channel = Channel.INAPP
-    model = InAppNotification
-    in_flight_status = Status.QUEUED
+    channel: Channel = Channel.INAPP
+    model: type[DeliveryState] = InAppNotification
+    in_flight_status: str = Status.QUEUED
 
     def __init__(self, emitter: socketio.AsyncRedisManager, presence: Presence):
         self.emitter = emitter

@@ -51,7 +51,7 @@ class CaptureMailbox:
         return server, int(bound)
 
     def messages(self) -> list[CapturedMessage]:
-        items = [m for key in self.box.keys() if (m := self.get(key)) is not None]
+        items = [m for key in self.box.keys() if (m := self.get(key))]  # noqa: SIM118 - iterating a Maildir yields messages
         return sorted(items, key=lambda m: (m.received_at, m.id), reverse=True)
 
     def get(self, key: str) -> CapturedMessage | None:

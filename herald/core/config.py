@@ -171,8 +171,10 @@ def _one_line(exc: ValidationError) -> str:
     for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) or "PASSWORD" in name or "TOKEN" in name else (
-            f"={value!r}"
+        shown = (
+            ""
+            if isinstance(value, dict) or "PASSWORD" in name or "TOKEN" in name
+            else (f"={value!r}")
         )
         message = err["msg"].removeprefix("Value error, ")
         problems.append(f"{name}{shown}: {message}")

@@ -77,7 +77,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str((self.dir / "redis.log").resolve()),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; readiness is awaited
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

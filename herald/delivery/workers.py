@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bullmq import Worker
 
@@ -50,7 +50,7 @@ class DeliveryWorkers:
         self.workers.clear()
 
 
-def _log_error(queue: str):  # type: ignore[no-untyped-def]
+def _log_error(queue: str) -> Callable[..., None]:
     def handler(error: Exception, *_: object) -> None:
         log.error("delivery.worker.error", extra={"queue": queue, "error": repr(error)})
 

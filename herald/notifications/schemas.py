@@ -96,7 +96,9 @@ async def tracking(
         escalations: dict[int, list[Escalation]] = defaultdict(list)
         for a in await session.scalars(
             select(DeliveryAttempt)
-            .where(DeliveryAttempt.channel == channel.value, DeliveryAttempt.notification_id.in_(ids))
+            .where(
+                DeliveryAttempt.channel == channel.value, DeliveryAttempt.notification_id.in_(ids)
+            )
             .order_by(DeliveryAttempt.id)
         ):
             attempts[a.notification_id].append(a)
@@ -111,8 +113,10 @@ async def tracking(
     return result
 
 
-async def tracking_of(session: AsyncSession, n: DeliveryState) -> EmailTracking | InAppTracking:
-    return (await tracking(session, [n]))[(n.channel, n.id)]
+async def email_tracking(session: AsyncSession, n: EmailNotification) -> EmailTracking:
+    block = (await tracking(session, [n]))[(n.channel, n.id)]
+    assert isinstance(block, EmailTracking)
+    return block
 
 
 def _tracking(

@@ -28,9 +28,9 @@ class EmailTemplate:
 
 
 _LAYOUT = Template(
-    "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;color:#1f2933;"
-    "max-width:560px;margin:auto;padding:24px\">$body"
-    "<p style=\"color:#7b8794;font-size:12px\">Sent by Herald.</p></body></html>"
+    '<!doctype html><html><body style="font-family:system-ui,sans-serif;color:#1f2933;'
+    'max-width:560px;margin:auto;padding:24px">$body'
+    '<p style="color:#7b8794;font-size:12px">Sent by Herald.</p></body></html>'
 )
 
 TEMPLATES: dict[str, EmailTemplate] = {
@@ -42,7 +42,7 @@ TEMPLATES: dict[str, EmailTemplate] = {
         ),
         html=(
             "<h1>Welcome, $username</h1><p>Confirm your email address:</p>"
-            "<p><a href=\"$verify_url\">Verify my email</a></p>"
+            '<p><a href="$verify_url">Verify my email</a></p>'
             "<p>The link works for 48 hours.</p>"
         ),
     ),

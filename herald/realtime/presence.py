@@ -25,4 +25,7 @@ class Presence:
         await self.redis.hdel(self._key(user_id), sid)
 
     async def sockets(self, user_id: int) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in await self.redis.hkeys(self._key(user_id))]
+        return [
+            s.decode() if isinstance(s, bytes) else s
+            for s in await self.redis.hkeys(self._key(user_id))
+        ]

@@ -13,7 +13,8 @@ from herald.runtime import Herald
 
 
 def get_herald(request: Request) -> Herald:
-    return request.app.state.herald  # type: ignore[no-any-return]
+    herald: Herald = request.app.state.herald
+    return herald
 
 
 def get_client(request: Request) -> ClientInfo:
@@ -28,9 +29,7 @@ HeraldDep = Annotated[Herald, Depends(get_herald)]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
-def require_admin(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> None:
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     expected = get_herald(request).admin_token
     scheme, _, supplied = (authorization or "").partition(" ")
     if not supplied or scheme.lower() != "bearer":

@@ -32,7 +32,12 @@ async def get_mailbox_message(message_id: str, herald: HeraldDep) -> dict[str, A
     message = _mailbox(herald).get(message_id)
     if message is None:
         raise NotFound(f"no captured message {message_id}")
-    return {**message.summary(), "headers": message.headers, "text": message.text, "html": message.html}
+    return {
+        **message.summary(),
+        "headers": message.headers,
+        "text": message.text,
+        "html": message.html,
+    }
 
 
 @router.delete("/mailbox")
