@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from herald.core.config import Settings, SettingsError, load_settings
 from herald.core.logging import configure_logging
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -106,3 +113,131 @@ def migrate() -> None:
     settings = _settings()
     run_migrations(settings.effective_database_url)
     click.echo("database is at the newest revision")
+
+
+# --- Dead letters ---------------------------------------------------------------------------
+CHANNEL = click.Choice(["email", "inapp"])
+
+
+def _with_herald(work: Callable[[Herald], Awaitable[T]]) -> T:
+    """Run `work` against this installation's database and Redis, with no server or worker."""
+    from herald.runtime import Herald
+
+    async def run() -> T:
+        settings = _settings()
+        configure_logging("warning")  # keep a command's output readable
+        herald = Herald(settings, api=False, workers=False)
+        await herald.start()
+        try:
+            return await work(herald)
+        finally:
+            await herald.stop()
+
+    return asyncio.run(run())
+
+
+@main.group()
+def dlq() -> None:
+    """Review dead letters: list, show, replay, discard."""
+
+
+@dlq.command("list")
+@click.option("--channel", type=CHANNEL, help="Only this channel (default: both).")
+@click.option("--type", "kind", help="Only this notification type (signup, login, ...).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dlq_list(channel: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    from herald.delivery.dead_letters import list_dead_letters
+    from herald.notifications.models import Channel
+
+    channels = [Channel(channel)] if channel else list(Channel)
+
+    async def work(herald: Herald) -> list[Any]:
+        found = []
+        for ch in channels:
+            items, _ = await list_dead_letters(herald, ch, kind=kind, limit=limit)
+            found.extend(items)
+        return found
+
+    letters = _with_herald(work)
+    if as_json:
+        click.echo(
+            json.dumps([d.model_dump(mode="json", by_alias=True) for d in letters], indent=2)
+        )
+        return
+    if not letters:
+        click.echo("no dead letters")
+        return
+    click.echo(
+        f"{'CHANNEL':7} {'ID':>7} {'TYPE':14} {'ATTEMPTS':>8} {'FAILED AT':20} RECIPIENT / REASON"
+    )
+    for d in letters:
+        failed = d.failed_at.strftime("%Y-%m-%d %H:%M:%S") if d.failed_at else "-"
+        click.echo(
+            f"{d.channel.value:7} {d.notification_id:>7} {d.type:14} {d.attempts:>8} {failed:20} "
+            f"{d.recipient or '-'} / {(d.failure_reason or '')[:80]}"
+        )
+
+
+@dlq.command("show")
+@click.argument("channel", type=CHANNEL)
+@click.argument("notification_id", type=int)
+def dlq_show(channel: str, notification_id: int) -> None:
+    """Print one notification's whole story as JSON."""
+    from herald.notifications.models import MODEL_OF, Channel
+    from herald.notifications.schemas import tracking
+
+    ch = Channel(channel)
+
+    async def work(herald: Herald) -> Any:
+        async with herald.db() as session:
+            n = await session.get(MODEL_OF[ch], notification_id)
+            return None if n is None else (await tracking(session, [n]))[(ch, n.id)]
+
+    block = _with_herald(work)
+    if block is None:
+        click.echo(f"herald: no {channel} notification {notification_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(block.model_dump(mode="json", by_alias=True), indent=2))
+
+
+def _selection(ids: tuple[int, ...], all_: bool) -> list[int] | None:
+    if not ids and not all_:
+        raise click.UsageError("give notification ids, or --all")
+    return None if all_ else list(ids)
+
+
+@dlq.command("replay")
+@click.argument("channel", type=CHANNEL)
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter of the channel (and --type).")
+@click.option("--type", "kind", help="Only this notification type.")
+@click.option("--note", help="Why; kept in the escalation history.")
+def dlq_replay(
+    channel: str, ids: tuple[int, ...], all_: bool, kind: str | None, note: str | None
+) -> None:
+    """Send dead letters back to tier 0, history kept."""
+    from herald.delivery.dead_letters import replay
+    from herald.notifications.models import Channel
+
+    chosen = _selection(ids, all_)
+    done = _with_herald(lambda h: replay(h, Channel(channel), chosen, kind=kind, note=note))
+    click.echo(f"replayed {len(done)}: {' '.join(map(str, done))}".rstrip(": "))
+
+
+@dlq.command("discard")
+@click.argument("channel", type=CHANNEL)
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter of the channel (and --type).")
+@click.option("--type", "kind", help="Only this notification type.")
+@click.option("--reason", required=True, help="Why they are dropped; kept on each notification.")
+def dlq_discard(
+    channel: str, ids: tuple[int, ...], all_: bool, kind: str | None, reason: str
+) -> None:
+    """Drop dead letters for good, with a reason."""
+    from herald.delivery.dead_letters import discard
+    from herald.notifications.models import Channel
+
+    chosen = _selection(ids, all_)
+    done = _with_herald(lambda h: discard(h, Channel(channel), chosen, reason=reason, kind=kind))
+    click.echo(f"discarded {len(done)}: {' '.join(map(str, done))}".rstrip(": "))

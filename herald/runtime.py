@@ -20,9 +20,10 @@ from herald.channels.inapp import InAppSender
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
-from herald.core.redis import EmbeddedRedis
+from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
+from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
@@ -38,15 +39,20 @@ class Herald:
         self.run_api = api
         self.run_workers = workers
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # No Redis configured: attach to the embedded one of this data folder if another Herald
+        # process runs it, else start our own.
         self.embedded_redis: EmbeddedRedis | None = None
-        if settings.configured_redis_url is None:
+        redis_url = settings.configured_redis_url or running_embedded_url(settings.data_dir)
+        if redis_url is None:
             self.embedded_redis = EmbeddedRedis(settings.data_dir, settings.redis_server)
-        self.redis_url = settings.configured_redis_url or self.embedded_redis.url  # type: ignore[union-attr]
+            redis_url = self.embedded_redis.url
+        self.redis_url = redis_url
         self.engine = create_engine(settings.effective_database_url)
         self.db = create_sessionmaker(self.engine)
         self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
         self.queues = Queues(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues)
+        self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(self.redis, settings.effective_server_id)
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
@@ -54,6 +60,7 @@ class Herald:
         self.workers: DeliveryWorkers | None = None
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
+        self._reconciler: asyncio.Task[None] | None = None
 
     def _admin_token(self) -> str:
         """HERALD_ADMIN_TOKEN, or one made once and kept (mode 600) in the data folder."""
@@ -95,6 +102,7 @@ class Herald:
             self.settings, self.redis_url, Processor(self.db, self.queues, senders)
         )
         self.workers.start()
+        self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
 
     async def _smtp_target(self) -> tuple[str, int, bool]:
         if self.mailbox is None:
@@ -107,6 +115,8 @@ class Herald:
         return "127.0.0.1", port, True
 
     async def stop(self) -> None:
+        if self._reconciler:
+            self._reconciler.cancel()
         if self.workers:
             await self.workers.close()
         if self._mailbox_server:

@@ -44,6 +44,7 @@ class SmtpSink:
     port: int = 0
     messages: list[Envelope] = field(default_factory=list)
     fail_with: str | None = None
+    delay: float = 0.0  # seconds each message takes to accept, to keep jobs in flight
     refused: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -51,6 +52,8 @@ class SmtpSink:
         if self.fail_with:
             self.refused += 1
             return self.fail_with
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.messages.append(envelope)
         self.arrived.set()
         return "250 2.0.0 accepted"
@@ -154,9 +157,9 @@ class RunningHerald:
 
 
 async def start_herald(
-    settings: Settings,
+    settings: Settings, *, workers: bool = True
 ) -> tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]:
-    app = create_app(settings)
+    app = create_app(settings, workers=workers)
     herald: Herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
     config = uvicorn.Config(
         app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on"
@@ -179,10 +182,10 @@ async def herald_factory(
     """Start Herald (API + workers) with extra settings; everything stops after the test."""
     started: list[tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def start(**overrides: Any) -> RunningHerald:
+    async def start(workers: bool = True, **overrides: Any) -> RunningHerald:
         options = {"email_host": "127.0.0.1", "email_port": smtp.port, **stack, **overrides}
         settings = make_settings(tmp_path / f"data{len(started)}", **options)
-        started.append(await start_herald(settings))
+        started.append(await start_herald(settings, workers=workers))
         return started[-1][0]
 
     yield start

@@ -12,6 +12,7 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 
 import aiosmtplib
+from email_validator import EmailNotValidError, validate_email
 
 from herald.channels.base import DeliveryResult
 from herald.core.config import Settings
@@ -53,6 +54,10 @@ class EmailSender:
 
     async def deliver(self, notification: DeliveryState) -> DeliveryResult:
         assert isinstance(notification, EmailNotification)
+        try:
+            validate_email(notification.recipient_email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise PermanentDeliveryError(f"malformed address: {exc}") from None
         msg = self.build(notification)
         try:
             _, response = await aiosmtplib.send(msg, **self._connection())

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # How long a request waits for Redis before leaving a notification `pending` for the
     # reconciler; the API answers either way.
     enqueue_timeout: float = Field(2.0, gt=0, validation_alias=_h("ENQUEUE_TIMEOUT"))
+    # BullMQ's job lock: a worker that dies mid-job loses its lock after `job_lock_ms`, and a
+    # stalled-job check (every `stalled_interval_ms`) puts the job back to run again.
+    job_lock_ms: int = Field(30_000, ge=500, validation_alias=_h("JOB_LOCK_MS"))
+    stalled_interval_ms: int = Field(30_000, ge=200, validation_alias=_h("STALLED_INTERVAL_MS"))
+    max_stalled_count: int = Field(3, ge=1, validation_alias=_h("MAX_STALLED_COUNT"))
+    # The reconciler re-enqueues notifications whose job never reached Redis (left `pending`)
+    # or vanished from it (a Redis restarted without persistence). Seconds.
+    reconcile_interval: float = Field(10.0, gt=0, validation_alias=_h("RECONCILE_INTERVAL"))
+    reconcile_grace: float = Field(5.0, ge=0, validation_alias=_h("RECONCILE_GRACE"))
     mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
     mail_retry_1_max_attempts: int = Field(
         3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")

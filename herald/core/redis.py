@@ -17,11 +17,15 @@ import socket
 import subprocess
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Set in an embedded Redis to the data folder that owns it, so another Herald process of the
+# same folder (`herald worker`, `herald dlq`) can attach to it and never to a stranger.
+_OWNER_KEY = "herald:embedded:owner"
 
 
 def find_redis_server(explicit: str | None = None) -> str:
@@ -85,12 +89,21 @@ class EmbeddedRedis:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
         )
         await wait_for_redis(self.url, timeout, self.process)
+        client = aioredis.from_url(self.url)
+        await client.set(_OWNER_KEY, str(self.dir.resolve()))
+        await client.aclose()
+        self.url_file.write_text(self.url)
         log.info("redis.embedded.started", extra={"port": self.port, "dir": str(self.dir)})
         return self.url
+
+    @property
+    def url_file(self) -> Path:
+        return self.dir / "redis.url"
 
     async def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        self.url_file.unlink(missing_ok=True)
         self.process.terminate()  # redis-server flushes its append-only file on SIGTERM
         try:
             await asyncio.to_thread(self.process.wait, 10)
@@ -118,3 +131,20 @@ async def wait_for_redis(
                 await asyncio.sleep(0.05)
     finally:
         await client.aclose()
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of an embedded Redis that another Herald process of this data folder runs."""
+    path = data_dir / "redis" / "redis.url"
+    try:
+        url = path.read_text().strip()
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        owner = client.get(_OWNER_KEY)
+        client.close()
+    except (OSError, redis.RedisError):
+        return None
+    return (
+        url
+        if isinstance(owner, bytes) and owner.decode() == str((data_dir / "redis").resolve())
+        else None
+    )

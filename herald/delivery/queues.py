@@ -17,6 +17,8 @@ from herald.notifications.models import Channel
 
 KEEP_COMPLETED = {"age": 3600, "count": 1000}
 KEEP_FAILED = {"age": 7 * 24 * 3600, "count": 10_000}
+# States in which a job will still run (or, in a dead-letter queue, waits for a person).
+LIVE_STATES = frozenset({"waiting", "active", "delayed", "prioritized", "waiting-children"})
 
 
 def job_id(channel: Channel, notification_id: int) -> str:
@@ -64,6 +66,38 @@ class Queues:
             opts["delay"] = delay_ms
         await self.get(target.queue).add(f"{channel.value}.deliver", data, opts)
         return target.queue
+
+    async def state(self, queue: str, job: str) -> str:
+        """The job's BullMQ state, or "unknown" when the queue has no such job."""
+        return str(await self.get(queue).getJobState(job))
+
+    async def requeue(
+        self, channel: Channel, notification_id: int, *, tier: int, telemetry_id: str | None
+    ) -> bool:
+        """Enqueue again unless a live job exists; a finished job of the same id (which would
+        make `add` a no-op) is removed first. Returns whether a job was added."""
+        queue = self.tier(channel, tier).queue
+        job = job_id(channel, notification_id)
+        current = await self.state(queue, job)
+        if current in LIVE_STATES:
+            return False
+        if current != "unknown":
+            await self.get(queue).remove(job)
+        await self.enqueue(channel, notification_id, tier=tier, telemetry_id=telemetry_id)
+        return True
+
+    async def forget(self, channel: Channel, notification_id: int) -> None:
+        """Remove this notification's idle jobs from every tier (before a replay or discard)."""
+        job = job_id(channel, notification_id)
+        for tier in ladder(self.settings, channel):
+            if await self.state(tier.queue, job) not in ("unknown", "active"):
+                await self.get(tier.queue).remove(job)
+
+    def tier_of_queue(self, channel: Channel, queue: str | None) -> Tier:
+        for tier in ladder(self.settings, channel):
+            if tier.queue == queue:
+                return tier
+        return self.tier(channel, 0)
 
     async def counts(self) -> dict[str, dict[str, int]]:
         states = ("waiting", "active", "delayed", "completed", "failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from bullmq import Worker
 
@@ -35,14 +36,22 @@ class DeliveryWorkers:
             for tier in ladder(self.settings, channel):
                 if tier.is_dead_letter:
                     continue
-                worker = Worker(
-                    tier.queue,
-                    self.processor,
-                    {"connection": self.redis_url, "concurrency": tier.concurrency},
-                )
+                worker = Worker(tier.queue, self.processor, self._options(tier.concurrency))
                 worker.on("error", _log_error(tier.queue))
                 self.workers.append(worker)
         log.info("delivery.workers.started", extra={"queues": [w.name for w in self.workers]})
+
+    def _options(self, concurrency: int) -> Any:
+        s = self.settings
+        return {
+            "connection": self.redis_url,
+            "concurrency": concurrency,
+            "lockDuration": s.job_lock_ms,
+            "stalledInterval": s.stalled_interval_ms,
+            "maxStalledCount": s.max_stalled_count,
+            # After losing Redis, try again soon rather than BullMQ's default 15 s.
+            "runRetryDelay": 1000,
+        }
 
     async def close(self) -> None:
         # Let in-flight jobs finish; anything left is picked up again as a stalled job.

@@ -46,6 +46,9 @@ class DeliveryState(Timestamped):
     failed_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)
     telemetry_id: Mapped[str | None] = mapped_column(String(64))
+    # A dead letter a person chose to drop: it stays `failed`, leaves the DLQ, and says why.
+    discarded_at: Mapped[datetime | None]
+    discard_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EmailNotification(DeliveryState, Base):
@@ -119,3 +122,9 @@ class Escalation(Base):
     timestamp: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int]
+
+
+MODEL_OF: dict[Channel, type[DeliveryState]] = {
+    Channel.EMAIL: EmailNotification,
+    Channel.INAPP: InAppNotification,
+}

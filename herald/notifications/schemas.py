@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +61,8 @@ class DeliveryTracking(CamelModel):
     delivered_at: datetime | None
     failed_at: datetime | None
     failure_reason: str | None
+    discarded_at: datetime | None
+    discard_reason: str | None
     created_at: datetime
     delivery_history: list[AttemptOut]
     escalation_history: list[EscalationOut]
@@ -113,10 +115,15 @@ async def tracking(
     return result
 
 
+async def email_trackings(
+    session: AsyncSession, emails: Sequence[EmailNotification]
+) -> dict[int, EmailTracking]:
+    blocks = await tracking(session, emails)
+    return {n.id: cast(EmailTracking, blocks[(n.channel, n.id)]) for n in emails}
+
+
 async def email_tracking(session: AsyncSession, n: EmailNotification) -> EmailTracking:
-    block = (await tracking(session, [n]))[(n.channel, n.id)]
-    assert isinstance(block, EmailTracking)
-    return block
+    return (await email_trackings(session, [n]))[n.id]
 
 
 def _tracking(
@@ -134,6 +141,8 @@ def _tracking(
         "delivered_at": n.delivered_at,
         "failed_at": n.failed_at,
         "failure_reason": n.failure_reason,
+        "discarded_at": n.discarded_at,
+        "discard_reason": n.discard_reason,
         "created_at": n.created_at,
         "delivery_history": [AttemptOut.model_validate(a) for a in attempts],
         "escalation_history": [EscalationOut.model_validate(e) for e in escalations],

@@ -12,7 +12,9 @@ from starlette.types import ASGIApp
 
 from herald import __version__
 from herald.accounts.endpoints import router as accounts_router
+from herald.accounts.failures import router as failures_router
 from herald.core.config import Settings
+from herald.delivery.endpoints import router as delivery_router
 from herald.runtime import Herald
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
@@ -39,7 +41,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     )
     app.state.herald = herald
     install_error_handlers(app)
-    for router in (health_router, accounts_router, ops_router):
+    routers = (health_router, accounts_router, failures_router, ops_router, delivery_router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(
         CORSMiddleware,

@@ -47,7 +47,7 @@ async def health(herald: HeraldDep) -> JSONResponse:
         "uptimeSeconds": round(time.monotonic() - STARTED, 1),
         "roles": {"api": herald.run_api, "workers": herald.run_workers},
         "database": {**database, "dialect": herald.engine.dialect.name},
-        "redis": {**redis, "embedded": herald.embedded_redis is not None},
+        "redis": {**redis, "embedded": herald.settings.configured_redis_url is None},
         "queues": queues,
         "sockets": {"connected": len(herald.sio.eio.sockets) if herald.sio else 0},
         "email": {"mode": "capture" if herald.mailbox else "smtp"},

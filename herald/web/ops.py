@@ -43,8 +43,3 @@ async def get_mailbox_message(message_id: str, herald: HeraldDep) -> dict[str, A
 @router.delete("/mailbox")
 async def clear_mailbox(herald: HeraldDep) -> dict[str, int]:
     return {"deleted": _mailbox(herald).clear()}
-
-
-@router.get("/queues")
-async def queue_counts(herald: HeraldDep) -> dict[str, Any]:
-    return {"queues": await herald.queues.counts()}

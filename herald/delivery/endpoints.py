@@ -1,0 +1,100 @@
+"""Operations on the ladder: dead-letter review and queue counts (admin token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field, model_validator
+
+from herald.core.errors import NotFound
+from herald.core.schemas import CamelModel
+from herald.delivery import dead_letters
+from herald.notifications.models import MODEL_OF, Channel
+from herald.notifications.schemas import EmailTracking, InAppTracking, tracking
+from herald.web.deps import AdminDep, HeraldDep
+
+router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
+
+
+class DeadLetterPage(CamelModel):
+    items: list[dead_letters.DeadLetter]
+    page: int
+    limit: int
+    total: int
+
+
+class Selection(CamelModel):
+    ids: list[int] | None = Field(None, max_length=10_000)
+    all: bool = False
+    type: str | None = Field(None, max_length=32)
+
+    @model_validator(mode="after")
+    def _ids_or_all(self) -> Selection:
+        if not self.ids and not self.all:
+            raise ValueError("give ids, or all=true")
+        return self
+
+    @property
+    def chosen_ids(self) -> list[int] | None:
+        return None if self.all else self.ids
+
+
+class ReplayIn(Selection):
+    note: str | None = Field(None, max_length=500)
+
+
+class DiscardIn(Selection):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.get("/queues")
+async def queue_counts(herald: HeraldDep) -> dict[str, Any]:
+    """Jobs per queue and state: every tier of both ladders, dead-letter queues included."""
+    return {"queues": await herald.queues.counts()}
+
+
+@router.get("/dlq/{channel}", response_model=DeadLetterPage)
+async def list_dead_letters(
+    channel: Channel,
+    herald: HeraldDep,
+    type: str | None = Query(None, max_length=32),
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=500),
+) -> DeadLetterPage:
+    items, total = await dead_letters.list_dead_letters(
+        herald, channel, kind=type, page=page, limit=limit
+    )
+    return DeadLetterPage(items=items, page=page, limit=limit, total=total)
+
+
+@router.get("/dlq/{channel}/{notification_id}", response_model=EmailTracking | InAppTracking)
+async def show_dead_letter(
+    channel: Channel, notification_id: int, herald: HeraldDep
+) -> EmailTracking | InAppTracking:
+    """A notification's whole story: every attempt and escalation."""
+    async with herald.db() as session:
+        n = await session.get(MODEL_OF[channel], notification_id)
+        if n is None:
+            raise NotFound(f"no {channel.value} notification {notification_id}")
+        return (await tracking(session, [n]))[(channel, n.id)]
+
+
+@router.post("/dlq/{channel}/replay")
+async def replay_dead_letters(
+    channel: Channel, body: ReplayIn, herald: HeraldDep
+) -> dict[str, Any]:
+    replayed = await dead_letters.replay(
+        herald, channel, body.chosen_ids, kind=body.type, note=body.note
+    )
+    return {"replayed": replayed, "count": len(replayed)}
+
+
+@router.post("/dlq/{channel}/discard")
+async def discard_dead_letters(
+    channel: Channel, body: DiscardIn, herald: HeraldDep
+) -> dict[str, Any]:
+    discarded = await dead_letters.discard(
+        herald, channel, body.chosen_ids, reason=body.reason, kind=body.type
+    )
+    return {"discarded": discarded, "count": len(discarded)}

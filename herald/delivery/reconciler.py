@@ -1,0 +1,89 @@
+"""Finds notifications whose job is missing and puts them back on their queue.
+
+Two ways a notification can be stored but not queued: its enqueue never happened (Redis was down
+when the request committed it, or the process died in between), so it is still `pending`; or
+its job vanished (a Redis restarted without persistence), so the row says `queued`/`sending`
+but no live job exists. Both are re-enqueued; enqueueing is idempotent, so several workers
+reconciling at once cannot create duplicate jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.core.config import Settings
+from herald.core.db import utcnow
+from herald.delivery.queues import Queues, job_id
+from herald.notifications.models import MODEL_OF, Status
+from herald.notifications.service import Dispatcher
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        queues: Queues,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.queues = queues
+        self.dispatcher = dispatcher
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # Redis or the database is away: try again next round
+                log.warning("delivery.reconciler.error", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.reconcile_interval)
+
+    async def run_once(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=self.settings.reconcile_grace)
+        total = 0
+        for channel, model in MODEL_OF.items():
+            async with self.db() as session:
+                pending = (
+                    await session.scalars(
+                        select(model)
+                        .where(model.status == Status.PENDING, model.created_at < cutoff)
+                        .order_by(model.id)
+                        .limit(BATCH)
+                    )
+                ).all()
+                in_queue = (
+                    await session.scalars(
+                        select(model)
+                        .where(
+                            model.status.in_([Status.QUEUED, Status.SENDING]),
+                            model.updated_at < cutoff,
+                        )
+                        .order_by(model.updated_at)
+                        .limit(BATCH)
+                    )
+                ).all()
+            if pending:
+                await self.dispatcher.dispatch(pending)
+                total += len(pending)
+            for n in in_queue:
+                tier = self.queues.tier_of_queue(channel, n.queue_name)
+                if await self.queues.requeue(
+                    channel, n.id, tier=tier.index, telemetry_id=n.telemetry_id
+                ):
+                    total += 1
+                    log.warning(
+                        "delivery.reconciler.job_lost",
+                        extra={"job": job_id(channel, n.id), "queue": tier.queue},
+                    )
+        if total:
+            log.info("delivery.reconciler.requeued", extra={"count": total})
+        return total
