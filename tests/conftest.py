@@ -162,7 +162,12 @@ async def start_herald(
     app = create_app(settings, workers=workers)
     herald: Herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -192,7 +197,7 @@ async def herald_factory(
     for running, server, task in reversed(started):
         await running.http.aclose()
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 90)
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from tests.realtime_client import RecordingClient
 
 
 async def email_status(herald: RunningHerald, notification_id: int) -> dict[str, Any]:
-    response = await herald.http.get(f"/api/ops/dlq/email/{notification_id}", headers=herald.admin())
+    response = await herald.http.get(
+        f"/api/ops/dlq/email/{notification_id}", headers=herald.admin()
+    )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -174,7 +176,9 @@ class TestPermanentFailures:
 
 
 class TestIdempotentEnqueue:
-    async def test_dispatching_twice_sends_once(self, herald: RunningHerald, smtp: SmtpSink) -> None:
+    async def test_dispatching_twice_sends_once(
+        self, herald: RunningHerald, smtp: SmtpSink
+    ) -> None:
         running = herald.herald
         async with transaction(running.db) as session:
             email = new_email(

@@ -97,8 +97,11 @@ class TestRedisOutage:
 
         worker = Herald(
             make_settings(
-                tmp_path / "worker", database_url=api.settings.effective_database_url,
-                redis_url=redis.url, email_host="127.0.0.1", email_port=smtp.port,
+                tmp_path / "worker",
+                database_url=api.settings.effective_database_url,
+                redis_url=redis.url,
+                email_host="127.0.0.1",
+                email_port=smtp.port,
                 **FAST_RECONCILE,
             ),  # fmt: skip
             api=False,
