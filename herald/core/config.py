@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # or vanished from it (a Redis restarted without persistence). Seconds.
     reconcile_interval: float = Field(10.0, gt=0, validation_alias=_h("RECONCILE_INTERVAL"))
     reconcile_grace: float = Field(5.0, ge=0, validation_alias=_h("RECONCILE_GRACE"))
+    # How often each API server renews its presence heartbeat (seconds); its sockets stop
+    # counting three beats after it dies.
+    presence_heartbeat: float = Field(5.0, gt=0, validation_alias=_h("PRESENCE_HEARTBEAT"))
     mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
     mail_retry_1_max_attempts: int = Field(
         3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")
