@@ -138,6 +138,12 @@ class Herald:
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await self.presence.leave()
+        if self.sio:
+            # The Redis listener of the Socket.IO manager would otherwise outlive us.
+            listener = getattr(self.sio.manager, "thread", None)
+            if isinstance(listener, asyncio.Task):
+                listener.cancel()
+            await self.sio.shutdown()
         if self.workers:
             await self.workers.close()
         if self._mailbox_server:
