@@ -87,6 +87,18 @@ class Presence:
         alive = dict(zip(servers, await self.redis.mget([_alive(s) for s in servers]), strict=True))
         return [sid for sid, server in entries.items() if alive[server] is not None]
 
+    async def claim(self, sid: str, notification_ids: list[int]) -> list[int]:
+        """Record all these as sent on this connection at once, before sending any, so a worker
+        cannot slip one of them in out of order; returns those not sent before."""
+        if not notification_ids:
+            return []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for notification_id in notification_ids:
+                pipe.sadd(_seen(sid), notification_id)
+            pipe.expire(_seen(sid), SEEN_TTL)
+            added = await pipe.execute()
+        return [i for i, new in zip(notification_ids, added, strict=False) if new]
+
     async def first_sight(self, sid: str, notification_id: int) -> bool:
         """Record that this connection was sent this notification; False if it already was."""
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -72,13 +72,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def catch_up(sid: str, user_id: int) -> int:
         async with herald.db() as session:
             backlog = await inbox.unacknowledged(session, user_id)
-        sent = 0
+        fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
         for n in backlog:
-            if await herald.presence.first_sight(sid, n.id):
+            if n.id in fresh:
                 await sio.emit("notification:new", inapp_event(n), to=sid)
                 await inbox.record_catch_up(herald, n, sid)
-                sent += 1
-        return sent
+        return len(fresh)
 
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
