@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # stalled-job check (every `stalled_interval_ms`) puts the job back to run again.
     job_lock_ms: int = Field(30_000, ge=500, validation_alias=_h("JOB_LOCK_MS"))
     stalled_interval_ms: int = Field(30_000, ge=200, validation_alias=_h("STALLED_INTERVAL_MS"))
+    # On shutdown, how long in-flight jobs may take to finish before they are cut short.
+    worker_shutdown_timeout: float = Field(
+        10.0, gt=0, validation_alias=_h("WORKER_SHUTDOWN_TIMEOUT")
+    )
     max_stalled_count: int = Field(3, ge=1, validation_alias=_h("MAX_STALLED_COUNT"))
     # The reconciler re-enqueues notifications whose job never reached Redis (left `pending`)
     # or vanished from it (a Redis restarted without persistence). Seconds.

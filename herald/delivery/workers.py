@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,6 +31,7 @@ class DeliveryWorkers:
         self.processor = processor
         self.channels = tuple(channels)
         self.workers: list[Worker] = []
+        self._runs: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         for channel in self.channels:
@@ -39,6 +41,8 @@ class DeliveryWorkers:
                 worker = Worker(tier.queue, self.processor, self._options(tier.concurrency))
                 worker.on("error", _log_error(tier.queue))
                 self.workers.append(worker)
+                # We run it ourselves (autorun off) so that shutdown can always end it.
+                self._runs.append(asyncio.create_task(worker.run(), name=f"worker:{tier.queue}"))
         log.info("delivery.workers.started", extra={"queues": [w.name for w in self.workers]})
 
     def _options(self, concurrency: int) -> Any:
@@ -46,6 +50,7 @@ class DeliveryWorkers:
         return {
             "connection": self.redis_url,
             "concurrency": concurrency,
+            "autorun": False,
             "lockDuration": s.job_lock_ms,
             "stalledInterval": s.stalled_interval_ms,
             "maxStalledCount": s.max_stalled_count,
@@ -54,9 +59,21 @@ class DeliveryWorkers:
         }
 
     async def close(self) -> None:
-        # Let in-flight jobs finish; anything left is picked up again as a stalled job.
-        await asyncio.gather(*(w.close() for w in self.workers), return_exceptions=True)
+        """Let in-flight jobs finish for a while; then stop anyway. A job cut short is still
+        active in Redis, and the stalled-job check hands it to another worker."""
+        await asyncio.gather(*(self._close(w) for w in self.workers))
+        for run in self._runs:
+            run.cancel()  # a run still trying to reach Redis would otherwise never end
+        await asyncio.gather(*self._runs, return_exceptions=True)
         self.workers.clear()
+        self._runs.clear()
+
+    async def _close(self, worker: Worker) -> None:
+        try:
+            await asyncio.wait_for(worker.close(), self.settings.worker_shutdown_timeout)
+        except Exception:  # timed out, or Redis is gone: force it
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.close(force=True), 5)
 
 
 def _log_error(queue: str) -> Callable[..., None]:
