@@ -9,7 +9,9 @@ from tests.conftest import RunningHerald, SmtpSink, eventually
 
 
 async def welcome_status(herald: RunningHerald, user_id: int) -> dict:
-    response = await herald.http.get(f"/api/signups/{user_id}/welcome-email-status")
+    response = await herald.http.get(
+        f"/api/signups/{user_id}/welcome-email-status", headers=herald.admin()
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -89,7 +91,9 @@ class TestSignupValidation:
         assert response.json()["error"]["details"][0]["field"] == "password"
 
     async def test_unknown_user_status_is_404(self, herald: RunningHerald) -> None:
-        response = await herald.http.get("/api/signups/999999/welcome-email-status")
+        response = await herald.http.get(
+            "/api/signups/999999/welcome-email-status", headers=herald.admin()
+        )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
 
