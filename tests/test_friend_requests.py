@@ -105,7 +105,8 @@ class TestCreate:
         answers = await asyncio.gather(
             *(
                 herald.http.post(
-                    "/api/friend-requests", json={"toUserId": bob["userId"]},
+                    "/api/friend-requests",
+                    json={"toUserId": bob["userId"]},
                     headers=alice["auth"],
                 )  # fmt: skip
                 for _ in range(4)
@@ -222,9 +223,7 @@ class TestTransitions:
         # Cancelled frees the pair: a new request may be sent.
         await send(herald, alice, bob)
 
-    async def test_block_stops_further_requests_until_deleted(
-        self, herald: RunningHerald
-    ) -> None:
+    async def test_block_stops_further_requests_until_deleted(self, herald: RunningHerald) -> None:
         alice, bob = await herald.member(), await herald.member()
         request = await send(herald, alice, bob)
         path = f"/api/friend-requests/{request['friendRequestId']}/block"

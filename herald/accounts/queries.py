@@ -56,7 +56,9 @@ async def signup_statistics(session: AsyncSession) -> SignupStatistics:
                 .where(EmailNotification.type == "signup")
                 .group_by(EmailNotification.status)
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     return SignupStatistics(
         total_users=total, verified_users=verified, unverified_users=total - verified,

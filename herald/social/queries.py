@@ -132,7 +132,9 @@ async def statistics(session: AsyncSession) -> FriendRequestStatistics:
                     FriendRequest.request_status
                 )
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     counts = {s.value: int(by_status.get(s.value, 0)) for s in RequestStatus}
     overdue = await session.scalar(
@@ -152,7 +154,9 @@ async def statistics(session: AsyncSession) -> FriendRequestStatistics:
                 .join(FriendRequest, FriendRequest.inapp_notification_id == InAppNotification.id)
                 .group_by(InAppNotification.status)
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     decided = counts["accepted"] + counts["rejected"]
     return FriendRequestStatistics(
