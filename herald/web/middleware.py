@@ -39,8 +39,13 @@ class BodySizeLimit:
     """Answer 413 to a request whose body is larger than `max_bytes`, before anything reads it.
 
     A declared Content-Length is checked up front; a chunked body is counted as it arrives, and
-    once it runs over, the client gets the 413 and the endpoint sees a disconnect.
+    once it runs over, the client gets the 413 and the endpoint sees a disconnect. What the
+    client is still sending is read and dropped first (up to a bound): the server can't read
+    after answering, and closing on unread data resets the connection, so the client would
+    never see the 413.
     """
+
+    DRAIN_FACTOR = 8
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -52,6 +57,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._drain(receive, more=True)
             await self._too_large(send)
             return
         received = 0
@@ -64,8 +70,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not answered:
+                if received > self.max_bytes:
                     answered = True
+                    await self._drain(receive, message.get("more_body", False))
                     await self._too_large(send)
                     return {"type": "http.disconnect"}
             return message
@@ -75,6 +82,15 @@ class BodySizeLimit:
                 await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+    async def _drain(self, receive: Receive, more: bool) -> None:
+        budget = self.max_bytes * self.DRAIN_FACTOR
+        while more and budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     async def _too_large(self, send: Send) -> None:
         body = json.dumps(
