@@ -67,8 +67,8 @@ class SignupStatistics(CamelModel):
     total_users: int
     verified_users: int
     unverified_users: int
-    signups_last_24h: int = Field(alias="signupsLast24h")
-    signups_last_7d: int = Field(alias="signupsLast7d")
+    signups_last_24h: int = Field(serialization_alias="signupsLast24h")
+    signups_last_7d: int = Field(serialization_alias="signupsLast7d")
     welcome_emails: dict[str, int] = Field(description="welcome emails by delivery status")
 
 

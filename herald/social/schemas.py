@@ -85,7 +85,7 @@ class FriendRequestStatistics(CamelModel):
     by_status: dict[str, int]
     pending_expired: int = Field(description="pending past their expiry, awaiting cleanup")
     acceptance_rate: float | None = Field(description="accepted / (accepted + rejected)")
-    created_last_24h: int = Field(alias="createdLast24h")
+    created_last_24h: int = Field(serialization_alias="createdLast24h")
     notifications: dict[str, int] = Field(description="in-app notifications by status")
 
 

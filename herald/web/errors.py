@@ -80,6 +80,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Only FastAPI raises these (we raise ApiError): a body that isn't UTF-8 text.
+            # Malformed JSON is a 422 naming `body`, so this is too: one answer for one fault.
+            details = [{"field": "body", "message": str(exc.detail), "type": "body_invalid"}]
+            return JSONResponse(error_body("validation_error", "invalid body", details), 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
