@@ -40,9 +40,8 @@ class TestRateLimits:
         assert 1 <= int(limited.headers["retry-after"]) <= 30
         assert limited.headers["x-request-id"] and limited.headers["x-served-by"]
 
-    async def test_the_count_is_shared_through_redis(self, herald_factory: Any) -> None:
-        """Two API servers on one Redis share one budget (the services stack uses one Redis;
-        on the embedded stack each server has its own, so this checks a single server)."""
+    async def test_counts_live_in_redis_with_the_window_as_ttl(self, herald_factory: Any) -> None:
+        """In Redis, so every API server on it counts against one budget."""
         herald = await herald_factory(rate_limit_login=2)
         keys = await herald.herald.redis.keys("herald:ratelimit:*")
         assert keys == []
@@ -245,3 +244,25 @@ class TestNoSecretsAnywhere:
         for line in lines:
             for secret in secrets:
                 assert secret not in line, line
+
+
+class TestIdempotencyKeepsNoCredentials:
+    async def test_a_login_answer_is_not_kept_and_not_run_twice(
+        self, herald: RunningHerald
+    ) -> None:
+        user = await herald.signup()
+        headers = {"Idempotency-Key": "login-1"}
+        body = {"email": user["email"], "password": user["password"]}
+        first = await herald.http.post("/api/logins", json=body, headers=headers)
+        assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
+        token = first.json()["sessionToken"]
+        stored = [
+            await herald.herald.redis.get(k)
+            for k in await herald.herald.redis.keys("herald:idempotency:*")
+        ]
+        assert stored and all(token not in (v or "") for v in stored)
+        again = await herald.http.post("/api/logins", json=body, headers=headers)
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "idempotency_key_used"
+        history = await herald.http.get("/api/logins", headers=bearer(token))
+        assert history.json()["total"] == 1  # the repeat did not sign in again

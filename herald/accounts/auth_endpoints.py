@@ -6,7 +6,7 @@ import hashlib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from herald.accounts import resets, service
@@ -52,7 +52,7 @@ RESET_ANSWER = "If an account exists for that address, a reset link is on its wa
     responses=errors(401, 429),
 )
 async def create_session(
-    data: SessionIn, herald: HeraldDep, client: ClientDep
+    data: SessionIn, herald: HeraldDep, client: ClientDep, response: Response
 ) -> SessionCreatedOut:
     """Open a session with a username or email and password (no login alert is sent; use
     `POST /api/logins` for the seed's recorded, notified sign-in)."""
@@ -60,6 +60,7 @@ async def create_session(
     if user is None:
         raise Unauthorized("invalid credentials", code="invalid_credentials")
     opened, token = await service.open_session(herald, user, client)
+    response.headers["Cache-Control"] = "no-store"  # it carries a session token
     return SessionCreatedOut(
         session_id=opened.id, user_id=user.id, username=user.username, session_token=token,
         created_at=opened.created_at, expires_at=opened.expires_at,

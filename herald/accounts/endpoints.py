@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
 from herald.accounts import queries, service
@@ -116,10 +116,13 @@ async def welcome_email_status(
         401: {**errors(401)[401], "description": "Invalid credentials; still recorded"},
     },
 )
-async def create_login(data: LoginIn, herald: HeraldDep, client: ClientDep) -> LoginOut:
+async def create_login(
+    data: LoginIn, herald: HeraldDep, client: ClientDep, response: Response
+) -> LoginOut:
     """Sign in: every attempt is recorded; success opens a session and sends a login-alert
     email and an in-app notification."""
     result = await service.login(herald, data, client)
+    response.headers["Cache-Control"] = "no-store"  # it carries a session token
     async with herald.db() as session:
         blocks = await tracking(session, [result.alert, result.inapp])
     return LoginOut(

@@ -5,6 +5,10 @@ each other's answers. It is claimed with SET NX before the endpoint runs, so two
 request arriving together run the endpoint once: the second gets 409 while the first is in
 flight, and the first's answer after. A repeat whose body differs is refused (422): the key was
 reused for a different request. Answers of 5xx and 429 are not kept, so a retry runs again.
+
+An answer marked `Cache-Control: no-store` carries credentials (a new session token), and
+tokens are only ever stored hashed, so its body is not kept either: a repeat gets 409
+`idempotency_key_used` instead of a second session (retry without the key, or with a new one).
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ class Idempotency:
             await _respond(send, *_error(422, "idempotency_key_reused",
                            "this Idempotency-Key was used for a different request body",
                            "Idempotency-Key"))  # fmt: skip
+        elif record.get("state") == "done" and not record.get("kept", True):
+            await _respond(send, *_error(409, "idempotency_key_used", "the first answer to "
+                           "this Idempotency-Key carried credentials, which are not kept; "
+                           "retry without the key or with a new one"))  # fmt: skip
         elif record.get("state") != "done":
             await _respond(send, *_error(409, "idempotency_in_flight", "a request with this "
                            "Idempotency-Key is still running; retry shortly"),
@@ -101,13 +109,18 @@ class Idempotency:
         fingerprint: str,
     ) -> None:  # fmt: skip
         status = 500
+        no_store = False
         kept: list[tuple[str, str]] = []
         chunks: list[bytes] = []
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, no_store
             if message["type"] == "http.response.start":
                 status = message["status"]
+                no_store = any(
+                    k.lower() == b"cache-control" and b"no-store" in v.lower()
+                    for k, v in message.get("headers", [])
+                )
                 kept.extend(
                     (k.decode("latin-1"), v.decode("latin-1"))
                     for k, v in message.get("headers", [])
@@ -120,20 +133,22 @@ class Idempotency:
         try:
             await self.app(scope, _replay_receive(body, receive), recording_send)
         finally:
-            await self._settle(record_key, fingerprint, status, kept, b"".join(chunks))
+            body_out = b"".join(chunks)
+            await self._settle(record_key, fingerprint, status, kept, body_out, no_store)
 
     async def _settle(
         self, record_key: str, fingerprint: str, status: int, headers: list[tuple[str, str]],
-        body: bytes,
+        body: bytes, no_store: bool,
     ) -> None:  # fmt: skip
         try:
             if status >= 500 or status == 429:
                 await self.redis.delete(record_key)  # not an answer worth repeating
                 return
-            record = {
-                "state": "done", "fingerprint": fingerprint, "status": status,
-                "headers": headers, "body": base64.b64encode(body).decode(),
-            }  # fmt: skip
+            record: dict[str, Any] = {"state": "done", "fingerprint": fingerprint}
+            if no_store:
+                record["kept"] = False
+            else:
+                record.update(status=status, headers=headers, body=base64.b64encode(body).decode())
             await self.redis.set(record_key, json.dumps(record), ex=self.ttl)
         except Exception as exc:
             log.warning("idempotency.store_failed", extra={"error": repr(exc)})
