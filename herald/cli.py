@@ -147,6 +147,7 @@ def dlq() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dlq_list(channel: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    from herald.core.pagination import PageParams
     from herald.delivery.dead_letters import list_dead_letters
     from herald.notifications.models import Channel
 
@@ -155,8 +156,8 @@ def dlq_list(channel: str | None, kind: str | None, limit: int, as_json: bool) -
     async def work(herald: Herald) -> list[Any]:
         found = []
         for ch in channels:
-            items, _ = await list_dead_letters(herald, ch, kind=kind, limit=limit)
-            found.extend(items)
+            page = await list_dead_letters(herald, ch, PageParams(1, limit), kind=kind)
+            found.extend(page.items)
         return found
 
     letters = _with_herald(work)

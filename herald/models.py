@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
-from herald.accounts.models import Login, Session, User
+from herald.accounts.models import Login, PasswordReset, Session, User
+from herald.commerce.models import Purchase
 from herald.core.db import Base
 from herald.notifications.models import (
     DeliveryAttempt,
@@ -8,14 +9,18 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
 )
+from herald.social.models import FriendRequest
 
 __all__ = [
     "Base",
     "DeliveryAttempt",
     "EmailNotification",
     "Escalation",
+    "FriendRequest",
     "InAppNotification",
     "Login",
+    "PasswordReset",
+    "Purchase",
     "Session",
     "User",
 ]

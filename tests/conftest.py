@@ -124,6 +124,10 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "inapp_retry_1_delay": 200,
         "inapp_retry_2_delay": 200,
         "log_level": "warning",
+        # Tests sign many users up from one address; the rate-limit tests set their own.
+        "rate_limit_signup": 10_000,
+        "rate_limit_login": 10_000,
+        "rate_limit_reset": 10_000,
     }
     base.update(overrides)
     return Settings(**base)
@@ -154,6 +158,20 @@ class RunningHerald:
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def member(self, **fields: Any) -> dict[str, Any]:
+        """A signed-up user with a session: the signup's fields plus `token` and `auth`."""
+        user = await self.signup(**fields)
+        session = await self.http.post(
+            "/api/session", json={"email": user["email"], "password": user["password"]}
+        )
+        assert session.status_code == 201, session.text
+        token = session.json()["sessionToken"]
+        return {**user, "token": token, "auth": bearer(token)}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def start_herald(

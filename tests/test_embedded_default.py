@@ -102,7 +102,7 @@ class TestEmbeddedDefault:
         full = httpx.get(f"{url}/api/ops/mailbox/{message['id']}", headers=headers).json()
         assert "/verify/" in full["text"] and "<h1>Welcome, newcomer</h1>" in full["html"]
 
-        status = httpx.get(f"{url}/api/signups/1/welcome-email-status").json()
+        status = httpx.get(f"{url}/api/signups/1/welcome-email-status", headers=headers).json()
         assert status["welcomeEmail"]["status"] == "delivered"
 
     def test_embedded_redis_stops_with_herald(self, serve) -> None:  # type: ignore[no-untyped-def]

@@ -77,3 +77,58 @@ class TestLogin:
     async def test_missing_identifier_is_422(self, herald: RunningHerald) -> None:
         response = await herald.http.post("/api/logins", json={"password": "whatever1"})
         assert response.status_code == 422
+
+
+class TestLoginHistory:
+    async def test_history_is_your_own(self, herald: RunningHerald) -> None:
+        alice = await herald.member()  # one session via /api/session, no login record
+        await herald.login(alice)
+        await herald.http.post(
+            "/api/logins", json={"email": alice["email"], "password": "wrong-password"}
+        )
+        eve = await herald.member()
+        await herald.login(eve)
+
+        mine = await herald.http.get("/api/logins", headers=alice["auth"])
+        assert mine.status_code == 200
+        body = mine.json()
+        assert body["total"] == 2
+        failed, ok = body["items"]  # newest first
+        assert (failed["loginSuccessful"], failed["failureReason"]) == (False, "wrong_password")
+        assert failed["loginAlertEmail"] is None and failed["loginInAppNotification"] is None
+        assert ok["loginSuccessful"] is True and ok["loginAlertEmail"]["type"] == "login"
+        assert ok["loginInAppNotification"]["type"] == "login"
+        assert "sessionToken" not in mine.text
+
+        only_ok = await herald.http.get(
+            "/api/logins", params={"successful": "true"}, headers=alice["auth"]
+        )
+        assert only_ok.json()["total"] == 1
+        peek = await herald.http.get(
+            "/api/logins", params={"userId": eve["userId"]}, headers=alice["auth"]
+        )
+        assert peek.status_code == 403
+        admin = await herald.http.get(
+            "/api/logins", params={"userId": eve["userId"]}, headers=herald.admin()
+        )
+        assert admin.json()["total"] == 1
+        assert (await herald.http.get("/api/logins")).status_code == 401
+
+    async def test_failed_alert_emails_are_listed(
+        self, herald: RunningHerald, smtp: SmtpSink
+    ) -> None:
+        user = await herald.signup()
+        await smtp.wait_for(user["email"])  # the welcome email gets through
+        smtp.fail_with = "550 5.7.1 rejected"
+        login = await herald.login(user)
+
+        async def listed() -> dict | None:
+            r = await herald.http.get("/api/logins/alert-emails/failed", headers=herald.admin())
+            items = [i for i in r.json()["items"] if i["loginId"] == login["loginId"]]
+            return items[0] if items else None
+
+        item = await eventually(listed)
+        assert item["loginAlertEmail"]["status"] == "failed"
+        assert "550" in item["loginAlertEmail"]["failureReason"]
+        r = await herald.http.get("/api/logins/alert-emails/failed")
+        assert r.status_code == 401

@@ -1,49 +1,97 @@
+"""Signups and logins: the seed's `/api/signups` and `/api/logins` endpoints."""
+
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, cast
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
-from herald.accounts import service
+from herald.accounts import queries, service
 from herald.accounts.models import User
-from herald.accounts.schemas import LoginIn, LoginOut, SignupIn, SignupOut, UserOut
-from herald.core.errors import NotFound
-from herald.notifications.models import EmailNotification
-from herald.notifications.schemas import (
-    EmailTracking,
-    InAppTracking,
-    email_tracking,
-    tracking,
+from herald.accounts.schemas import (
+    FailedLoginAlert,
+    LoginIn,
+    LoginOut,
+    LoginRecordOut,
+    SignupIn,
+    SignupOut,
+    SignupStatistics,
+    UserOut,
+    VerifyOut,
+    WelcomeEmailStatus,
 )
-from herald.web.deps import ClientDep, HeraldDep
+from herald.core.errors import NotFound
+from herald.core.pagination import Page
+from herald.notifications.models import EmailNotification
+from herald.notifications.schemas import EmailTracking, InAppTracking, email_tracking, tracking
+from herald.web.deps import (
+    AdminDep,
+    CallerDep,
+    ClientDep,
+    HeraldDep,
+    PageDep,
+    rate_limited,
+)
+from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
-
-class WelcomeEmailStatus(UserOut):
-    welcome_email: EmailTracking
-
-
-def _user_fields(user: User) -> dict[str, Any]:
-    return {
-        "user_id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "created_at": user.created_at,
-    }
+UserId = Annotated[int, Path(alias="userId", ge=1, le=2**31 - 1)]
+signup_limit = Depends(rate_limited("signup", lambda h: h.settings.rate_limit_signup))
+login_limit = Depends(rate_limited("login", lambda h: h.settings.rate_limit_login))
 
 
-@router.post("/signups", status_code=status.HTTP_201_CREATED, response_model=SignupOut)
+@router.post(
+    "/signups",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[signup_limit],
+    responses=errors(409, 429),
+)
 async def create_signup(data: SignupIn, herald: HeraldDep, client: ClientDep) -> SignupOut:
+    """Register a user; a welcome email with a verification link (valid 48 h) is sent."""
     user, welcome = await service.signup(herald, data, client)
     async with herald.db() as session:
-        return SignupOut(**_user_fields(user), welcome_email=await email_tracking(session, welcome))
+        return SignupOut(
+            **queries.user_fields(user), welcome_email=await email_tracking(session, welcome)
+        )
 
 
-@router.get("/signups/{user_id}/welcome-email-status", response_model=WelcomeEmailStatus)
-async def welcome_email_status(user_id: int, herald: HeraldDep) -> WelcomeEmailStatus:
+@router.get("/signups", dependencies=[AdminDep])
+async def list_signups(herald: HeraldDep, page: PageDep) -> Page[UserOut]:
+    """Every user, newest first (admin token)."""
+    async with herald.db() as session:
+        return await queries.list_users(session, page)
+
+
+@router.get("/signups/statistics", dependencies=[AdminDep])
+async def signup_statistics(herald: HeraldDep) -> SignupStatistics:
+    async with herald.db() as session:
+        return await queries.signup_statistics(session)
+
+
+@router.get("/signups/welcome-emails/failed", dependencies=[AdminDep])
+async def failed_welcome_emails(herald: HeraldDep, page: PageDep) -> Page[WelcomeEmailStatus]:
+    """Welcome emails that ended in the dead-letter queue (admin token)."""
+    async with herald.db() as session:
+        return await queries.failed_welcome_emails(session, page)
+
+
+@router.post("/signups/verify/{token}", responses=errors(400))
+async def verify_signup(
+    token: Annotated[str, Path(min_length=1, max_length=256)], herald: HeraldDep
+) -> VerifyOut:
+    """Confirm an email address with the token from the welcome email. Works once."""
+    user = await service.verify_email(herald, token)
+    return VerifyOut(**queries.user_fields(user))
+
+
+@router.get("/signups/{userId}/welcome-email-status", responses=errors(404))
+async def welcome_email_status(
+    user_id: UserId, herald: HeraldDep, caller: CallerDep
+) -> WelcomeEmailStatus:
+    """The welcome email's delivery status and history: the user's own, or any (admin)."""
+    caller.ensure_may_see(user_id)
     async with herald.db() as session:
         user = await session.get(User, user_id)
         welcome = await session.scalar(
@@ -55,18 +103,26 @@ async def welcome_email_status(user_id: int, herald: HeraldDep) -> WelcomeEmailS
         if user is None or welcome is None:
             raise NotFound(f"no user {user_id}")
         return WelcomeEmailStatus(
-            **_user_fields(user), welcome_email=await email_tracking(session, welcome)
+            **queries.user_fields(user), welcome_email=await email_tracking(session, welcome)
         )
 
 
 @router.post(
     "/logins",
     status_code=status.HTTP_201_CREATED,
-    response_model=LoginOut,
-    responses={401: {"description": "Invalid credentials; the attempt is still recorded."}},
+    dependencies=[login_limit],
+    responses={
+        **errors(429),
+        401: {**errors(401)[401], "description": "Invalid credentials; still recorded"},
+    },
 )
-async def create_login(data: LoginIn, herald: HeraldDep, client: ClientDep) -> LoginOut:
+async def create_login(
+    data: LoginIn, herald: HeraldDep, client: ClientDep, response: Response
+) -> LoginOut:
+    """Sign in: every attempt is recorded; success opens a session and sends a login-alert
+    email and an in-app notification."""
     result = await service.login(herald, data, client)
+    response.headers["Cache-Control"] = "no-store"  # it carries a session token
     async with herald.db() as session:
         blocks = await tracking(session, [result.alert, result.inapp])
     return LoginOut(
@@ -83,3 +139,28 @@ async def create_login(data: LoginIn, herald: HeraldDep, client: ClientDep) -> L
             InAppTracking, blocks[(result.inapp.channel, result.inapp.id)]
         ),
     )
+
+
+@router.get("/logins")
+async def list_logins(
+    herald: HeraldDep,
+    caller: CallerDep,
+    page: PageDep,
+    user_id: Annotated[
+        int | None, Query(alias="userId", ge=1, le=2**31 - 1, description="admin only")
+    ] = None,
+    successful: Annotated[bool | None, Query()] = None,
+) -> Page[LoginRecordOut]:
+    """Login history, newest first: your own attempts, or anyone's (admin, `userId` filter)."""
+    if caller.user is not None:
+        caller.ensure_may_see(user_id or caller.user.id)
+        user_id = caller.user.id
+    async with herald.db() as session:
+        return await queries.list_logins(session, page, user_id=user_id, successful=successful)
+
+
+@router.get("/logins/alert-emails/failed", dependencies=[AdminDep])
+async def failed_login_alerts(herald: HeraldDep, page: PageDep) -> Page[FailedLoginAlert]:
+    """Login-alert emails that ended in the dead-letter queue (admin token)."""
+    async with herald.db() as session:
+        return await queries.failed_login_alerts(session, page)

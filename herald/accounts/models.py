@@ -57,3 +57,23 @@ class Login(Base):
         ForeignKey("inapp_notifications.id")
     )
     created_at: Mapped[datetime]
+
+
+class PasswordReset(Base):
+    """One password-reset request. Only the SHA-256 of its token is stored; a token works once,
+    until `expires_at`, and only while no newer request or completed reset replaced it."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    invalidated_at: Mapped[datetime | None]
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    assigned_server: Mapped[str | None] = mapped_column(String(128))
+    reset_email_id: Mapped[int | None] = mapped_column(ForeignKey("email_notifications.id"))

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.accounts.models import Login, Session, User
 from herald.accounts.schemas import LoginIn, SignupIn
 from herald.core.db import transaction, utcnow
-from herald.core.errors import Conflict, Unauthorized
+from herald.core.errors import ApiError, Conflict, Unauthorized
 from herald.core.security import hash_password, hash_token, new_token, verify_password
 from herald.notifications.models import EmailNotification, InAppNotification
 from herald.notifications.service import new_email, new_inapp
@@ -158,14 +158,78 @@ async def _open_session(
 
 async def user_for_token(session: AsyncSession, token: str) -> User | None:
     """The user behind a live session token, or None."""
+    found = await session_for_token(session, token)
+    return found[0] if found else None
+
+
+async def session_for_token(session: AsyncSession, token: str) -> tuple[User, Session] | None:
+    """The user and the live session behind a bearer token, or None."""
     if not token:
         return None
-    return await session.scalar(
-        select(User)
-        .join(Session, Session.user_id == User.id)
-        .where(
-            Session.token_hash == hash_token(token),
-            Session.revoked_at.is_(None),
-            Session.expires_at > utcnow(),
+    row = (
+        await session.execute(
+            select(User, Session)
+            .join(Session, Session.user_id == User.id)
+            .where(
+                Session.token_hash == hash_token(token),
+                Session.revoked_at.is_(None),
+                Session.expires_at > utcnow(),
+            )
         )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def verify_email(herald: Herald, token: str) -> User:
+    """Mark the address behind a verification token as verified; the token then stops working."""
+    async with transaction(herald.db) as session:
+        user = await session.scalar(
+            select(User).where(
+                User.verification_token_hash == hash_token(token),
+                User.verification_expires_at > utcnow(),
+            )
+        )
+        if user is None:
+            raise ApiError("verification token is invalid or expired", code="invalid_token")
+        user.email_verified = True
+        user.verification_token_hash = None
+        user.verification_expires_at = None
+    return user
+
+
+async def authenticate(herald: Herald, data: LoginIn) -> User | None:
+    """The user these credentials belong to, or None; costs the same whether or not one exists."""
+    async with herald.db() as session:
+        user = await session.scalar(
+            select(User).where(
+                or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
+            )
+        )
+    ok = await asyncio.to_thread(
+        verify_password, user.password_hash if user else None, data.password
     )
+    return user if ok else None
+
+
+async def open_session(herald: Herald, user: User, client: ClientInfo) -> tuple[Session, str]:
+    """A new session for an already authenticated user, and its bearer token (shown once)."""
+    token = new_token()
+    now = utcnow()
+    opened = Session(
+        user_id=user.id, token_hash=hash_token(token), created_at=now,
+        expires_at=now + timedelta(hours=herald.settings.session_ttl_hours),
+        ip_address=client.ip_address, user_agent=client.user_agent,
+    )  # fmt: skip
+    async with transaction(herald.db) as session:
+        session.add(opened)
+    return opened, token
+
+
+async def revoke_sessions(herald: Herald, user_id: int, only: int | None = None) -> int:
+    """End one session of the user (`only`), or all of them; returns how many ended."""
+    query = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+    if only is not None:
+        query = query.where(Session.id == only)
+    async with transaction(herald.db) as session:
+        result = await session.execute(query.values(revoked_at=utcnow()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     mail_retry_2_max_attempts: int = Field(
         2, ge=1, validation_alias=_h("MAIL_RETRY_2_MAX_ATTEMPTS")
     )
+    # --- The API's limits -----------------------------------------------------------------
+    # Largest request body accepted; bigger ones get 413 before any endpoint reads them.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_h("MAX_BODY_BYTES"))
+    # Requests per client address per window on the endpoints people brute-force; 0 = no limit.
+    rate_limit_window: int = Field(60, ge=1, validation_alias=_h("RATE_LIMIT_WINDOW"))
+    rate_limit_signup: int = Field(10, ge=0, validation_alias=_h("RATE_LIMIT_SIGNUP"))
+    rate_limit_login: int = Field(20, ge=0, validation_alias=_h("RATE_LIMIT_LOGIN"))
+    rate_limit_reset: int = Field(5, ge=0, validation_alias=_h("RATE_LIMIT_RESET"))
+    idempotency_ttl_hours: float = Field(24, gt=0, validation_alias=_h("IDEMPOTENCY_TTL_HOURS"))
+    reset_token_ttl_minutes: float = Field(60, gt=0, validation_alias=_h("RESET_TOKEN_TTL_MINUTES"))
+    friend_request_ttl_days: float = Field(30, gt=0, validation_alias=_h("FRIEND_REQUEST_TTL_DAYS"))
 
     # --- The seed's names ---------------------------------------------------------------
     database_url: str | None = None

@@ -10,10 +10,18 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, details: Any = None, *, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        details: Any = None,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers
         if code:
             self.code = code
 
@@ -39,3 +47,25 @@ class Unauthorized(ApiError):
 class Forbidden(ApiError):
     status = 403
     code = "forbidden"
+
+
+class InvalidField(ApiError):
+    """Input that passed the schema but not the data (an unknown user id, for example)."""
+
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"invalid {field}: {message}", [{"field": field, "message": message}])
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int):
+        super().__init__(
+            f"too many requests; retry in {retry_after} s",
+            {"retryAfter": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )

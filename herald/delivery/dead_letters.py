@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.sql import Select
 
 from herald.core.db import transaction, utcnow
+from herald.core.pagination import Page, PageParams, fetch_page, page_of
 from herald.core.schemas import CamelModel
 from herald.delivery.ladder import ladder
 from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Escalation, Status
@@ -49,20 +50,16 @@ def _as_dead_letter(n: DeliveryState) -> DeadLetter:
 
 
 async def list_dead_letters(
-    herald: Herald, channel: Channel, *, kind: str | None = None, page: int = 1, limit: int = 50
-) -> tuple[list[DeadLetter], int]:
+    herald: Herald, channel: Channel, params: PageParams, *, kind: str | None = None
+) -> Page[DeadLetter]:
+    """Newest first."""
     model = MODEL_OF[channel]
-    query = _dead(model)
+    query = _dead(model).order_by(model.failed_at.desc(), model.id.desc())
     if kind:
         query = query.where(model.type == kind)  # type: ignore[attr-defined]
     async with herald.db() as session:
-        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await session.scalars(
-            query.order_by(model.failed_at.desc(), model.id.desc())
-            .offset((page - 1) * limit)
-            .limit(limit)
-        )
-        return [_as_dead_letter(n) for n in rows], total
+        rows, total = await fetch_page(session, query, params)
+    return page_of([_as_dead_letter(n) for n in rows], params, total)
 
 
 async def _select(

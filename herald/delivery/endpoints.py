@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import Field, model_validator
 
 from herald.core.errors import NotFound
-from herald.core.schemas import CamelModel
+from herald.core.pagination import Page
+from herald.core.schemas import CamelInput
 from herald.delivery import dead_letters
 from herald.notifications.models import MODEL_OF, Channel
 from herald.notifications.schemas import EmailTracking, InAppTracking, tracking
-from herald.web.deps import AdminDep, HeraldDep
+from herald.web.deps import AdminDep, HeraldDep, PageDep
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 
 
-class DeadLetterPage(CamelModel):
-    items: list[dead_letters.DeadLetter]
-    page: int
-    limit: int
-    total: int
+NotificationId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+KIND_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 
 
-class Selection(CamelModel):
-    ids: list[int] | None = Field(None, max_length=10_000)
+class Selection(CamelInput):
+    ids: list[NotificationId] | None = Field(None, max_length=10_000)
     all: bool = False
-    type: str | None = Field(None, max_length=32)
+    type: str | None = Field(None, pattern=KIND_PATTERN)
 
     @model_validator(mode="after")
     def _ids_or_all(self) -> Selection:
@@ -54,23 +52,26 @@ async def queue_counts(herald: HeraldDep) -> dict[str, Any]:
     return {"queues": await herald.queues.counts()}
 
 
-@router.get("/dlq/{channel}", response_model=DeadLetterPage)
+@router.get("/dlq/{channel}")
 async def list_dead_letters(
     channel: Channel,
     herald: HeraldDep,
-    type: str | None = Query(None, max_length=32),
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=500),
-) -> DeadLetterPage:
-    items, total = await dead_letters.list_dead_letters(
-        herald, channel, kind=type, page=page, limit=limit
-    )
-    return DeadLetterPage(items=items, page=page, limit=limit, total=total)
+    page: PageDep,
+    type: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
+) -> Page[dead_letters.DeadLetter]:
+    """Dead letters of one channel, newest first; `type` narrows to one notification type."""
+    return await dead_letters.list_dead_letters(herald, channel, page, kind=type)
 
 
-@router.get("/dlq/{channel}/{notification_id}", response_model=EmailTracking | InAppTracking)
+@router.get(
+    "/dlq/{channel}/{notificationId}",
+    response_model=EmailTracking | InAppTracking,
+    responses={404: {"description": "No such notification"}},
+)
 async def show_dead_letter(
-    channel: Channel, notification_id: int, herald: HeraldDep
+    channel: Channel,
+    notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
+    herald: HeraldDep,
 ) -> EmailTracking | InAppTracking:
     """A notification's whole story: every attempt and escalation."""
     async with herald.db() as session:

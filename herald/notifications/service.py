@@ -40,8 +40,10 @@ def new_email(
     user_id: int | None,
     context: dict[str, Any],
     telemetry_id: str | None,
+    template: str | None = None,
 ) -> EmailNotification:
-    subject, text, html = render(kind, {"username": username or to, **context})
+    """An email of type `kind`, its body rendered from `template` (by default, kind's own)."""
+    subject, text, html = render(template or kind, {"username": username or to, **context})
     return EmailNotification(
         type=kind,
         user_id=user_id,

@@ -61,5 +61,69 @@ TEMPLATES: dict[str, EmailTemplate] = {
 }
 
 
+TEMPLATES.update(
+    {
+        "reset_password": EmailTemplate(
+            subject="Reset your Herald password",
+            text=(
+                "Hi $username,\n\nSomeone (we hope you) asked to reset your password. Choose a "
+                "new one with this link:\n$reset_url\n\nThe link works once, for $minutes "
+                "minutes. If you did not ask, ignore this email: your password stays as it is.\n"
+            ),
+            html=(
+                "<h1>Reset your password</h1><p>Hi $username, someone (we hope you) asked to "
+                'reset your password.</p><p><a href="$reset_url">Choose a new password</a></p>'
+                "<p>The link works once, for $minutes minutes. If you did not ask, ignore this "
+                "email: your password stays as it is.</p>"
+            ),
+        ),
+        "purchase": EmailTemplate(
+            subject="Your receipt for order $order_reference",
+            text=(
+                "Hi $username,\n\nThank you for your purchase.\n\nOrder $order_reference\n"
+                "$items\n\nTotal: $total $currency\n"
+            ),
+            html=(
+                "<h1>Thank you, $username</h1><p>Your receipt for order "
+                "<strong>$order_reference</strong>:</p><pre>$items</pre>"
+                "<p><strong>Total: $total $currency</strong></p>"
+            ),
+        ),
+        # The generic trigger's types; any type without its own template uses "generic".
+        "generic": EmailTemplate(
+            subject="$title",
+            text="Hi $username,\n\n$message\n",
+            html="<h1>$title</h1><p>Hi $username,</p><p>$message</p>",
+        ),
+        "announcement": EmailTemplate(
+            subject="Announcement: $title",
+            text="Hi $username,\n\nAnnouncement: $title\n\n$message\n",
+            html="<p>Announcement</p><h1>$title</h1><p>Hi $username,</p><p>$message</p>",
+        ),
+        "security_alert": EmailTemplate(
+            subject="Security alert: $title",
+            text=(
+                "Hi $username,\n\nSecurity alert: $title\n\n$message\n\nIf this was not "
+                "you, reset your password now.\n"
+            ),
+            html=(
+                '<h1 style="color:#b42318">Security alert: $title</h1><p>Hi $username,</p>'
+                "<p>$message</p><p>If this was not you, reset your password now.</p>"
+            ),
+        ),
+        "reminder": EmailTemplate(
+            subject="Reminder: $title",
+            text="Hi $username,\n\nA reminder: $title\n\n$message\n",
+            html="<h1>Reminder: $title</h1><p>Hi $username,</p><p>$message</p>",
+        ),
+    }
+)
+
+
+def template_for(kind: str) -> EmailTemplate:
+    """The template of this notification type, or the generic one."""
+    return TEMPLATES.get(kind, TEMPLATES["generic"])
+
+
 def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
-    return TEMPLATES[kind].render(context)
+    return template_for(kind).render(context)

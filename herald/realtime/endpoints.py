@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from herald.core.db import utcnow
-from herald.core.schemas import CamelModel
+from herald.core.schemas import CamelInput, CamelModel
 from herald.realtime.presence import AUTHENTICATED_ROOM
 from herald.web.deps import AdminDep, HeraldDep
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 
 
-class BroadcastIn(CamelModel):
+class BroadcastIn(CamelInput):
     title: str = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
@@ -60,7 +60,10 @@ async def broadcast(body: BroadcastIn, herald: HeraldDep) -> BroadcastOut:
 
 
 @router.get("/connections", response_model=ConnectionsOut)
-async def connections(herald: HeraldDep, limit: int = 200) -> ConnectionsOut:
+async def connections(
+    herald: HeraldDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> ConnectionsOut:
+    """Live servers with their socket counts, and who is online where (first `limit` users)."""
     servers = await herald.presence.servers()
     online = await herald.presence.online_users()
     users = [

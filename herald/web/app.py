@@ -11,16 +11,36 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from herald import __version__
+from herald.accounts.auth_endpoints import router as auth_router
 from herald.accounts.endpoints import router as accounts_router
-from herald.accounts.failures import router as failures_router
+from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
+from herald.core.ratelimit import RateLimiter
 from herald.delivery.endpoints import router as delivery_router
+from herald.notifications.endpoints import router as notifications_router
+from herald.notifications.inbox_endpoints import router as inbox_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
+from herald.social.endpoints import router as social_router
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
-from herald.web.middleware import RequestContext
+from herald.web.idempotency import Idempotency
+from herald.web.middleware import BodySizeLimit, RequestContext
+from herald.web.openapi import install_openapi
 from herald.web.ops import router as ops_router
+
+ROUTERS = (
+    health_router,
+    accounts_router,
+    auth_router,
+    commerce_router,
+    social_router,
+    notifications_router,
+    ops_router,
+    delivery_router,
+    realtime_router,
+    inbox_router,
+)
 
 
 def create_app(settings: Settings, *, api: bool = True, workers: bool = True) -> ASGIApp:
@@ -41,20 +61,24 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         lifespan=lifespan,
     )
     app.state.herald = herald
+    app.state.rate_limiter = RateLimiter(herald.redis, settings.rate_limit_window)
     install_error_handlers(app)
-    routers = (
-        health_router, accounts_router, failures_router, ops_router, delivery_router,
-        realtime_router,
-    )  # fmt: skip
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app)
+    # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
+    # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
+    app.add_middleware(
+        Idempotency, redis=herald.redis, ttl_seconds=int(settings.idempotency_ttl_hours * 3600)
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Served-By", "Retry-After"],
+        expose_headers=["X-Request-ID", "X-Served-By", "Retry-After", "Idempotent-Replayed"],
     )
     app.add_middleware(RequestContext, server_id=settings.effective_server_id)
     assert herald.sio is not None

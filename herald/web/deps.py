@@ -1,14 +1,20 @@
-"""Typed dependencies shared by every router."""
+"""Typed dependencies shared by every router: the running Herald, the caller, paging, limits."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from herald.accounts.service import ClientInfo
+from herald.accounts.models import Session, User
+from herald.accounts.service import ClientInfo, session_for_token
 from herald.core.errors import Forbidden, Unauthorized
+from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
+from herald.core.ratelimit import RateLimiter
 from herald.runtime import Herald
 
 
@@ -28,14 +34,116 @@ def get_client(request: Request) -> ClientInfo:
 HeraldDep = Annotated[Herald, Depends(get_herald)]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
+# Two names for the one `Authorization: Bearer` header, so /docs says which token an endpoint
+# takes. auto_error=False: a missing token gets our 401 in our error shape, not FastAPI's 403.
+session_bearer = HTTPBearer(
+    scheme_name="SessionToken",
+    description="A session token from `POST /api/logins` or `POST /api/session`.",
+    auto_error=False,
+)
+admin_bearer = HTTPBearer(
+    scheme_name="AdminToken",
+    description="`HERALD_ADMIN_TOKEN`: operations endpoints and the generic trigger.",
+    auto_error=False,
+)
+SessionCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(session_bearer)]
+AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = get_herald(request).admin_token
-    scheme, _, supplied = (authorization or "").partition(" ")
-    if not supplied or scheme.lower() != "bearer":
+
+def _is_admin(herald: Herald, token: str) -> bool:
+    return hmac.compare_digest(token.encode(), herald.admin_token.encode())
+
+
+def require_admin(request: Request, credentials: AdminCredentials) -> None:
+    if credentials is None:
         raise Unauthorized("admin token required (Authorization: Bearer <HERALD_ADMIN_TOKEN>)")
-    if not hmac.compare_digest(supplied.encode(), expected.encode()):
-        raise Forbidden("invalid admin token")
+    if not _is_admin(get_herald(request), credentials.credentials):
+        raise Forbidden("this needs the admin token")
 
 
 AdminDep = Depends(require_admin)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    user: User
+    session: Session
+
+
+async def current_session(request: Request, credentials: SessionCredentials) -> Authenticated:
+    if credentials is None:
+        raise Unauthorized("session token required (Authorization: Bearer <token>)")
+    herald = get_herald(request)
+    async with herald.db() as db:
+        found = await session_for_token(db, credentials.credentials)
+    if found is None:
+        raise Unauthorized("invalid or expired session token", code="invalid_token")
+    return Authenticated(*found)
+
+
+async def current_user(auth: Annotated[Authenticated, Depends(current_session)]) -> User:
+    return auth.user
+
+
+CurrentSessionDep = Annotated[Authenticated, Depends(current_session)]
+CurrentUserDep = Annotated[User, Depends(current_user)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a signed-in user, or the operator holding the admin token (user None)."""
+
+    user: User | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user is None
+
+    def may_see(self, user_id: int | None) -> bool:
+        return self.user is None or self.user.id == user_id
+
+    def ensure_may_see(self, user_id: int) -> None:
+        if not self.may_see(user_id):
+            raise Forbidden("you can only see your own data")
+
+
+async def get_caller(
+    request: Request, session: SessionCredentials, admin: AdminCredentials
+) -> Caller:
+    credentials = session or admin
+    if credentials is None:
+        raise Unauthorized("a session token or the admin token is required")
+    herald = get_herald(request)
+    if _is_admin(herald, credentials.credentials):
+        return Caller(None)
+    async with herald.db() as db:
+        found = await session_for_token(db, credentials.credentials)
+    if found is None:
+        raise Unauthorized("invalid or expired token", code="invalid_token")
+    return Caller(found[0])
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = 20,
+) -> PageParams:
+    return PageParams(page=page, limit=limit)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def rate_limited(
+    bucket: str, limit_of: Callable[[Herald], int]
+) -> Callable[[Request], Awaitable[None]]:
+    """A dependency counting the caller's address against `bucket`'s limit."""
+
+    async def check(request: Request) -> None:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        client = request.client.host if request.client else "unknown"
+        await limiter.hit(bucket, client, limit_of(get_herald(request)))
+
+    return check

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from herald.core.errors import ApiError
@@ -15,14 +16,53 @@ from herald.core.errors import ApiError
 log = logging.getLogger(__name__)
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """What every 4xx and 5xx answer carries."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "No valid bearer token",
+    403: "The token is valid but may not do this",
+    404: "Not found (or not yours)",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    422: "Invalid input; `details` names each bad field",
+    429: "Rate limited; retry after `Retry-After` seconds",
+    503: "A component this needs is down",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all in the one error shape."""
+    return {s: {"model": ErrorOut, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _route(request: Request) -> str:
+    # The route's template (`/api/signups/verify/{token}`), never the raw path: raw paths can
+    # carry tokens, and log lines must not.
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -40,10 +80,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Only FastAPI raises these (we raise ApiError): a body that isn't UTF-8 text.
+            # Malformed JSON is a 422 naming `body`, so this is too: one answer for one fault.
+            details = [{"field": "body", "message": str(exc.detail), "type": "body_invalid"}]
+            return JSONResponse(error_body("validation_error", "invalid body", details), 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http.unhandled", extra={"path": request.url.path})
+        log.exception("http.unhandled", extra={"route": _route(request), "method": request.method})
         return JSONResponse(error_body("internal_error", "internal server error"), 500)

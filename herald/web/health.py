@@ -2,16 +2,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from herald import __version__
 from herald.core.db import ping
 from herald.web.deps import HeraldDep
 
 router = APIRouter(prefix="/api", tags=["health"])
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    serverId: str
+    version: str
+    uptimeSeconds: float
+    roles: dict[str, bool]
+    database: dict[str, Any] = Field(description="status, latencyMs or error, dialect")
+    redis: dict[str, Any] = Field(description="status, latencyMs or error, embedded")
+    queues: dict[str, Any] = Field(description="job counts per queue and state")
+    sockets: dict[str, int]
+    email: dict[str, str]
+
+
 STARTED = time.monotonic()
 CHECK_TIMEOUT = 2.0
 
@@ -25,7 +41,11 @@ async def _check(probe: Any) -> dict[str, Any]:
     return {"status": "up", "latencyMs": round((time.perf_counter() - begun) * 1000, 2)}
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "The database does not answer"}},
+)
 async def health(herald: HeraldDep) -> JSONResponse:
     """Up (200) while this server can take requests: the database answers. Without Redis it
     still stores notifications (they are queued once Redis is back), so it reports `degraded`."""

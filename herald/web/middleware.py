@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -32,3 +33,84 @@ class RequestContext:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimit:
+    """Answer 413 to a request whose body is larger than `max_bytes`, before anything reads it.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it arrives, and
+    once it runs over, the client gets the 413 and the endpoint sees a disconnect. What the
+    client is still sending is read and dropped first (up to a bound): the server can't read
+    after answering, and closing on unread data resets the connection, so the client would
+    never see the 413.
+    """
+
+    DRAIN_FACTOR = 8
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._drain(receive, more=True)
+            await self._too_large(send)
+            return
+        received = 0
+        answered = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, answered
+            if answered:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    answered = True
+                    await self._drain(receive, message.get("more_body", False))
+                    await self._too_large(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not answered:  # after our 413, whatever the endpoint says goes nowhere
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+    async def _drain(self, receive: Receive, more: bool) -> None:
+        budget = self.max_bytes * self.DRAIN_FACTOR
+        while more and budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            more = message.get("more_body", False)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"request body larger than {self.max_bytes} bytes",
+                    "details": {"maxBytes": self.max_bytes},
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

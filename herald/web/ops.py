@@ -10,8 +10,11 @@ from herald.channels.mailbox import CaptureMailbox
 from herald.core.errors import NotFound
 from herald.runtime import Herald
 from herald.web.deps import AdminDep, HeraldDep
+from herald.web.errors import errors
 
-router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/ops", tags=["operations"], dependencies=[AdminDep], responses=errors(404)
+)
 
 
 def _mailbox(herald: Herald) -> CaptureMailbox:

@@ -1,0 +1,1 @@
+"""Purchases and the receipts they send."""

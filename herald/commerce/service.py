@@ -1,0 +1,59 @@
+"""Recording a purchase: the row and its notifications commit together, then are queued."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from herald.accounts.models import User
+from herald.accounts.service import ClientInfo
+from herald.commerce.models import Purchase
+from herald.commerce.schemas import PurchaseIn
+from herald.core.db import transaction, utcnow
+from herald.core.errors import InvalidField
+from herald.notifications.service import new_email, new_inapp
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{amount / 100:,.2f} {currency}"
+
+
+async def record_purchase(
+    herald: Herald, user: User, data: PurchaseIn, client: ClientInfo
+) -> Purchase:
+    total = sum(i.quantity * i.unit_amount for i in data.items)
+    if total > 10**15:  # BIGINT holds more, but no real basket does; keep sums exact
+        raise InvalidField("items", "total amount too large")
+    reference = data.order_reference or f"ORD-{secrets.token_hex(5).upper()}"
+    lines = "\n".join(
+        f"{i.quantity} x {i.name} @ {_money(i.unit_amount, data.currency)}" for i in data.items
+    )
+    async with transaction(herald.db) as session:
+        receipt = new_email(
+            herald.settings, "purchase", to=user.email, username=user.username, user_id=user.id,
+            telemetry_id=client.telemetry_id,
+            context={"order_reference": reference, "items": lines,
+                     "total": f"{total / 100:,.2f}", "currency": data.currency},
+        )  # fmt: skip
+        inapp = new_inapp(
+            herald.settings, "purchase", user_id=user.id, username=user.username,
+            email=user.email, title="Purchase confirmed",
+            message=f"Order {reference}: {_money(total, data.currency)}.",
+            data={"orderReference": reference, "totalAmount": total, "currency": data.currency},
+            telemetry_id=client.telemetry_id,
+        )  # fmt: skip
+        session.add_all([receipt, inapp])
+        await session.flush()
+        purchase = Purchase(
+            user_id=user.id, order_reference=reference,
+            items=[i.model_dump(by_alias=True) for i in data.items], currency=data.currency,
+            total_amount=total, status="completed",
+            assigned_server=herald.settings.effective_server_id,
+            receipt_email_id=receipt.id, inapp_notification_id=inapp.id, created_at=utcnow(),
+        )  # fmt: skip
+        session.add(purchase)
+    await herald.dispatcher.dispatch([receipt, inapp])
+    return purchase

@@ -1,0 +1,96 @@
+"""The signed-in user's in-app inbox. Reads made here reach every open tab, like socket reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import select
+
+from herald.core.errors import NotFound
+from herald.core.pagination import Page, fetch_page, page_of
+from herald.core.schemas import CamelModel
+from herald.notifications import inbox
+from herald.notifications.models import InAppNotification, Status
+from herald.realtime.server import announce_read
+from herald.web.deps import CurrentUserDep, HeraldDep, PageDep
+from herald.web.errors import errors
+
+router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])
+NotificationId = Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)]
+
+
+class InboxItem(CamelModel):
+    id: int
+    type: str
+    title: str
+    message: str
+    data: dict[str, Any]
+    priority: str
+    status: str
+    is_read: bool
+    read_at: datetime | None
+    delivered_at: datetime | None
+    acked_at: datetime | None
+    created_at: datetime
+    expires_at: datetime
+
+
+class Marked(CamelModel):
+    marked: list[int]
+    unread_count: int
+
+
+class UnreadCount(CamelModel):
+    unread_count: int
+
+
+@router.get("")
+async def list_inbox(
+    user: CurrentUserDep,
+    herald: HeraldDep,
+    page: PageDep,
+    unread: Annotated[bool, Query(description="only unread notifications")] = False,
+) -> Page[InboxItem]:
+    """Your in-app notifications, newest first (expired ones are left out)."""
+    model = InAppNotification
+    query = (
+        select(model)
+        .where(model.user_id == user.id, model.status != Status.EXPIRED)
+        .order_by(model.id.desc())
+    )
+    if unread:
+        query = query.where(model.is_read.is_(False))
+    async with herald.db() as session:
+        rows, total = await fetch_page(session, query, page)
+    return page_of([InboxItem.model_validate(n) for n in rows], page, total)
+
+
+@router.get("/unread-count")
+async def unread_count(user: CurrentUserDep, herald: HeraldDep) -> UnreadCount:
+    async with herald.db() as session:
+        return UnreadCount(unread_count=await inbox.unread_count(session, user.id))
+
+
+@router.post("/{notificationId}/read", responses=errors(404))
+async def mark_one_read(
+    notification_id: NotificationId, user: CurrentUserDep, herald: HeraldDep
+) -> Marked:
+    async with herald.db() as session:
+        n = await session.get(InAppNotification, notification_id)
+    if n is None or n.user_id != user.id:  # someone else's is as absent as a missing one
+        raise NotFound(f"no notification {notification_id}")
+    return await _mark(herald, user.id, [notification_id])
+
+
+@router.post("/read-all")
+async def mark_all_read(user: CurrentUserDep, herald: HeraldDep) -> Marked:
+    return await _mark(herald, user.id, None)
+
+
+async def _mark(herald: Any, user_id: int, ids: list[int] | None) -> Marked:
+    marked = await inbox.mark_read(herald, user_id, ids)
+    await announce_read(herald, user_id, marked, everything=ids is None)
+    async with herald.db() as session:
+        return Marked(marked=marked, unread_count=await inbox.unread_count(session, user_id))

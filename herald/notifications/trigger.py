@@ -1,0 +1,125 @@
+"""The generic trigger: any notification, to one or many recipients, on one or both channels."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import EmailStr, Field, model_validator
+from sqlalchemy import select
+
+from herald.accounts.models import User
+from herald.accounts.service import ClientInfo
+from herald.core.db import transaction
+from herald.core.errors import InvalidField
+from herald.core.schemas import CamelInput, CamelModel
+from herald.delivery.queues import job_id
+from herald.notifications.models import DeliveryState
+from herald.notifications.service import new_email, new_inapp
+from herald.notifications.templates import TEMPLATES
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+# Domain types whose templates need fields only their own flows provide.
+_DOMAIN_TEMPLATES = frozenset({"signup", "login", "reset_password", "purchase"})
+MAX_RECIPIENTS = 1000
+
+
+class ChannelName(StrEnum):
+    EMAIL = "email"
+    INAPP = "inapp"
+
+
+class Recipient(CamelInput):
+    user_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    email: EmailStr | None = Field(None, description="email only: an address without an account")
+
+    @model_validator(mode="after")
+    def _someone(self) -> Recipient:
+        if self.user_id is None and self.email is None:
+            raise ValueError("give userId or email")
+        return self
+
+
+class TriggerIn(CamelInput):
+    recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    type: str = Field(
+        min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$",
+        description="picks the email template; unknown types use the generic one",
+    )  # fmt: skip
+    title: str = Field(min_length=1, max_length=255)
+    message: str = Field(min_length=1, max_length=5000)
+    channels: list[ChannelName] = Field(default=[ChannelName.INAPP], min_length=1, max_length=2)
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    data: dict[str, Any] = Field(default_factory=dict, description="delivered with in-app ones")
+
+
+class CreatedNotification(CamelModel):
+    channel: ChannelName
+    notification_id: int
+    job_id: str
+    status: str
+    user_id: int | None
+    email: str | None
+
+
+class TriggerOut(CamelModel):
+    count: int
+    notifications: list[CreatedNotification]
+
+
+async def trigger(herald: Herald, data: TriggerIn, client: ClientInfo) -> TriggerOut:
+    channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
+    users = await _recipients(herald, data, channels)
+    template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
+    created: list[tuple[DeliveryState, Recipient]] = []
+    async with transaction(herald.db) as session:
+        for recipient in data.recipients:
+            user = users.get(recipient.user_id or 0)
+            username = user.username if user else None
+            address = recipient.email or (user.email if user else None)
+            for channel in channels:
+                n: DeliveryState
+                if channel is ChannelName.EMAIL:
+                    assert address is not None
+                    n = new_email(
+                        herald.settings, data.type, to=address, username=username,
+                        user_id=user.id if user else None, telemetry_id=client.telemetry_id,
+                        context={"title": data.title, "message": data.message},
+                        template=template or "generic",
+                    )  # fmt: skip
+                else:
+                    assert user is not None
+                    n = new_inapp(
+                        herald.settings, data.type, user_id=user.id, username=username,
+                        email=user.email, title=data.title, message=data.message,
+                        data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
+                    )  # fmt: skip
+                session.add(n)
+                created.append((n, recipient))
+    await herald.dispatcher.dispatch([n for n, _ in created])
+    out = [
+        CreatedNotification(
+            channel=ChannelName(n.channel.value), notification_id=n.id,
+            job_id=job_id(n.channel, n.id), status=n.status, user_id=getattr(n, "user_id", None),
+            email=getattr(n, "recipient_email", None),
+        )
+        for n, _ in created
+    ]  # fmt: skip
+    return TriggerOut(count=len(out), notifications=out)
+
+
+async def _recipients(
+    herald: Herald, data: TriggerIn, channels: list[ChannelName]
+) -> dict[int, User]:
+    """The recipients' user rows; 422 naming the first recipient that can't be reached."""
+    ids = {r.user_id for r in data.recipients if r.user_id is not None}
+    async with herald.db() as session:
+        users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}
+    for i, r in enumerate(data.recipients):
+        if r.user_id is not None and r.user_id not in users:
+            raise InvalidField(f"recipients.{i}.userId", f"no user {r.user_id}")
+        if ChannelName.INAPP in channels and r.user_id is None:
+            raise InvalidField(f"recipients.{i}.userId", "in-app notifications need a userId")
+    return users

@@ -1,0 +1,1 @@
+"""Friend requests and the friendships they become."""

@@ -1,0 +1,192 @@
+"""`Idempotency-Key` on POST: a repeat within the TTL gets the first answer, not a second effect.
+
+The record lives in Redis under a hash of (key, method, path, caller), so two callers can't see
+each other's answers. It is claimed with SET NX before the endpoint runs, so two copies of one
+request arriving together run the endpoint once: the second gets 409 while the first is in
+flight, and the first's answer after. A repeat whose body differs is refused (422): the key was
+reused for a different request. Answers of 5xx and 429 are not kept, so a retry runs again.
+
+An answer marked `Cache-Control: no-store` carries credentials (a new session token), and
+tokens are only ever stored hashed, so its body is not kept either: a repeat gets 409
+`idempotency_key_used` instead of a second session (retry without the key, or with a new one).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+HEADER = b"idempotency-key"
+KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+# How long a claim stays while its request runs; a server that dies mid-request frees the key
+# after this long.
+IN_FLIGHT_SECONDS = 60
+_KEPT_HEADERS = {b"content-type", b"location", b"retry-after"}
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> tuple[int, bytes]:
+    details = [{"field": field, "message": message}] if field else None
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return status, json.dumps(body).encode()
+
+
+class Idempotency:
+    def __init__(self, app: ASGIApp, redis: aioredis.Redis, ttl_seconds: int) -> None:
+        self.app = app
+        self.redis = redis
+        self.ttl = ttl_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", []))
+        if scope["type"] != "http" or scope["method"] != "POST" or HEADER not in headers:
+            await self.app(scope, receive, send)
+            return
+        key = headers[HEADER].decode("latin-1")
+        if not KEY_PATTERN.match(key):
+            await _respond(send, *_error(422, "validation_error", "invalid Idempotency-Key: "
+                           "1 to 255 visible ASCII characters", "Idempotency-Key"))  # fmt: skip
+            return
+        body, complete = await _read_body(receive)
+        if not complete:
+            return  # the client went away (or the size limit already answered)
+        record_key = self._record_key(scope, headers, key)
+        fingerprint = hashlib.sha256(body).hexdigest()
+        claim = json.dumps({"state": "in-flight", "fingerprint": fingerprint})
+        try:
+            claimed = await self.redis.set(record_key, claim, nx=True, ex=IN_FLIGHT_SECONDS)
+            existing = None if claimed else await self.redis.get(record_key)
+        except Exception as exc:
+            # Redis down: run the request without the guarantee rather than refuse it; the
+            # notification rows are durable in the database either way.
+            log.warning("idempotency.unavailable", extra={"error": repr(exc)})
+            await self.app(scope, _replay_receive(body, receive), send)
+            return
+        if not claimed:
+            await self._repeat(send, existing, fingerprint)
+            return
+        await self._run(scope, body, receive, send, record_key, fingerprint)
+
+    def _record_key(self, scope: Scope, headers: dict[bytes, bytes], key: str) -> str:
+        # The caller is whoever holds this Authorization header (hashed: it is a secret), or,
+        # without one, the client address.
+        auth = headers.get(b"authorization")
+        client = scope.get("client") or ("unknown", 0)
+        caller = hashlib.sha256(auth).hexdigest() if auth else f"addr:{client[0]}"
+        path = scope["path"] + ("?" + scope["query_string"].decode("latin-1"))
+        identity = "\n".join((caller, scope["method"], path, key))
+        return "herald:idempotency:" + hashlib.sha256(identity.encode()).hexdigest()
+
+    async def _repeat(self, send: Send, existing: Any, fingerprint: str) -> None:
+        record: dict[str, Any] = json.loads(existing) if existing else {}
+        if record.get("fingerprint") not in (None, fingerprint):
+            await _respond(send, *_error(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used for a different request body",
+                           "Idempotency-Key"))  # fmt: skip
+        elif record.get("state") == "done" and not record.get("kept", True):
+            await _respond(send, *_error(409, "idempotency_key_used", "the first answer to "
+                           "this Idempotency-Key carried credentials, which are not kept; "
+                           "retry without the key or with a new one"))  # fmt: skip
+        elif record.get("state") != "done":
+            await _respond(send, *_error(409, "idempotency_in_flight", "a request with this "
+                           "Idempotency-Key is still running; retry shortly"),
+                           extra=[(b"retry-after", b"1")])  # fmt: skip
+        else:
+            kept = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
+            kept.append((b"idempotent-replayed", b"true"))
+            await _respond(send, record["status"], base64.b64decode(record["body"]), extra=kept)
+
+    async def _run(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, record_key: str,
+        fingerprint: str,
+    ) -> None:  # fmt: skip
+        status = 500
+        no_store = False
+        kept: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status, no_store
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                no_store = any(
+                    k.lower() == b"cache-control" and b"no-store" in v.lower()
+                    for k, v in message.get("headers", [])
+                )
+                kept.extend(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", [])
+                    if k.lower() in _KEPT_HEADERS
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, _replay_receive(body, receive), recording_send)
+        finally:
+            body_out = b"".join(chunks)
+            await self._settle(record_key, fingerprint, status, kept, body_out, no_store)
+
+    async def _settle(
+        self, record_key: str, fingerprint: str, status: int, headers: list[tuple[str, str]],
+        body: bytes, no_store: bool,
+    ) -> None:  # fmt: skip
+        try:
+            if status >= 500 or status == 429:
+                await self.redis.delete(record_key)  # not an answer worth repeating
+                return
+            record: dict[str, Any] = {"state": "done", "fingerprint": fingerprint}
+            if no_store:
+                record["kept"] = False
+            else:
+                record.update(status=status, headers=headers, body=base64.b64encode(body).decode())
+            await self.redis.set(record_key, json.dumps(record), ex=self.ttl)
+        except Exception as exc:
+            log.warning("idempotency.store_failed", extra={"error": repr(exc)})
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", False
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay_receive(body: bytes, receive: Receive) -> Receive:
+    """Hand the endpoint the body already read; after that, the client's real events."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    names = {k.lower() for k, _ in extra or []}
+    if b"content-type" not in names:
+        headers.append((b"content-type", b"application/json"))
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
