@@ -2,7 +2,7 @@
 # Installs the Debian packages Herald's tests need when they are missing. Runs apt-get only when
 # something is actually missing, so it is quick on a machine that has everything.
 set -euo pipefail
-PACKAGES=()  # e.g. haproxy chromium, as the features that need them land
+PACKAGES=(haproxy)  # chromium joins when the web pages land
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
