@@ -140,8 +140,12 @@ def _backend(cfg: LbConfig) -> list[str]:
         "    http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS || { req.hdr(idempotency-key) -m found }",  # noqa: E501
         "    # Which server answered, as HAProxy names it (Herald adds its own X-Served-By).",
         "    http-response set-header X-Served-By-LB %s",
+        "    # A crashed server refuses the check at once and is out after `fall` checks; a busy",
+        "    # one gets this long to answer, so a burst of work does not take it out. Sessions",
+        "    # already on a server marked down are left to finish.",
+        "    timeout check 2s",
         f"    default-server check inter {cfg.check_interval_ms}ms fall {cfg.check_fall} "
-        f"rise {cfg.check_rise} on-marked-down shutdown-sessions",
+        f"rise {cfg.check_rise}",
     ]
     lines += [f"    server {b.name} {b.address} cookie {b.name}" for b in cfg.backends]
     return [*lines, ""]

@@ -2,9 +2,11 @@
 
 On SIGTERM uvicorn stops listening, then waits for open connections. A WebSocket is closed
 (1012) at once, but an Engine.IO long poll would be held until the graceful timeout cancels it.
-So, once the listeners are closed, every socket gets an Engine.IO `close` packet: clients see a
-transport close (not a server-initiated disconnect, which would stop them from reconnecting)
-and reconnect, through the load balancer, to a server that still listens.
+So, once the listeners are closed, every Engine.IO session is ended here: its disconnect
+handlers run (presence is cleaned up) and a pending long poll is answered at once. The client's
+next request finds no session, which clients (the JS and the Python one alike) treat as a
+transport error: they reconnect, through the load balancer, to a server that still listens.
+An Engine.IO `close` packet would be neater, but some clients read it as "do not reconnect".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Any
 
 import uvicorn
 
@@ -37,7 +40,16 @@ class GracefulServer(uvicorn.Server):
         sio = self.herald.sio
         if sio is None or not sio.eio.sockets:
             return
-        count = len(sio.eio.sockets)
+        eio = sio.eio
+        sessions = list(eio.sockets.values())
+
+        async def end(session: Any) -> None:
+            await session.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+            session.queue.put_nowait(None)  # answers a pending long poll with no packets
+
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(sio.eio.disconnect(), CLOSE_SOCKETS_TIMEOUT)
-        log.info("realtime.sockets.closed", extra={"count": count})
+            await asyncio.wait_for(
+                asyncio.gather(*(end(s) for s in sessions), return_exceptions=True),
+                CLOSE_SOCKETS_TIMEOUT,
+            )
+        log.info("realtime.sockets.closed", extra={"count": len(sessions)})
