@@ -93,6 +93,8 @@ def cluster_env(data_dir: Path, **extra: str) -> dict[str, str]:
         # The in-app ladder waits minutes before trying again, so a notification sent while
         # its recipient was away can only reach them, within a test, through catch-up.
         HERALD_BACKOFF_DELAY="60000",
+        # Long polls are answered at least this often (ms), so polling clients close quickly.
+        WS_HEARTBEAT_INTERVAL="5000",
         INAPP_RETRY_1_DELAY="600000",
     )
     env.update(extra)
@@ -206,8 +208,9 @@ class Client:
         return await asyncio.wait_for(wait(), timeout)
 
     async def close(self) -> None:
+        # A polling client's disconnect waits for its pending long poll; do not wait long.
         with contextlib.suppress(Exception):
-            await self.sio.disconnect()
+            await asyncio.wait_for(self.sio.disconnect(), 2)
         await self.http.close()
 
 
@@ -312,6 +315,15 @@ class TestLoadBalancing:
                 assert client.events["disconnect"].empty()
             finally:
                 await client.close()
+
+    async def test_without_the_cookie_polling_breaks(self, cluster: Cluster) -> None:
+        """The control for the test above: a client that drops the cookie (aiohttp's default
+        jar ignores cookies of IP hosts) has its next poll sent to another server, which
+        knows nothing of its session."""
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(cluster.lb_url, transports=["polling"], wait_timeout=2)
+        await client.disconnect()
 
     async def test_concurrent_writes_from_every_process(self, cluster: Cluster) -> None:
         """Three API servers write signups and two workers write deliveries, all at once, on

@@ -157,9 +157,11 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[Managed
     layout = Layout.of(settings)
     recorded = layout.manifest.load()
     running = [p for p in recorded if p.alive]
-    for process in _in_stop_order(running):
-        killed = stop([process], timeout=30)
-        say(f"stopped {process.name} (pid {process.pid}){' by SIGKILL' if killed else ''}")
+    for role in STOP_ORDER:  # one role at a time; the processes of a role all at once
+        group = [p for p in running if p.role == role]
+        killed = stop(group, timeout=30)
+        for p in group:
+            say(f"stopped {p.name} (pid {p.pid}){' by SIGKILL' if p in killed else ''}")
     if any(p.role == "redis" for p in recorded):
         (settings.data_dir / "redis" / "redis.url").unlink(missing_ok=True)
     layout.manifest.remove()
