@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://127.0.0.1:8000
 	$(BIN)/herald serve
 
-test: $(VENV)/.test-installed system-deps ## Install what the tests need and run them all
+test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed ## Install what the tests need and run them all
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
@@ -29,6 +29,11 @@ $(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-installed
+
+# The official Socket.IO JavaScript client, for the interoperability tests.
+tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Debian packages the tests use (none yet beyond Python's; HAProxy and Chromium come later).
 system-deps:

@@ -54,7 +54,9 @@ class Herald:
         self.queues = Queues(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
-        self.presence = Presence(self.redis, settings.effective_server_id)
+        self.presence = Presence(
+            self.redis, settings.effective_server_id, ttl_seconds=3 * settings.presence_heartbeat
+        )
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
@@ -62,6 +64,7 @@ class Herald:
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def _admin_token(self) -> str:
         """HERALD_ADMIN_TOKEN, or one made once and kept (mode 600) in the data folder."""
@@ -87,6 +90,8 @@ class Herald:
         await run_migrations_async(self.settings.effective_database_url)
         if self.run_workers:
             await self._start_workers()
+        if self.run_api:
+            self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         log.info(
             "herald.started",
             extra={
@@ -122,9 +127,30 @@ class Herald:
         log.info("mailbox.capture.started", extra={"port": port, "path": str(self.mailbox.path)})
         return "127.0.0.1", port, True
 
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.presence.heartbeat()
+                swept = await self.presence.sweep()
+                if swept:
+                    log.info("realtime.presence.swept", extra={"sockets": swept})
+            except Exception as exc:  # Redis away: presence resumes when it is back
+                log.warning("realtime.presence.error", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.presence_heartbeat)
+
     async def stop(self) -> None:
-        if self._reconciler:
-            self._reconciler.cancel()
+        for task in (self._reconciler, self._heartbeat):
+            if task:
+                task.cancel()
+        if self._heartbeat:
+            with contextlib.suppress(Exception):
+                await self.presence.leave()
+        if self.sio:
+            # The Redis listener of the Socket.IO manager would otherwise outlive us.
+            listener = getattr(self.sio.manager, "thread", None)
+            if isinstance(listener, asyncio.Task):
+                listener.cancel()
+            await self.sio.shutdown()
         if self.workers:
             await self.workers.close()
         if self._mailbox_server:

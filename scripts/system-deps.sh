@@ -2,9 +2,12 @@
 # Installs the Debian packages Herald's tests need when they are missing. Runs apt-get only when
 # something is actually missing, so it is quick on a machine that has everything.
 set -euo pipefail
-PACKAGES=(haproxy)  # chromium joins when the web pages land
+PACKAGES=(haproxy)  # the cluster tests run a real HAProxy; chromium joins with the web pages
+# Node.js and npm run the official Socket.IO JavaScript client in the interoperability tests.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 missing=()
-for pkg in "${PACKAGES[@]}"; do
+for pkg in "${PACKAGES[@]+"${PACKAGES[@]}"}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -197,7 +197,10 @@ async def herald_factory(
     for running, server, task in reversed(started):
         await running.http.aclose()
         server.should_exit = True
-        await asyncio.wait_for(task, 90)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 90)
+        except TimeoutError:
+            raise AssertionError("Herald did not shut down:\n" + dump_tasks()) from None
 
 
 @pytest.fixture
@@ -216,3 +219,13 @@ async def eventually(check: Any, timeout: float = 20, interval: float = 0.05) ->
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def dump_tasks() -> str:
+    """Every pending asyncio task with its stack: what a hung shutdown is waiting for."""
+    import io
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()

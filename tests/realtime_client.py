@@ -7,7 +7,10 @@ from typing import Any
 
 import socketio
 
-EVENTS = ("auth:success", "auth:error", "notification:new", "pong")
+EVENTS = (
+    "auth:success", "auth:error", "notification:new", "notification:broadcast",
+    "notifications:markedRead", "pong",
+)  # fmt: skip
 
 
 class RecordingClient:

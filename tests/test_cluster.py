@@ -541,7 +541,6 @@ class TestFailover:
         n = again["loginInAppNotification"]["notificationId"]
         assert (await failover.auto_client.notification(n))["type"] == "login"
 
-    @pytest.mark.xfail(reason="needs catch-up from issue 5", strict=False)
     async def test_what_was_sent_while_away_arrives_through_catch_up(
         self, failover: Failover
     ) -> None:

@@ -217,16 +217,25 @@ class TestInAppLadder:
             "inapp-retry-1", "inapp-retry-2", "inapp-dlq",
         ]  # fmt: skip
 
+        replay = await herald.http.post(
+            "/api/ops/dlq/inapp/replay", json={"all": True, "type": "login"},
+            headers=herald.admin(),
+        )  # fmt: skip
+        assert nid in replay.json()["replayed"]
+        replayed = (
+            await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())
+        ).json()
+        assert replayed["escalationHistory"][-1]["fromQueue"] == "inapp-dlq"
+
         client = RecordingClient()
         await client.connect(herald.url, auth={"token": login["sessionToken"]})
         try:
             await client.next("auth:success")
-            replay = await herald.http.post(
-                "/api/ops/dlq/inapp/replay", json={"all": True, "type": "login"},
-                headers=herald.admin(),
-            )  # fmt: skip
-            assert nid in replay.json()["replayed"]
             event = await client.next("notification:new", timeout=20)
             assert event["id"] == nid
+            assert (await client.sio.call("notification:ack", {"id": nid})) == {"acked": [nid]}
         finally:
             await client.close()
+        body = (await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())).json()
+        assert body["status"] == "delivered"
+        assert body["deliveryHistory"][-1]["status"] == "acknowledged"

@@ -12,7 +12,7 @@ from herald.channels.base import DeliveryResult
 from herald.delivery.errors import DeliveryError
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
-from herald.realtime.presence import Presence, user_room
+from herald.realtime.presence import Presence
 
 
 class InAppSender:
@@ -29,10 +29,10 @@ class InAppSender:
         sockets = await self.presence.sockets(notification.user_id)
         if not sockets:
             raise DeliveryError("recipient offline")
-        await self.emitter.emit(
-            "notification:new",
-            inapp_event(notification),
-            room=user_room(notification.user_id),
-            namespace="/",
-        )
+        event = inapp_event(notification)
+        # One emit per socket, each only if that connection has not had this notification yet
+        # (catch-up may have sent it first): a client never sees an id twice on one connection.
+        for sid in sockets:
+            if await self.presence.first_sight(sid, notification.id):
+                await self.emitter.emit("notification:new", event, to=sid, namespace="/")
         return DeliveryResult("websocket", socket_id=sockets[0])

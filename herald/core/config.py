@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # or vanished from it (a Redis restarted without persistence). Seconds.
     reconcile_interval: float = Field(10.0, gt=0, validation_alias=_h("RECONCILE_INTERVAL"))
     reconcile_grace: float = Field(5.0, ge=0, validation_alias=_h("RECONCILE_GRACE"))
+    # How often each API server renews its presence heartbeat (seconds); its sockets stop
+    # counting three beats after it dies.
+    presence_heartbeat: float = Field(5.0, gt=0, validation_alias=_h("PRESENCE_HEARTBEAT"))
     # `herald cluster up`: how many API servers (on SERVER1_PORT, SERVER2_PORT, ...) and worker
     # processes to run behind HAProxy, and how fast HAProxy notices a dead server
     # (it is taken out after `lb_check_fall` failed checks `lb_check_interval_ms` apart).

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.core.config import Settings
 from herald.core.db import utcnow
 from herald.delivery.queues import Queues, job_id
+from herald.notifications.inbox import expire_due
 from herald.notifications.models import MODEL_OF, Status
 from herald.notifications.service import Dispatcher
 
@@ -86,4 +87,7 @@ class Reconciler:
                     )
         if total:
             log.info("delivery.reconciler.requeued", extra={"count": total})
+        expired = await expire_due(self.db, self.queues)
+        if expired:
+            log.info("delivery.inapp.expired", extra={"count": expired})
         return total

@@ -86,6 +86,9 @@ class InAppNotification(DeliveryState, Base):
     expires_at: Mapped[datetime]
     is_read: Mapped[bool] = mapped_column(default=False)
     read_at: Mapped[datetime | None]
+    # When a client confirmed receipt with `notification:ack`; until then, every new
+    # connection of the recipient gets it again (catch-up).
+    acked_at: Mapped[datetime | None]
 
 
 class DeliveryAttempt(Base):

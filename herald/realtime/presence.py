@@ -1,31 +1,172 @@
-"""Who is connected, from which socket on which server, kept in Redis so every process sees it."""
+"""Who is connected, from which socket on which server, kept in Redis so every process sees it.
+
+Each API server proves it is alive with a heartbeat key that expires; a socket counts only while
+its server's heartbeat lives. When a server dies without saying goodbye, the first live server
+to notice sweeps its sockets away, so no user stays "online" through a dead server.
+
+Keys:
+  herald:servers                   hash  server id -> JSON (pid, started)
+  herald:server:{id}:alive         string with a TTL, renewed every heartbeat
+  herald:server:{id}:sockets       set   "user:sid" of the sockets on that server
+  herald:presence:user:{user}      hash  sid -> server id
+  herald:seen:{sid}                set   notification ids already sent on that connection
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import cast
+
 import redis.asyncio as aioredis
+
+SERVERS = "herald:servers"
+SEEN_TTL = 48 * 3600
 
 
 def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+# Every authenticated socket joins this room: broadcasts go here, never to anonymous sockets.
+AUTHENTICATED_ROOM = "authenticated"
+
+
+def _alive(server_id: str) -> str:
+    return f"herald:server:{server_id}:alive"
+
+
+def _server_sockets(server_id: str) -> str:
+    return f"herald:server:{server_id}:sockets"
+
+
+def _user(user_id: int) -> str:
+    return f"herald:presence:user:{user_id}"
+
+
+def _seen(sid: str) -> str:
+    return f"herald:seen:{sid}"
+
+
+@dataclass
+class ServerPresence:
+    server_id: str
+    alive: bool
+    sockets: int
+    users: int
+
+
 class Presence:
-    def __init__(self, redis: aioredis.Redis, server_id: str):
+    def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float = 15.0):
         self.redis = redis
         self.server_id = server_id
+        self.ttl_ms = int(ttl_seconds * 1000)
 
-    @staticmethod
-    def _key(user_id: int) -> str:
-        return f"herald:presence:user:{user_id}"
-
+    # --- sockets ------------------------------------------------------------------------
     async def add(self, user_id: int, sid: str) -> None:
-        await self.redis.hset(self._key(user_id), sid, self.server_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_user(user_id), sid, self.server_id)
+            pipe.sadd(_server_sockets(self.server_id), f"{user_id}:{sid}")
+            await pipe.execute()
 
     async def remove(self, user_id: int, sid: str) -> None:
-        await self.redis.hdel(self._key(user_id), sid)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(_user(user_id), sid)
+            pipe.srem(_server_sockets(self.server_id), f"{user_id}:{sid}")
+            pipe.delete(_seen(sid))
+            await pipe.execute()
 
     async def sockets(self, user_id: int) -> list[str]:
-        return [
-            s.decode() if isinstance(s, bytes) else s
-            for s in await self.redis.hkeys(self._key(user_id))
-        ]
+        """The user's sockets on servers that are alive."""
+        entries = cast(dict[str, str], await self.redis.hgetall(_user(user_id)))
+        if not entries:
+            return []
+        servers = sorted(set(entries.values()))
+        alive = dict(zip(servers, await self.redis.mget([_alive(s) for s in servers]), strict=True))
+        return [sid for sid, server in entries.items() if alive[server] is not None]
+
+    async def claim(self, sid: str, notification_ids: list[int]) -> list[int]:
+        """Record all these as sent on this connection at once, before sending any, so a worker
+        cannot slip one of them in out of order; returns those not sent before."""
+        if not notification_ids:
+            return []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for notification_id in notification_ids:
+                pipe.sadd(_seen(sid), notification_id)
+            pipe.expire(_seen(sid), SEEN_TTL)
+            added = await pipe.execute()
+        return [i for i, new in zip(notification_ids, added, strict=False) if new]
+
+    async def first_sight(self, sid: str, notification_id: int) -> bool:
+        """Record that this connection was sent this notification; False if it already was."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(_seen(sid), notification_id)
+            pipe.expire(_seen(sid), SEEN_TTL)
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    # --- servers ------------------------------------------------------------------------
+    # (The client decodes responses, so Redis hands back str; the casts tell mypy.)
+    async def _server_ids(self) -> list[str]:
+        return cast(list[str], await self.redis.hkeys(SERVERS))
+
+    async def _members(self, server_id: str) -> set[str]:
+        return cast(set[str], await self.redis.smembers(_server_sockets(server_id)))
+
+    async def heartbeat(self) -> None:
+        info = json.dumps({"pid": os.getpid(), "heartbeatAt": time.time()})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(_alive(self.server_id), "1", px=self.ttl_ms)
+            pipe.hset(SERVERS, self.server_id, info)
+            await pipe.execute()
+
+    async def sweep(self) -> int:
+        """Forget the sockets of servers whose heartbeat stopped; returns how many."""
+        removed = 0
+        for server_id in await self._server_ids():
+            if server_id != self.server_id and not await self.redis.exists(_alive(server_id)):
+                removed += await self._forget_server(server_id)
+        return removed
+
+    async def leave(self) -> None:
+        """A clean shutdown: this server's sockets are gone now, not after the TTL."""
+        await self._forget_server(self.server_id)
+
+    async def _forget_server(self, server_id: str) -> int:
+        members = await self._members(server_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for member in members:
+                user_id, _, sid = member.partition(":")
+                pipe.hdel(_user(int(user_id)), sid)
+                pipe.delete(_seen(sid))
+            pipe.delete(_server_sockets(server_id), _alive(server_id))
+            pipe.hdel(SERVERS, server_id)
+            await pipe.execute()
+        return len(members)
+
+    async def servers(self) -> list[ServerPresence]:
+        result = []
+        for server_id in sorted(await self._server_ids()):
+            members = await self._members(server_id)
+            result.append(
+                ServerPresence(
+                    server_id=server_id,
+                    alive=bool(await self.redis.exists(_alive(server_id))),
+                    sockets=len(members),
+                    users=len({m.partition(":")[0] for m in members}),
+                )
+            )
+        return result
+
+    async def online_users(self) -> dict[int, list[tuple[str, str]]]:
+        """user id -> [(sid, server id)] over live servers."""
+        users: dict[int, list[tuple[str, str]]] = {}
+        for server in await self.servers():
+            if not server.alive:
+                continue
+            for member in await self._members(server.server_id):
+                user_id, _, sid = member.partition(":")
+                users.setdefault(int(user_id), []).append((sid, server.server_id))
+        return users

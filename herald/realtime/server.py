@@ -1,7 +1,8 @@
-"""The Socket.IO server: authentication, rooms, presence and heartbeat.
+"""The Socket.IO server: authentication, catch-up, acknowledgements, read state, heartbeat.
 
-Every API server shares one Redis-backed manager, so an emit to a user's room from any process
-(an API server or a worker) reaches that user's sockets wherever they are connected.
+Every API server shares one Redis-backed manager, so an emit to a user's room or socket from any
+process (an API server or a worker) reaches it wherever it is connected. A socket receives
+nothing until it authenticates: it joins no room before that.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from herald.accounts.models import User
 from herald.accounts.service import user_for_token
-from herald.realtime.presence import user_room
+from herald.notifications import inbox
+from herald.notifications.schemas import inapp_event
+from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -21,10 +25,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOCKETIO_CHANNEL = "herald-socketio"
+NOT_AUTHENTICATED = {"message": "authenticate first"}
 
 
 def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
     return socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL, write_only=write_only)
+
+
+def parse_ids(data: Any) -> list[int] | None:
+    """`5`, `[5, 6]`, `{"id": 5}`, `{"ids": [5, 6]}` -> ids; `"all"`/`{"all": true}` -> None."""
+    if data == "all" or (isinstance(data, dict) and data.get("all") is True):
+        return None
+    if isinstance(data, dict):
+        data = data.get("ids", data.get("id"))
+    values = data if isinstance(data, list) else [data]
+    ids = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if not ids or len(ids) != len(values):
+        raise ValueError("give an id, a list of ids, or all")
+    return ids
 
 
 def create_socket_server(herald: Herald) -> socketio.AsyncServer:
@@ -37,6 +55,30 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         ping_timeout=max(settings.ws_heartbeat_interval / 1000, 20),
     )
 
+    async def user_of(sid: str) -> int | None:
+        session = await sio.get_session(sid)
+        return session.get("userId") if session else None
+
+    async def sign_in(sid: str, user: User) -> None:
+        previous = await user_of(sid)
+        if previous is not None and previous != user.id:  # the socket changes hands
+            await sio.leave_room(sid, user_room(previous))
+            await herald.presence.remove(previous, sid)
+        await sio.save_session(sid, {"userId": user.id, "username": user.username})
+        await sio.enter_room(sid, user_room(user.id))
+        await sio.enter_room(sid, AUTHENTICATED_ROOM)
+        await herald.presence.add(user.id, sid)
+
+    async def catch_up(sid: str, user_id: int) -> int:
+        async with herald.db() as session:
+            backlog = await inbox.unacknowledged(session, user_id)
+        fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
+        for n in backlog:
+            if n.id in fresh:
+                await sio.emit("notification:new", inapp_event(n), to=sid)
+                await inbox.record_catch_up(herald, n, sid)
+        return len(fresh)
+
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
             token = token.get("token")
@@ -47,9 +89,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         if user is None:
             await sio.emit("auth:error", {"message": "invalid or expired session token"}, to=sid)
             return
-        await sio.save_session(sid, {"userId": user.id, "username": user.username})
-        await sio.enter_room(sid, user_room(user.id))
-        await herald.presence.add(user.id, sid)
+        await sign_in(sid, user)
         await sio.emit(
             "auth:success",
             {
@@ -60,7 +100,8 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             },
             to=sid,
         )
-        log.info("realtime.authenticated", extra={"userId": user.id, "sid": sid})
+        sent = await catch_up(sid, user.id)
+        log.info("realtime.authenticated", extra={"userId": user.id, "sid": sid, "caughtUp": sent})
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -70,6 +111,34 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     @sio.on("authenticate")
     async def on_authenticate(sid: str, data: Any = None) -> None:
         await authenticate(sid, data)
+
+    @sio.on("notification:ack")
+    async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
+        user_id = await user_of(sid)
+        if user_id is None:
+            await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
+            return {"error": NOT_AUTHENTICATED["message"]}
+        try:
+            ids = parse_ids(data)
+        except ValueError as exc:
+            return {"error": str(exc)}
+        if ids is None:
+            return {"error": "acknowledge ids, not all"}
+        return {"acked": await inbox.acknowledge(herald, user_id, ids, sid)}
+
+    @sio.on("notification:markRead")
+    async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
+        user_id = await user_of(sid)
+        if user_id is None:
+            await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
+            return {"error": NOT_AUTHENTICATED["message"]}
+        try:
+            ids = parse_ids(data)
+        except ValueError as exc:
+            return {"error": str(exc)}
+        marked = await inbox.mark_read(herald, user_id, ids)
+        await announce_read(herald, user_id, marked, everything=ids is None)
+        return {"marked": marked}
 
     @sio.event
     async def ping(sid: str, data: Any = None) -> None:
@@ -81,8 +150,20 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
 
     @sio.event
     async def disconnect(sid: str, *_: Any) -> None:
-        session = await sio.get_session(sid)
-        if session.get("userId"):
-            await herald.presence.remove(session["userId"], sid)
+        user_id = await user_of(sid)
+        if user_id is not None:
+            await herald.presence.remove(user_id, sid)
 
     return sio
+
+
+async def announce_read(herald: Herald, user_id: int, ids: list[int], *, everything: bool) -> None:
+    """Tell every tab of the user what was marked read, wherever it is connected."""
+    assert herald.sio is not None
+    async with herald.db() as session:
+        unread = await inbox.unread_count(session, user_id)
+    await herald.sio.emit(
+        "notifications:markedRead",
+        {"ids": ids, "all": everything, "unreadCount": unread},
+        room=user_room(user_id),
+    )

@@ -15,6 +15,7 @@ from herald.accounts.endpoints import router as accounts_router
 from herald.accounts.failures import router as failures_router
 from herald.core.config import Settings
 from herald.delivery.endpoints import router as delivery_router
+from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
@@ -41,7 +42,10 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     )
     app.state.herald = herald
     install_error_handlers(app)
-    routers = (health_router, accounts_router, failures_router, ops_router, delivery_router)
+    routers = (
+        health_router, accounts_router, failures_router, ops_router, delivery_router,
+        realtime_router,
+    )  # fmt: skip
     for router in routers:
         app.include_router(router)
     app.add_middleware(

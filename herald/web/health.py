@@ -36,6 +36,14 @@ async def health(herald: HeraldDep) -> JSONResponse:
             queues = await asyncio.wait_for(herald.queues.counts(), CHECK_TIMEOUT)
         except Exception as exc:
             queues = {"error": type(exc).__name__}
+    presence: dict[str, Any] = {}
+    if redis["status"] == "up":
+        servers = await herald.presence.servers()
+        presence = {
+            "servers": sum(s.alive for s in servers),
+            "onlineSockets": sum(s.sockets for s in servers if s.alive),
+            "onlineUsers": len(await herald.presence.online_users()),
+        }
     if database["status"] != "up":
         status, code = "down", 503
     else:
@@ -49,7 +57,7 @@ async def health(herald: HeraldDep) -> JSONResponse:
         "database": {**database, "dialect": herald.engine.dialect.name},
         "redis": {**redis, "embedded": herald.settings.configured_redis_url is None},
         "queues": queues,
-        "sockets": {"connected": len(herald.sio.eio.sockets) if herald.sio else 0},
+        "sockets": {"connected": len(herald.sio.eio.sockets) if herald.sio else 0, **presence},
         "email": {"mode": "capture" if herald.mailbox else "smtp"},
     }
     return JSONResponse(body, code)

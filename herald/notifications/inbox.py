@@ -1,0 +1,144 @@
+"""A user's in-app notifications: catch-up, acknowledgement, read state, expiry.
+
+Shared by the Socket.IO handlers and the inbox REST API, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.core.db import transaction, utcnow
+from herald.delivery.queues import Queues
+from herald.notifications.models import Channel, DeliveryAttempt, InAppNotification, Status
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+CATCH_UP_LIMIT = 500
+_MODEL = InAppNotification
+
+
+async def unacknowledged(session: AsyncSession, user_id: int) -> list[InAppNotification]:
+    """What a newly authenticated socket must receive: unexpired, not yet acknowledged, oldest
+    first, whatever tier (or dead-letter queue) the notification has reached."""
+    rows = await session.scalars(
+        select(_MODEL)
+        .where(
+            _MODEL.user_id == user_id,
+            _MODEL.acked_at.is_(None),
+            _MODEL.expires_at > utcnow(),
+            _MODEL.status != Status.EXPIRED,
+        )
+        .order_by(_MODEL.id)
+        .limit(CATCH_UP_LIMIT)
+    )
+    return list(rows.all())
+
+
+async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> None:
+    """A catch-up emit reached a live socket: that is a delivery, whatever the ladder says."""
+    if n.status == Status.DELIVERED:
+        return
+    now = utcnow()
+    async with transaction(herald.db) as session:
+        row = await session.get(_MODEL, n.id, with_for_update=True)
+        if row is None or row.status in (Status.DELIVERED, Status.EXPIRED):
+            return
+        was_dead = row.status == Status.FAILED
+        row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
+        row.delivered_via = "catch-up"
+        session.add(_history(row, "delivered", sid, "catch-up"))
+    if was_dead:
+        await herald.queues.forget(Channel.INAPP, n.id)
+
+
+async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str) -> list[int]:
+    """Mark the user's own notifications received on this socket; returns the ids acked."""
+    now = utcnow()
+    dead: list[int] = []
+    acked: list[int] = []
+    async with transaction(herald.db) as session:
+        rows = await session.scalars(
+            select(_MODEL)
+            .where(_MODEL.id.in_(ids), _MODEL.user_id == user_id, _MODEL.acked_at.is_(None))
+            .with_for_update()
+        )
+        for row in rows:
+            if row.status == Status.FAILED:
+                dead.append(row.id)
+            row.acked_at, row.socket_id = now, sid
+            if row.status != Status.DELIVERED:
+                row.status, row.delivered_at, row.delivered_via = Status.DELIVERED, now, "websocket"
+            session.add(_history(row, "acknowledged", sid, "websocket"))
+            acked.append(row.id)
+    for notification_id in dead:  # received after all: it leaves the dead-letter queue
+        await herald.queues.forget(Channel.INAPP, notification_id)
+    return acked
+
+
+async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> list[int]:
+    """Mark some (or, with None, all) of the user's unread notifications read."""
+    condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
+    if ids is not None:
+        condition.append(_MODEL.id.in_(ids))
+    async with transaction(herald.db) as session:
+        marked = list((await session.scalars(select(_MODEL.id).where(*condition))).all())
+        if marked:
+            await session.execute(
+                update(_MODEL)
+                .where(_MODEL.id.in_(marked))
+                .values(is_read=True, read_at=utcnow(), updated_at=utcnow())
+            )
+    return marked
+
+
+async def unread_count(session: AsyncSession, user_id: int) -> int:
+    count = await session.scalar(
+        select(func.count()).where(
+            _MODEL.user_id == user_id, _MODEL.is_read.is_(False), _MODEL.status != Status.EXPIRED
+        )
+    )
+    return int(count or 0)
+
+
+async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> int:
+    """Notifications nobody received before `expires_at` become `expired` and leave the ladder."""
+    now = utcnow()
+    async with transaction(db) as session:
+        ids = list(
+            (
+                await session.scalars(
+                    select(_MODEL.id).where(
+                        _MODEL.expires_at <= now,
+                        _MODEL.acked_at.is_(None),
+                        _MODEL.status.in_([Status.PENDING, Status.QUEUED, Status.FAILED]),
+                    )
+                )
+            ).all()
+        )
+        if ids:
+            await session.execute(
+                update(_MODEL)
+                .where(_MODEL.id.in_(ids))
+                .values(status=Status.EXPIRED, updated_at=now)
+            )
+    for notification_id in ids:
+        await queues.forget(Channel.INAPP, notification_id)
+    return len(ids)
+
+
+def _history(n: InAppNotification, status: str, sid: str, method: str) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        channel=Channel.INAPP.value,
+        notification_id=n.id,
+        attempt=n.attempts,
+        timestamp=utcnow(),
+        status=status,
+        queue_name=n.queue_name or "inapp",
+        delivery_method=method,
+        socket_id=sid,
+    )

@@ -1,0 +1,75 @@
+"""Operations on live connections: who is online where, and broadcasts (admin token)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from herald.core.db import utcnow
+from herald.core.schemas import CamelModel
+from herald.realtime.presence import AUTHENTICATED_ROOM
+from herald.web.deps import AdminDep, HeraldDep
+
+router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
+
+
+class BroadcastIn(CamelModel):
+    title: str = Field(min_length=1, max_length=255)
+    message: str = Field(min_length=1, max_length=5000)
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class BroadcastOut(CamelModel):
+    broadcast_id: str
+    sent_at: datetime
+    online_sockets: int
+
+
+class ServerOut(CamelModel):
+    server_id: str
+    alive: bool
+    sockets: int
+    users: int
+
+
+class ConnectionsOut(CamelModel):
+    servers: list[ServerOut]
+    online_users: int
+    sockets: int
+    users: list[dict[str, Any]]
+
+
+@router.post("/broadcast", response_model=BroadcastOut)
+async def broadcast(body: BroadcastIn, herald: HeraldDep) -> BroadcastOut:
+    """Send `notification:broadcast` to every authenticated socket on every server."""
+    assert herald.sio is not None
+    sent = BroadcastOut(broadcast_id=uuid.uuid4().hex, sent_at=utcnow(), online_sockets=0)
+    payload = {
+        "id": sent.broadcast_id,
+        **body.model_dump(by_alias=True),
+        "sentAt": sent.sent_at.isoformat(),
+    }
+    await herald.sio.emit("notification:broadcast", payload, room=AUTHENTICATED_ROOM)
+    sent.online_sockets = sum(s.sockets for s in await herald.presence.servers() if s.alive)
+    return sent
+
+
+@router.get("/connections", response_model=ConnectionsOut)
+async def connections(herald: HeraldDep, limit: int = 200) -> ConnectionsOut:
+    servers = await herald.presence.servers()
+    online = await herald.presence.online_users()
+    users = [
+        {"userId": user_id, "sockets": [{"sid": sid, "serverId": s} for sid, s in sockets]}
+        for user_id, sockets in sorted(online.items())[:limit]
+    ]
+    return ConnectionsOut(
+        servers=[ServerOut.model_validate(s) for s in servers],
+        online_users=len(online),
+        sockets=sum(len(s) for s in online.values()),
+        users=users,
+    )

@@ -1,0 +1,305 @@
+"""The real-time layer on real processes: catch-up across reconnects, tabs kept in sync, several
+API servers sharing Redis with a separate worker, presence that survives a crashed server, and
+broadcasts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from herald.core.db import transaction, utcnow
+from herald.core.redis import free_port
+from herald.notifications.models import InAppNotification
+from herald.notifications.service import new_inapp
+from tests.conftest import ADMIN_TOKEN, RunningHerald, eventually
+from tests.realtime_client import RecordingClient
+
+QUIET = 1.0  # how long "receives nothing" is watched for
+
+
+async def connected(herald: RunningHerald, token: str) -> RecordingClient:
+    client = RecordingClient()
+    await client.connect(herald.url)
+    await client.authenticate(token)
+    return client
+
+
+async def drain(client: RecordingClient, event: str, wait: float = QUIET) -> list[Any]:
+    """Everything of one event that arrives within `wait` seconds of quiet."""
+    received = []
+    try:
+        while True:
+            received.append(await client.next(event, timeout=wait))
+    except TimeoutError:
+        return received
+
+
+async def login_notification(herald: RunningHerald, user: dict[str, Any]) -> int:
+    login = await herald.login(user)
+    return int(login["loginInAppNotification"]["notificationId"])
+
+
+class TestCatchUp:
+    async def test_reconnect_receives_missed_in_order_and_nothing_after_ack(
+        self, herald: RunningHerald
+    ) -> None:
+        user = await herald.signup()
+        token = (await herald.login(user))["sessionToken"]
+        first = await connected(herald, token)
+        backlog = [e["id"] for e in await drain(first, "notification:new")]
+        assert backlog, "the first login's notification is caught up on connect"
+        assert await first.sio.call("notification:ack", {"ids": backlog}) == {"acked": backlog}
+        await first.close()
+
+        missed = [await login_notification(herald, user) for _ in range(3)]  # user offline
+
+        second = await connected(herald, token)
+        try:
+            got = [e["id"] for e in await drain(second, "notification:new", wait=2.0)]
+            assert got == missed  # all three, oldest first, each once on this connection
+            assert await second.sio.call("notification:ack", {"ids": missed}) == {"acked": missed}
+        finally:
+            await second.close()
+
+        third = await connected(herald, token)
+        try:
+            assert await drain(third, "notification:new") == []
+        finally:
+            await third.close()
+        async with herald.herald.db() as session:
+            rows = [await session.get(InAppNotification, i) for i in missed]
+        assert all(r and r.status == "delivered" and r.acked_at for r in rows)
+
+    async def test_expired_notifications_are_not_caught_up(self, herald: RunningHerald) -> None:
+        user = await herald.signup()
+        token = (await herald.login(user))["sessionToken"]
+        running = herald.herald
+        async with transaction(running.db) as session:
+            stale = new_inapp(
+                running.settings, "generic", user_id=user["userId"], username=None, email=None,
+                title="old news", message="too late", telemetry_id=None,
+            )  # fmt: skip
+            stale.expires_at = utcnow() - timedelta(seconds=1)
+            session.add(stale)
+        await running.reconciler.run_once()
+        async with running.db() as session:
+            row = await session.get(InAppNotification, stale.id)
+        assert row is not None and row.status == "expired"
+        client = await connected(herald, token)
+        try:
+            ids = [e["id"] for e in await drain(client, "notification:new")]
+            assert stale.id not in ids
+        finally:
+            await client.close()
+
+
+class TestTabs:
+    async def test_every_tab_receives_and_a_read_in_one_reaches_the_others(
+        self, herald: RunningHerald
+    ) -> None:
+        user = await herald.signup()
+        token = (await herald.login(user))["sessionToken"]
+        tabs = [await connected(herald, token) for _ in range(2)]
+        try:
+            for tab in tabs:
+                await drain(tab, "notification:new", wait=0.5)
+            nid = await login_notification(herald, user)
+            for tab in tabs:
+                while (await tab.next("notification:new", timeout=20))["id"] != nid:
+                    pass
+            reply = await tabs[0].sio.call("notification:markRead", {"id": nid})
+            assert reply == {"marked": [nid]}
+            for tab in tabs:
+                event = await tab.next("notifications:markedRead")
+                assert event["ids"] == [nid] and event["all"] is False
+            everything = await tabs[1].sio.call("notification:markRead", "all")
+            assert nid not in everything["marked"]
+            for tab in tabs:
+                event = await tab.next("notifications:markedRead")
+                assert event["all"] is True and event["unreadCount"] == 0
+        finally:
+            for tab in tabs:
+                await tab.close()
+
+    async def test_unauthenticated_socket_cannot_ack_or_mark(self, herald: RunningHerald) -> None:
+        client = RecordingClient()
+        await client.connect(herald.url)
+        try:
+            reply = await client.sio.call("notification:markRead", "all")
+            assert reply == {"error": "authenticate first"}
+            assert (await client.next("auth:error"))["message"] == "authenticate first"
+            assert await client.sio.call("notification:ack", 1) == {"error": "authenticate first"}
+        finally:
+            await client.close()
+
+    async def test_bad_ids_are_refused(self, herald: RunningHerald) -> None:
+        user = await herald.signup()
+        client = await connected(herald, (await herald.login(user))["sessionToken"])
+        try:
+            assert "error" in await client.sio.call("notification:markRead", {"ids": ["x"]})
+            assert "error" in await client.sio.call("notification:ack", "all")
+        finally:
+            await client.close()
+
+
+class TestAcrossServers:
+    async def test_two_api_servers_and_a_worker_process(
+        self, herald_factory: Any, tmp_path: Path
+    ) -> None:
+        server_a: RunningHerald = await herald_factory(workers=False)
+        shared = {
+            "database_url": server_a.settings.effective_database_url,
+            "redis_url": server_a.herald.redis_url,
+        }
+        server_b: RunningHerald = await herald_factory(workers=False, **shared)
+        worker = start_worker(tmp_path, server_a)
+        try:
+            user = await server_a.signup()
+            token = (await server_a.login(user))["sessionToken"]
+            tab_b = await connected(server_b, token)
+            tab_a = await connected(server_a, token)
+            await drain(tab_b, "notification:new", wait=0.5)
+            await drain(tab_a, "notification:new", wait=0.5)
+
+            nid = await login_notification(server_a, user)  # triggered through A
+            event = await tab_b.next("notification:new", timeout=30)  # arrives on B
+            while event["id"] != nid:
+                event = await tab_b.next("notification:new", timeout=30)
+
+            await tab_a.sio.call("notification:markRead", {"id": nid})
+            assert (await tab_b.next("notifications:markedRead"))["ids"] == [nid]
+
+            broadcast = await server_a.http.post(
+                "/api/ops/broadcast", json={"title": "Maintenance", "message": "at noon"},
+                headers=server_a.admin(),
+            )  # fmt: skip
+            assert broadcast.status_code == 200 and broadcast.json()["onlineSockets"] >= 2
+            for tab in (tab_a, tab_b):
+                assert (await tab.next("notification:broadcast"))["title"] == "Maintenance"
+            await tab_a.close()
+            await tab_b.close()
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
+def start_worker(tmp_path: Path, api: RunningHerald) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=api.settings.effective_database_url,
+        REDIS_URL=api.herald.redis_url,
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(api.settings.email_port),
+        HERALD_DATA_DIR=str(tmp_path / "worker"),
+        HERALD_BACKOFF_DELAY="20",
+        INAPP_RETRY_1_DELAY="200",
+        INAPP_RETRY_2_DELAY="200",
+        HERALD_LOG_LEVEL="warning",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "herald", "worker"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+class TestPresence:
+    async def test_killed_server_leaves_no_ghost(self, herald_factory: Any, tmp_path: Path) -> None:
+        beat = {"presence_heartbeat": 0.3}
+        survivor: RunningHerald = await herald_factory(workers=False, **beat)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "REDIS_"))}
+        env.update(
+            DATABASE_URL=survivor.settings.effective_database_url,
+            REDIS_URL=survivor.herald.redis_url,
+            EMAIL_HOST="127.0.0.1",
+            HERALD_DATA_DIR=str(tmp_path / "doomed"),
+            HERALD_SERVER_ID="doomed",
+            HERALD_PRESENCE_HEARTBEAT="0.3",
+            HERALD_LOG_LEVEL="warning",
+        )
+        doomed = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            [sys.executable, "-m", "herald", "api", "--port", str(port)], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+
+            async def up() -> bool:
+                try:
+                    async with httpx.AsyncClient() as http:
+                        return (await http.get(f"{url}/api/health")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(up, timeout=60)
+            user = await survivor.signup()
+            token = (await survivor.login(user))["sessionToken"]
+            client = RecordingClient()
+            await client.connect(url)
+            assert (await client.authenticate(token))["serverId"] == "doomed"
+
+            async def online_on(server: str) -> bool:
+                body = (await connections(survivor))["users"]
+                return any(s["serverId"] == server for u in body for s in u["sockets"])
+
+            assert await online_on("doomed")
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+            await eventually(lambda: _not(online_on("doomed")), timeout=10)
+
+            async def swept() -> bool:
+                servers = {s["serverId"] for s in (await connections(survivor))["servers"]}
+                return "doomed" not in servers
+
+            await eventually(swept, timeout=10)
+            assert await survivor.herald.presence.sockets(user["userId"]) == []
+            await client.sio.disconnect()
+        finally:
+            if doomed.poll() is None:
+                doomed.kill()
+
+
+async def connections(herald: RunningHerald) -> dict[str, Any]:
+    response = await herald.http.get(
+        "/api/ops/connections", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _not(check: Any) -> bool:
+    return not await check
+
+
+class TestBroadcast:
+    async def test_only_authenticated_sockets_hear_broadcasts(self, herald: RunningHerald) -> None:
+        user = await herald.signup()
+        member = await connected(herald, (await herald.login(user))["sessionToken"])
+        stranger = RecordingClient()
+        await stranger.connect(herald.url)
+        try:
+            response = await herald.http.post(
+                "/api/ops/broadcast",
+                json={"title": "Hello", "message": "all", "priority": "high", "data": {"a": 1}},
+                headers=herald.admin(),
+            )
+            assert response.status_code == 200
+            event = await member.next("notification:broadcast")
+            assert event["priority"] == "high" and event["data"] == {"a": 1}
+            await asyncio.sleep(QUIET)
+            assert stranger.events["notification:broadcast"].empty()
+            bad = await herald.http.post(
+                "/api/ops/broadcast", json={"title": "", "message": "x"}, headers=herald.admin()
+            )
+            assert bad.status_code == 422
+        finally:
+            await member.close()
+            await stranger.close()
