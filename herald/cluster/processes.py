@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from herald.cluster.topology import ClusterError
+
 
 @dataclass
 class Managed:
@@ -73,7 +75,7 @@ def spawn(
         )
     started = start_time(process.pid)
     if started is None:
-        raise RuntimeError(f"{name} exited at once (see {log})")
+        raise died(name, log)
     return Managed(name, role, process.pid, started, str(log), port, log_from)
 
 
@@ -81,8 +83,21 @@ def adopt(name: str, role: str, pid: int, log: Path, port: int | None = None) ->
     """Record a process started some other way (the cluster's Redis)."""
     started = start_time(pid)
     if started is None:
-        raise RuntimeError(f"{name} (pid {pid}) is not running")
+        raise died(name, log)
     return Managed(name, role, pid, started, str(log), port)
+
+
+def died(name: str, log: Path) -> ClusterError:
+    return ClusterError(
+        f"{name} stopped while starting; last log line: {last_line(log)!r} (log: {log})"
+    )
+
+
+def last_line(log: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        return lines[-1][:300] if lines else ""
+    return ""
 
 
 def stop(processes: Iterable[Managed], *, timeout: float = 30.0) -> list[Managed]:

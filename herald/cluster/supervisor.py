@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from herald.cluster import haproxy
-from herald.cluster.processes import Managed, Manifest, adopt, spawn, stop
+from herald.cluster.processes import Managed, Manifest, adopt, died, spawn, stop
 from herald.cluster.topology import Backend, ClusterError, local_backends
 from herald.core.config import Settings
 from herald.core.db import run_migrations
@@ -248,17 +248,7 @@ def _find(processes: list[Managed], name: str) -> Managed:
 
 
 def _died(process: Managed) -> ClusterError:
-    return ClusterError(
-        f"{process.name} stopped while starting; last log line: "
-        f"{_last_line(Path(process.log))!r} (log: {process.log})"
-    )
-
-
-def _last_line(log: Path) -> str:
-    with contextlib.suppress(OSError):
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        return lines[-1][:300] if lines else ""
-    return ""
+    return died(process.name, Path(process.log))
 
 
 def _timed_out(what: str, log: str) -> ClusterError:
