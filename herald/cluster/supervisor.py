@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -103,44 +102,17 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[Managed]:
             run_migrations(settings.effective_database_url)
         except Exception as exc:
             raise ClusterError(f"migrations failed: {type(exc).__name__}: {exc}") from None
-        env = _child_env(settings)
-        herald = [sys.executable, "-m", "herald"]
-        for b in backends:
-            argv = [*herald, "api", "--port", str(b.port)]
-            record(
-                spawn(
-                    b.name,
-                    "api",
-                    argv,
-                    env={**env, "HERALD_SERVER_ID": b.name},
-                    log_dir=layout.logs,
-                    port=b.port,
-                )
-            )
-        for i in range(1, settings.cluster_workers + 1):
-            record(
-                spawn(
-                    f"worker{i}",
-                    "worker",
-                    [*herald, "worker"],
-                    env={**env, **_worker_env(settings, i)},
-                    log_dir=layout.logs,
-                )
-            )
+        _spawn_herald(settings, layout, backends, record)
         for b in backends:
             _wait_healthy(b, _find(started, b.name), deadline)
             say(f"{b.name:9} {b.url}")
         _wait_workers(started, deadline)
         say(f"workers   {settings.cluster_workers} process(es)")
         argv = [settings.haproxy_binary, "-db", "-f", str(layout.haproxy_cfg)]
+        lb_port = settings.load_balancer_port
         record(
             spawn(
-                "haproxy",
-                "haproxy",
-                argv,
-                env=dict(os.environ),
-                log_dir=layout.logs,
-                port=settings.load_balancer_port,
+                "haproxy", "haproxy", argv, env=dict(os.environ), log_dir=layout.logs, port=lb_port
             )
         )
         _wait_balancer(lb_url, layout.stats_socket, backends, _find(started, "haproxy"), deadline)
@@ -166,6 +138,23 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[Managed
         (settings.data_dir / "redis" / "redis.url").unlink(missing_ok=True)
     layout.manifest.remove()
     return running
+
+
+def _spawn_herald(
+    settings: Settings, layout: Layout, backends: list[Backend], record: Callable[[Managed], None]
+) -> None:
+    """The API servers and the workers, all started before any is waited for: they boot in
+    parallel."""
+    env = _child_env(settings)
+    herald = [sys.executable, "-m", "herald"]
+    for b in backends:
+        server_env = {**env, "HERALD_SERVER_ID": b.name}
+        argv = [*herald, "api", "--port", str(b.port)]
+        record(spawn(b.name, "api", argv, env=server_env, log_dir=layout.logs, port=b.port))
+    for i in range(1, settings.cluster_workers + 1):
+        worker_env = {**env, **_worker_env(settings, i)}
+        argv = [*herald, "worker"]
+        record(spawn(f"worker{i}", "worker", argv, env=worker_env, log_dir=layout.logs))
 
 
 def _in_stop_order(processes: list[Managed]) -> list[Managed]:
@@ -314,7 +303,3 @@ def _wait_balancer(
         if time.monotonic() > deadline:
             raise _timed_out("haproxy", process.log)
         time.sleep(0.2)
-
-
-def have_haproxy(binary: str) -> bool:
-    return shutil.which(binary) is not None
