@@ -40,10 +40,11 @@ def _run_http(settings: Settings, *, workers: bool) -> None:
     import uvicorn
 
     from herald.web.app import create_app
+    from herald.web.server import GracefulServer
 
     app = create_app(settings, api=True, workers=workers)
     click.echo(_banner(settings, workers=workers))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -52,6 +53,7 @@ def _run_http(settings: Settings, *, workers: bool) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    GracefulServer(config, app.other_asgi_app.state.herald).run()  # type: ignore[attr-defined]
 
 
 def _banner(settings: Settings, *, workers: bool) -> str:
@@ -242,3 +244,103 @@ def dlq_discard(
     chosen = _selection(ids, all_)
     done = _with_herald(lambda h: discard(h, Channel(channel), chosen, reason=reason, kind=kind))
     click.echo(f"discarded {len(done)}: {' '.join(map(str, done))}".rstrip(": "))
+
+
+# --- Scale-out --------------------------------------------------------------------------------
+@main.group()
+def cluster() -> None:
+    """Several API servers and workers behind HAProxy on this machine."""
+
+
+@cluster.command("up")
+def cluster_up() -> None:
+    """Start Redis (embedded unless configured), the API servers on SERVER1_PORT..., the
+    workers and HAProxy on LOAD_BALANCER_PORT, all detached; wait until each is healthy."""
+    from herald.cluster.supervisor import Layout, up
+    from herald.cluster.topology import ClusterError
+
+    settings = _settings()
+    configure_logging("warning")
+    layout = Layout.of(settings)
+    click.echo(f"starting a Herald cluster from {settings.data_dir}")
+    try:
+        started = up(settings, say=lambda line: click.echo(f"  {line}"))
+    except ClusterError as exc:
+        click.echo(f"herald: {exc}", err=True)
+        sys.exit(1)
+    pids = ", ".join(f"{p.name} {p.pid}" for p in started)
+    click.echo(
+        f"cluster running: http://{settings.host}:{settings.load_balancer_port}\n"
+        f"  pids: {pids}\n  logs: {layout.logs}/\n"
+        "  check it: herald status    stop it: herald cluster down"
+    )
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Stop exactly what `herald cluster up` started, letting jobs and sockets finish."""
+    from herald.cluster.supervisor import down
+
+    settings = _settings()
+    if not down(settings, say=click.echo):
+        click.echo(f"no cluster is running from {settings.data_dir}")
+
+
+@main.command("lb-config")
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="[NAME=]HOST:PORT",
+    help="An API server; repeat for each. Default: SERVER1_PORT... on this machine.",
+)
+@click.option("--bind", help="Where HAProxy listens (default *:LOAD_BALANCER_PORT).")
+def lb_config(servers: tuple[str, ...], bind: str | None) -> None:
+    """Print the HAProxy configuration for a production load balancer."""
+    from pathlib import Path
+
+    from herald.cluster import haproxy
+    from herald.cluster.topology import ClusterError, local_backends, parse_backend
+
+    settings = _settings()
+    try:
+        backends = [parse_backend(s, i) for i, s in enumerate(servers, 1)]
+        config = haproxy.lb_config(
+            settings,
+            backends or local_backends(settings),
+            bind=bind or f"*:{settings.load_balancer_port}",
+            stats_socket=Path("/run/haproxy/admin.sock"),
+            production=True,
+        )
+    except ClusterError as exc:
+        click.echo(f"herald: {exc}", err=True)
+        sys.exit(2)
+    click.echo(haproxy.render(config), nl=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="[NAME=]HOST:PORT",
+    help="An API server to check; repeat. Default: the local cluster, or SERVER1_PORT...",
+)
+@click.option("--lb", help="The load balancer's URL (default: the local one).")
+def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
+    """Every server, the load balancer, Redis, the database, every queue and both DLQs.
+    Exits 1 when something is down."""
+    from herald.cluster import status as status_
+    from herald.cluster.topology import ClusterError, parse_backend
+
+    settings = _settings()
+    configure_logging("warning")
+    try:
+        backends = [parse_backend(s, i) for i, s in enumerate(servers, 1)]
+    except ClusterError as exc:
+        click.echo(f"herald: {exc}", err=True)
+        sys.exit(2)
+    report = asyncio.run(status_.gather(settings, status_.target(settings, backends, lb)))
+    click.echo(json.dumps(report, indent=2) if as_json else status_.render(report))
+    sys.exit(0 if report["ok"] else 1)

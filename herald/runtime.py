@@ -72,9 +72,16 @@ class Herald:
             return self.settings.admin_token.get_secret_value()
         path = self.settings.data_dir / "admin-token"
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Several processes of one data folder may start at once (`herald cluster up`):
+            # write a private file, then link it into place, so exactly one token wins and
+            # nobody reads a half-written file.
+            draft = path.with_name(f".admin-token.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(24))
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
         return path.read_text().strip()
 
     async def start(self) -> None:

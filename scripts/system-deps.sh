@@ -2,7 +2,7 @@
 # Installs the Debian packages Herald's tests need when they are missing. Runs apt-get only when
 # something is actually missing, so it is quick on a machine that has everything.
 set -euo pipefail
-PACKAGES=()
+PACKAGES=(haproxy)  # the cluster tests run a real HAProxy; chromium joins with the web pages
 # Node.js and npm run the official Socket.IO JavaScript client in the interoperability tests.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     # How often each API server renews its presence heartbeat (seconds); its sockets stop
     # counting three beats after it dies.
     presence_heartbeat: float = Field(5.0, gt=0, validation_alias=_h("PRESENCE_HEARTBEAT"))
+    # `herald cluster up`: how many API servers (on SERVER1_PORT, SERVER2_PORT, ...) and worker
+    # processes to run behind HAProxy, and how fast HAProxy notices a dead server
+    # (it is taken out after `lb_check_fall` failed checks `lb_check_interval_ms` apart).
+    cluster_servers: int = Field(3, ge=1, le=64, validation_alias=_h("CLUSTER_SERVERS"))
+    cluster_workers: int = Field(1, ge=1, le=64, validation_alias=_h("CLUSTER_WORKERS"))
+    cluster_start_timeout: float = Field(60.0, gt=0, validation_alias=_h("CLUSTER_START_TIMEOUT"))
+    haproxy_binary: str = Field("haproxy", validation_alias=_h("HAPROXY"))
+    lb_check_interval_ms: int = Field(2000, ge=100, validation_alias=_h("LB_CHECK_INTERVAL"))
+    lb_check_fall: int = Field(3, ge=1, validation_alias=_h("LB_CHECK_FALL"))
+    lb_check_rise: int = Field(2, ge=1, validation_alias=_h("LB_CHECK_RISE"))
     mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
     mail_retry_1_max_attempts: int = Field(
         3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")

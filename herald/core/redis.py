@@ -58,8 +58,18 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, binary: str | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        binary: str | None = None,
+        port: int | None = None,
+        *,
+        die_with_parent: bool = True,
+    ):
         self.dir = data_dir / "redis"
+        # False for `herald cluster up`: its Redis must outlive the command that starts it, so
+        # it runs in its own session and is stopped by `herald cluster down`.
+        self.die_with_parent = die_with_parent
         self.binary = find_redis_server(binary)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -86,7 +96,8 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509 - no threads exist yet at this point
+            start_new_session=not self.die_with_parent,
         )
         await wait_for_redis(self.url, timeout, self.process)
         client = aioredis.from_url(self.url)

@@ -1,0 +1,55 @@
+"""uvicorn with a shutdown that moves Socket.IO clients elsewhere before the process ends.
+
+On SIGTERM uvicorn stops listening, then waits for open connections. A WebSocket is closed
+(1012) at once, but an Engine.IO long poll would be held until the graceful timeout cancels it.
+So, once the listeners are closed, every Engine.IO session is ended here: its disconnect
+handlers run (presence is cleaned up) and a pending long poll is answered at once. The client's
+next request finds no session, which clients (the JS and the Python one alike) treat as a
+transport error: they reconnect, through the load balancer, to a server that still listens.
+An Engine.IO `close` packet would be neater, but some clients read it as "do not reconnect".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+
+from herald.runtime import Herald
+
+log = logging.getLogger(__name__)
+CLOSE_SOCKETS_TIMEOUT = 3.0
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, herald: Herald) -> None:
+        super().__init__(config)
+        self.herald = herald
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # stop accepting first, so clients reconnect elsewhere
+            server.close()
+        await self.close_sockets()
+        await super().shutdown(sockets)
+
+    async def close_sockets(self) -> None:
+        sio = self.herald.sio
+        if sio is None or not sio.eio.sockets:
+            return
+        eio = sio.eio
+        sessions = list(eio.sockets.values())
+
+        async def end(session: Any) -> None:
+            await session.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+            session.queue.put_nowait(None)  # answers a pending long poll with no packets
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(end(s) for s in sessions), return_exceptions=True),
+                CLOSE_SOCKETS_TIMEOUT,
+            )
+        log.info("realtime.sockets.closed", extra={"count": len(sessions)})
