@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import socketio
 
 from herald.accounts.models import User
 from herald.accounts.service import user_for_token
 from herald.notifications import inbox
+from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 
@@ -29,7 +31,12 @@ NOT_AUTHENTICATED = {"message": "authenticate first"}
 
 
 def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
-    return socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL, write_only=write_only)
+    # Pub/sub channels are server-wide in Redis, not per database: name the channel after the
+    # database so two installations sharing one Redis server never hear each other.
+    database = urlparse(redis_url).path.strip("/") or "0"
+    return socketio.AsyncRedisManager(
+        redis_url, channel=f"{SOCKETIO_CHANNEL}:{database}", write_only=write_only
+    )
 
 
 def parse_ids(data: Any) -> list[int] | None:
@@ -59,7 +66,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         session = await sio.get_session(sid)
         return session.get("userId") if session else None
 
-    async def sign_in(sid: str, user: User) -> None:
+    async def sign_in(sid: str, user: User) -> list[InAppNotification]:
+        """Join the user's rooms and presence; returns the backlog this socket must be sent.
+
+        The backlog is claimed for this connection *before* the socket shows up in presence, so
+        no worker can push one of its notifications ahead of the older ones: they arrive in
+        order. One created in between finds the user offline and comes on its next attempt."""
         previous = await user_of(sid)
         if previous is not None and previous != user.id:  # the socket changes hands
             await sio.leave_room(sid, user_room(previous))
@@ -67,17 +79,16 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         await sio.save_session(sid, {"userId": user.id, "username": user.username})
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
-        await herald.presence.add(user.id, sid)
-
-    async def catch_up(sid: str, user_id: int) -> int:
         async with herald.db() as session:
-            backlog = await inbox.unacknowledged(session, user_id)
+            backlog = await inbox.unacknowledged(session, user.id)
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
+        await herald.presence.add(user.id, sid)
+        return [n for n in backlog if n.id in fresh]
+
+    async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
         for n in backlog:
-            if n.id in fresh:
-                await sio.emit("notification:new", inapp_event(n), to=sid)
-                await inbox.record_catch_up(herald, n, sid)
-        return len(fresh)
+            await sio.emit("notification:new", inapp_event(n), to=sid)
+            await inbox.record_catch_up(herald, n, sid)
 
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
@@ -89,7 +100,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         if user is None:
             await sio.emit("auth:error", {"message": "invalid or expired session token"}, to=sid)
             return
-        await sign_in(sid, user)
+        backlog = await sign_in(sid, user)
         await sio.emit(
             "auth:success",
             {
@@ -100,8 +111,11 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             },
             to=sid,
         )
-        sent = await catch_up(sid, user.id)
-        log.info("realtime.authenticated", extra={"userId": user.id, "sid": sid, "caughtUp": sent})
+        await catch_up(sid, backlog)
+        log.info(
+            "realtime.authenticated",
+            extra={"userId": user.id, "sid": sid, "caughtUp": len(backlog)},
+        )
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
