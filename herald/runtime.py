@@ -91,6 +91,7 @@ class Herald:
         if self.run_workers:
             await self._start_workers()
         if self.run_api:
+            await self._listen_for_emits()
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         log.info(
             "herald.started",
@@ -126,6 +127,27 @@ class Herald:
         )
         log.info("mailbox.capture.started", extra={"port": port, "path": str(self.mailbox.path)})
         return "127.0.0.1", port, True
+
+    async def _listen_for_emits(self, timeout: float = 5.0) -> None:
+        """Subscribe to the Socket.IO channel before taking connections. Redis pub/sub keeps
+        nothing for late subscribers: an emit published before we listen would be lost."""
+        assert self.sio is not None
+        channel = self.sio.manager.channel
+
+        async def subscribers() -> int:
+            return int(dict(await self.redis.pubsub_numsub(channel)).get(channel, 0))
+
+        self.sio.manager_initialized = True  # python-socketio would otherwise do it lazily
+        try:
+            before = await subscribers()
+            self.sio.manager.initialize()
+            deadline = asyncio.get_running_loop().time() + timeout
+            while await subscribers() <= before and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polling Redis
+                await asyncio.sleep(0.01)
+        except Exception as exc:  # Redis is down: serve anyway; the listener keeps retrying
+            log.warning("realtime.listener.deferred", extra={"error": repr(exc)})
+            if not getattr(self.sio.manager, "thread", None):
+                self.sio.manager.initialize()
 
     async def _beat(self) -> None:
         while True:
