@@ -39,6 +39,10 @@ def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.Async
     )
 
 
+class Refused(Exception):
+    """A socket request that cannot be served; its message goes back to the client."""
+
+
 def parse_ids(data: Any) -> list[int] | None:
     """`5`, `[5, 6]`, `{"id": 5}`, `{"ids": [5, 6]}` -> ids; `"all"`/`{"all": true}` -> None."""
     if data == "all" or (isinstance(data, dict) and data.get("all") is True):
@@ -126,30 +130,33 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def on_authenticate(sid: str, data: Any = None) -> None:
         await authenticate(sid, data)
 
-    @sio.on("notification:ack")
-    async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
+    async def signed_in_ids(sid: str, data: Any) -> tuple[int, list[int] | None]:
+        """The socket's user and the ids an ack or read names; Refused otherwise."""
         user_id = await user_of(sid)
         if user_id is None:
             await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
-            return {"error": NOT_AUTHENTICATED["message"]}
+            raise Refused(NOT_AUTHENTICATED["message"])
         try:
-            ids = parse_ids(data)
+            return user_id, parse_ids(data)
         except ValueError as exc:
-            return {"error": str(exc)}
-        if ids is None:
-            return {"error": "acknowledge ids, not all"}
+            raise Refused(str(exc)) from None
+
+    @sio.on("notification:ack")
+    async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
+        try:
+            user_id, ids = await signed_in_ids(sid, data)
+            if ids is None:
+                raise Refused("acknowledge ids, not all")
+        except Refused as refused:
+            return {"error": str(refused)}
         return {"acked": await inbox.acknowledge(herald, user_id, ids, sid)}
 
     @sio.on("notification:markRead")
     async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
-        user_id = await user_of(sid)
-        if user_id is None:
-            await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
-            return {"error": NOT_AUTHENTICATED["message"]}
         try:
-            ids = parse_ids(data)
-        except ValueError as exc:
-            return {"error": str(exc)}
+            user_id, ids = await signed_in_ids(sid, data)
+        except Refused as refused:
+            return {"error": str(refused)}
         marked = await inbox.mark_read(herald, user_id, ids)
         await announce_read(herald, user_id, marked, everything=ids is None)
         return {"marked": marked}
