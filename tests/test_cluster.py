@@ -35,6 +35,8 @@ from herald.notifications.models import InAppNotification
 from tests.conftest import ADMIN_TOKEN, REDIS_URL, eventually
 from tests.test_embedded_default import clean_env
 
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 CHECK_INTERVAL_MS, CHECK_FALL = 300, 2
 CLUSTER_PREFIXES = ("SERVER", "LOAD_BALANCER_PORT", "WS_", "INAPP_", "MAIL_", "RETRY_", "DLQ_")
 
@@ -96,6 +98,10 @@ def cluster_env(data_dir: Path, **extra: str) -> dict[str, str]:
         # Long polls are answered at least this often (ms), so polling clients close quickly.
         WS_HEARTBEAT_INTERVAL="5000",
         INAPP_RETRY_1_DELAY="600000",
+        # Every test client is 127.0.0.1: one rate-limit budget would not last the test.
+        HERALD_RATE_LIMIT_SIGNUP="100000",
+        HERALD_RATE_LIMIT_LOGIN="100000",
+        HERALD_RATE_LIMIT_RESET="100000",
     )
     env.update(extra)
     return env
@@ -349,7 +355,10 @@ class TestLoadBalancing:
 
             async def all_delivered() -> bool:
                 statuses = await asyncio.gather(
-                    *(http.get(f"/api/signups/{i}/welcome-email-status") for i in ids)
+                    *(
+                        http.get(f"/api/signups/{i}/welcome-email-status", headers=ADMIN)
+                        for i in ids
+                    )
                 )
                 return all(s.json()["welcomeEmail"]["status"] == "delivered" for s in statuses)
 
