@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from bullmq import Worker
@@ -69,11 +68,24 @@ class DeliveryWorkers:
         self._runs.clear()
 
     async def _close(self, worker: Worker) -> None:
-        try:
-            await asyncio.wait_for(worker.close(), self.settings.worker_shutdown_timeout)
-        except Exception:  # timed out, or Redis is gone: force it
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(worker.close(force=True), 5)
+        # Not wait_for: bullmq's close() shields itself from cancellation, so a wait_for that
+        # times out would then wait for it forever. We wait, then force, then walk away.
+        graceful = _background(worker.close())
+        done, _ = await asyncio.wait({graceful}, timeout=self.settings.worker_shutdown_timeout)
+        if not done:
+            log.warning("delivery.worker.forced_close", extra={"queue": worker.name})
+            await asyncio.wait({_background(worker.close(force=True))}, timeout=5)
+
+
+def _background(closing: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.create_task(closing)
+    task.add_done_callback(_log_failure)
+    return task
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception():
+        log.warning("delivery.worker.close_failed", extra={"error": repr(task.exception())})
 
 
 def _log_error(queue: str) -> Callable[..., None]:
