@@ -293,6 +293,7 @@ class TestScreenshots:
                 headers=(await herald.member())["auth"],
             )  # fmt: skip
             await expect(tab.get_by_test_id("toast").first).to_be_visible()
+            await tab.wait_for_timeout(300)  # the toast's slide-in
             await tab.screenshot(path=save(f"demo-client-{label}.png"), full_page=True)
 
         # A dead letter for the dashboard: an in-app notification to someone never online.
@@ -314,10 +315,36 @@ class TestScreenshots:
             tab = await context.new_page()
             await tab.goto(herald.url + "/dashboard")
             await expect(tab.get_by_test_id("connection")).to_have_text("Live")
-            for _ in range(3):  # a few seconds of live chart
+            for _ in range(8 if label == "laptop" else 2):  # some seconds of live chart
                 await herald.signup()
-                await tab.wait_for_timeout(700)
+                await tab.wait_for_timeout(800)
             await tab.get_by_role("tab", name="In-app").click()
             await expect(tab.get_by_test_id("dead-letter").first).to_be_visible()
             await expect(tab.locator("#mailbox li").first).to_contain_text("to ")
+            await tab.evaluate("window.scrollTo(0, 0)")
             await tab.screenshot(path=save(f"dashboard-{label}.png"), full_page=True)
+
+
+class TestOffline:
+    async def test_pages_fetch_nothing_from_anywhere_but_herald(
+        self, herald: RunningHerald, contexts: Any
+    ) -> None:
+        context = await contexts()
+        elsewhere: list[str] = []
+
+        async def only_herald(route: Any) -> None:
+            if route.request.url.startswith(herald.url):
+                await route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", only_herald)
+        await context.add_init_script(f"sessionStorage.setItem('herald.admin', '{ADMIN_TOKEN}');")
+        user = await herald.member()
+        demo = await signed_in(context, herald, user)  # the Socket.IO client came from Herald
+        dashboard = await context.new_page()
+        await dashboard.goto(herald.url + "/dashboard", wait_until="networkidle")
+        await expect(dashboard.get_by_test_id("connection")).to_have_text("Live")
+        await demo.reload(wait_until="networkidle")
+        assert elsewhere == []

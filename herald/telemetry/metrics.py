@@ -10,6 +10,7 @@ queue) and `channel:<email|inapp>`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -27,6 +28,7 @@ FAILED_OUTCOMES = frozenset({"retry", "escalated", "dead-lettered"})
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.window = Window()
         r = self.registry
         self.http_requests = Counter(
@@ -75,9 +77,18 @@ class Metrics:
             "herald_telemetry_stage_events", "Stage events by result", ["result"], registry=r
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus_client's `labels` takes a lock and
+        validates on every call, and the API asks for the same few children all the time."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_duration, route).observe(seconds)
         self.window.observe("api", seconds * 1000, status < 500)
 
     def observe_job(self, queue: str, outcome: str, seconds: float, wait: float | None) -> None:

@@ -8,7 +8,7 @@ server can read the whole timeline, and they are published on one Redis channel 
 view.
 
 Recording never slows the caller down: `emit` only appends to a buffer, and one background
-task writes whatever has piled up in a single pipelined round trip (RPUSH + EXPIRE per id, one
+task writes whatever has piled up in one round trip (one script: RPUSH + EXPIRE per id, one
 PUBLISH per batch). If Redis is unreachable, events are dropped (and counted) for a few seconds
 rather than queued without bound: telemetry must never take Herald down with it.
 """
@@ -33,7 +33,25 @@ KEY_PREFIX = "herald:telemetry:t:"
 LIVE_CHANNEL = "herald:telemetry:stages"
 MAX_BUFFERED = 10_000  # events waiting for Redis; beyond this they are dropped
 MAX_BATCH = 500
+BATCH_WINDOW = 0.005  # seconds the writer waits for more events before writing
 PAUSE_AFTER_FAILURE = 5.0  # seconds without trying Redis after a failed write
+
+
+# ARGV: ttl, channel, key prefix, then per id: the id, how many events, the events.
+APPEND = """
+local ttl, channel, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local all = {}
+local i = 4
+while i <= #ARGV do
+  local key, n = prefix .. ARGV[i], tonumber(ARGV[i + 1])
+  redis.call('RPUSH', key, unpack(ARGV, i + 2, i + 1 + n))
+  redis.call('EXPIRE', key, ttl)
+  for j = i + 2, i + 1 + n do all[#all + 1] = ARGV[j] end
+  i = i + 2 + n
+end
+redis.call('PUBLISH', channel, '[' .. table.concat(all, ',') .. ']')
+return #all
+"""
 
 
 def now_ms() -> float:
@@ -83,6 +101,7 @@ class StageRecorder:
         self._buffer: list[StageEvent] = []
         self._writer: asyncio.Task[None] | None = None
         self._paused_until = 0.0
+        self._append = redis.register_script(APPEND)
 
     @property
     def enabled(self) -> bool:
@@ -116,22 +135,28 @@ class StageRecorder:
 
     async def _drain(self) -> None:
         try:
-            while self._buffer:
+            # At most one write per BATCH_WINDOW: under load, many events share a round trip.
+            while True:
+                await asyncio.sleep(BATCH_WINDOW)
+                if not self._buffer:
+                    break
                 batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
                 await self._write(batch)
         finally:
             self._writer = None
 
     async def _write(self, batch: list[StageEvent]) -> None:
-        payloads = [e.to_json() for e in batch]
-        pipe = self.redis.pipeline(transaction=False)
-        for event, payload in zip(batch, payloads, strict=True):
-            key = KEY_PREFIX + event.telemetry_id
-            pipe.rpush(key, json.dumps(payload, separators=(",", ":")))
-            pipe.expire(key, self.ttl_seconds)
-        pipe.publish(LIVE_CHANNEL, json.dumps(payloads, separators=(",", ":")))
+        # Each event is encoded once, and the whole batch is one command: a script appends each
+        # id's events, renews its expiry and publishes the batch, so Python parses one reply.
+        by_id: dict[str, list[str]] = {}
+        for event in batch:
+            encoded = json.dumps(event.to_json(), separators=(",", ":"))
+            by_id.setdefault(event.telemetry_id, []).append(encoded)
+        args: list[str | int] = [self.ttl_seconds, LIVE_CHANNEL, KEY_PREFIX]
+        for telemetry_id, encoded_events in by_id.items():
+            args += [telemetry_id, len(encoded_events), *encoded_events]
         try:
-            await pipe.execute()
+            await self._append(args=args)
         except Exception as exc:
             self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
             log.warning("telemetry.stages.write_failed", extra={"error": repr(exc)})

@@ -5,6 +5,7 @@ import { api, el, formError, replaceChildren, timeAgo, toast } from "/static/js/
 // localStorage, not sessionStorage: every tab of this browser shares the session, so a read in
 // one tab can be seen clearing the badge in another.
 const STORAGE_KEY = "herald.session";
+const FRESH_MS = 10_000; // notifications older than this before the tab opened don't toast
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -14,6 +15,7 @@ const state = {
   toasted: new Set(), // ids this tab has shown a toast for
   unread: 0,
   reconnects: 0,
+  since: 0, // when this tab signed in
 };
 
 // --- session ---------------------------------------------------------------------------------
@@ -39,6 +41,7 @@ async function logout() {
 
 function enter(session) {
   state.session = session;
+  state.since = Date.now();
   $("signed-out").hidden = true;
   $("signed-in").hidden = false;
   $("me").hidden = false;
@@ -130,7 +133,9 @@ function connect() {
       if (!n.isRead) setUnread(state.unread + 1);
       renderInbox();
     }
-    if (!n.isRead) toast($("toasts"), { title: n.title, message: n.message });
+    // A backlog caught up at sign-in goes to the inbox quietly; what is new pops up.
+    const fresh = Date.parse(n.createdAt) >= state.since - FRESH_MS;
+    if (!n.isRead && fresh) toast($("toasts"), { title: n.title, message: n.message });
     if (n.type.startsWith("friend_request")) refreshFriends().catch(failed);
   });
   socket.on("notifications:markedRead", ({ ids, all, unreadCount }) => {

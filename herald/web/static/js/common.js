@@ -58,7 +58,7 @@ export function toast(container, { title, message, kind = "notification", ms = 7
     message ? el("div", { class: "toast-message" }, message) : null,
   );
   container.prepend(node);
-  while (container.children.length > 5) container.lastElementChild.remove();
+  while (container.children.length > 3) container.lastElementChild.remove();
   setTimeout(close, ms);
   return node;
 }

@@ -294,7 +294,7 @@ async function showNotificationTimeline(channel, id) {
 async function refreshMailbox() {
   let box;
   try {
-    box = await call("/api/ops/mailbox?limit=20");
+    box = await call("/api/ops/mailbox?limit=8");
   } catch (error) {
     if (error.code !== "mailbox_disabled") throw error;
     $("mailbox-total").textContent = "";
