@@ -46,6 +46,9 @@ class Aggregator:
         self.herald = herald
         self.telemetry = telemetry
         self.process = f"{herald.settings.effective_server_id}#{os.getpid()}#{id(herald):x}"
+        # Checked each turn as well as cancelling the task: a cancellation that arrives while a
+        # Redis call is in flight can be swallowed by the client library.
+        self.stopped = False
 
     # --- every process ----------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -76,7 +79,7 @@ class Aggregator:
         await pipe.execute()
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stopped:
             # Just after the second turns, so the second just finished is complete everywhere.
             await asyncio.sleep(1.05 - time.time() % 1)
             try:

@@ -110,8 +110,7 @@ class LiveView:
         return True
 
     async def close(self) -> None:
-        self.watchers.clear()
+        self.watchers.clear()  # the relay also stops by itself within a second of this
         if self._listener:
             self._listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listener
+            await asyncio.wait({self._listener}, timeout=3)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 3.0  # seconds; the loop also checks a flag at least once a second
+
 
 class Telemetry:
     def __init__(self, settings: Settings, redis_url: str) -> None:
@@ -57,10 +59,10 @@ class Telemetry:
             self._loop = asyncio.create_task(self.aggregator.run_forever(), name="telemetry")
 
     async def close(self) -> None:
-        if self._loop:
+        if self._loop and self.aggregator:
+            self.aggregator.stopped = True
             self._loop.cancel()
-            with contextlib.suppress(BaseException):
-                await self._loop
+            await asyncio.wait({self._loop}, timeout=STOP_TIMEOUT)
         if self.live:
             await self.live.close()
         with contextlib.suppress(Exception):
