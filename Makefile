@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck install install-test system-deps clean
+.PHONY: run test lint typecheck install install-test system-deps web-assets clean
 
 run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://127.0.0.1:8000
 	$(BIN)/herald serve
 
-test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed ## Install what the tests need and run them all
+test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed web-assets ## Install what the tests need and run them all
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
@@ -35,7 +35,18 @@ tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the tests use (none yet beyond Python's; HAProxy and Chromium come later).
+# The Socket.IO client the web pages load, vendored from npm (web/package-lock.json pins it) so
+# the pages need no network. The copy is committed, so `make run` needs no Node; this refreshes
+# it (after a version bump in web/package.json, commit the new file).
+WEB_VENDOR := herald/web/static/vendor/socket.io.esm.min.js
+web-assets: web/node_modules/.installed
+	cp web/node_modules/socket.io-client/dist/socket.io.esm.min.js $(WEB_VENDOR)
+
+web/node_modules/.installed: web/package-lock.json | system-deps
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages the tests use: Node.js for the JS client, Chromium for the browser tests.
 system-deps:
 	@scripts/system-deps.sh
 

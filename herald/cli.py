@@ -85,13 +85,17 @@ def api(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this process's Prometheus metrics at http://HERALD_HOST:PORT/metrics.",
+)  # fmt: skip
+def worker(metrics_port: int | None) -> None:
     """Queue workers only."""
     settings = _settings()
-    asyncio.run(_run_workers(settings))
+    asyncio.run(_run_workers(settings, metrics_port))
 
 
-async def _run_workers(settings: Settings) -> None:
+async def _run_workers(settings: Settings, metrics_port: int | None = None) -> None:
     from herald.runtime import Herald
 
     herald = Herald(settings, api=False, workers=True)
@@ -100,10 +104,19 @@ async def _run_workers(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await herald.start()
+    exporter = None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        exporter, _ = start_http_server(
+            metrics_port, settings.host, registry=herald.telemetry.metrics.registry
+        )
     click.echo(f"Herald workers running ({settings.effective_server_id})")
     try:
         await stop.wait()
     finally:
+        if exporter is not None:
+            exporter.shutdown()
         await herald.stop()
 
 

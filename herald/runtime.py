@@ -30,6 +30,7 @@ from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
+from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class Herald:
         self.db = create_sessionmaker(self.engine)
         self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
         self.queues = Queues(settings, self.redis_url)
-        self.dispatcher = Dispatcher(settings, self.db, self.queues)
+        self.telemetry = Telemetry(settings, self.redis_url)
+        self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
             self.redis, settings.effective_server_id, ttl_seconds=3 * settings.presence_heartbeat
@@ -60,6 +62,7 @@ class Herald:
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
+        self.telemetry.attach(self)
         self.workers: DeliveryWorkers | None = None
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
@@ -93,6 +96,8 @@ class Herald:
         if self.run_api:
             await self._listen_for_emits()
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
+        if self.run_api or self.run_workers:  # not for a one-off command like `herald dlq`
+            self.telemetry.start()
         log.info(
             "herald.started",
             extra={
@@ -113,7 +118,9 @@ class Herald:
             Channel.INAPP: InAppSender(self._emitter, self.presence),
         }
         self.workers = DeliveryWorkers(
-            self.settings, self.redis_url, Processor(self.db, self.queues, senders)
+            self.settings,
+            self.redis_url,
+            Processor(self.db, self.queues, senders, self.telemetry),
         )
         self.workers.start()
         self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
@@ -175,6 +182,7 @@ class Herald:
             await self.sio.shutdown()
         if self.workers:
             await self.workers.close()
+        await self.telemetry.close()
         if self._mailbox_server:
             self._mailbox_server.close()
         await self.queues.close()

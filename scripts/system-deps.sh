@@ -6,6 +6,8 @@ PACKAGES=(haproxy)  # the cluster tests run a real HAProxy; chromium joins with 
 # Node.js and npm run the official Socket.IO JavaScript client in the interoperability tests.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+# Debian's Chromium, driven by Playwright (executable_path) in the web page tests.
+command -v chromium >/dev/null 2>&1 || PACKAGES+=(chromium)
 missing=()
 for pkg in "${PACKAGES[@]+"${PACKAGES[@]}"}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     mail_retry_2_max_attempts: int = Field(
         2, ge=1, validation_alias=_h("MAIL_RETRY_2_MAX_ATTEMPTS")
     )
+    # Telemetry: how long a request's stage timeline stays readable in Redis (seconds; 0 keeps
+    # none, metrics still count), and the share of telemetry ids whose timelines are kept.
+    telemetry_ttl: int = Field(900, ge=0, validation_alias=_h("TELEMETRY_TTL"))
+    telemetry_sample_rate: float = Field(
+        1.0, ge=0, le=1, validation_alias=_h("TELEMETRY_SAMPLE_RATE")
+    )
     # --- The API's limits -----------------------------------------------------------------
     # Largest request body accepted; bigger ones get 413 before any endpoint reads them.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_h("MAX_BODY_BYTES"))

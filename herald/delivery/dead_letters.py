@@ -105,7 +105,7 @@ async def replay(
             n.status, n.attempts, n.queue_name = Status.PENDING, 0, None
             n.failed_at = n.failure_reason = None
             replayed.append(n)
-    await herald.dispatcher.dispatch(replayed)
+    await herald.dispatcher.dispatch(replayed, by="replay")
     return [n.id for n in replayed]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +29,10 @@ from herald.notifications.models import (
     InAppNotification,
     Status,
 )
+from herald.telemetry.attempts import Attempt
+
+if TYPE_CHECKING:
+    from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,12 @@ class Processor:
         db: async_sessionmaker[AsyncSession],
         queues: Queues,
         senders: Mapping[Channel, ChannelSender],
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.db = db
         self.queues = queues
         self.senders = senders
+        self.telemetry = telemetry
 
     async def __call__(self, job: Job, token: str) -> str:
         channel = Channel(job.data["channel"])
@@ -54,17 +60,23 @@ class Processor:
             "queue": tier.queue,
             "telemetryId": job.data.get("telemetryId"),
         }
+        attempt = Attempt(self.telemetry, job, channel.value, tier.queue)
         notification = await self._begin(sender, int(job.data["notificationId"]), tier)
         if notification is None:
+            attempt.finished("skipped")
             return "skipped"
+        attempt.started(notification)
         try:
             result = await sender.deliver(notification)
         except PermanentDeliveryError as exc:
+            attempt.sent(None, str(exc))
             await self._failed(sender, notification, tier, str(exc), to_tier=self._dlq(channel))
             log.warning("delivery.dead_lettered", extra={**context, "error": str(exc)})
+            attempt.finished("dead-lettered")
             return "dead-lettered"
         except Exception as exc:  # anything else may pass: let the ladder carry on
             reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            attempt.sent(None, reason)
             last_in_tier = job.attemptsMade + 1 >= tier.attempts
             next_tier = self.queues.tier(channel, tier.index + 1) if last_in_tier else None
             await self._failed(sender, notification, tier, reason, to_tier=next_tier)
@@ -72,9 +84,12 @@ class Processor:
                 "delivery.attempt.failed",
                 extra={**context, "error": reason, "escalatedTo": next_tier and next_tier.queue},
             )
+            attempt.finished("escalated" if next_tier else "retry")
             raise  # BullMQ retries with backoff, or (tier used up) records the job as failed
+        attempt.sent(result)
         await self._delivered(sender, notification, tier, result)
         log.info("delivery.delivered", extra=context)
+        attempt.finished("delivered")
         return "delivered"
 
     def _dlq(self, channel: Channel) -> Tier:

@@ -73,7 +73,7 @@ class Reconciler:
                     )
                 ).all()
             if pending:
-                await self.dispatcher.dispatch(pending)
+                await self.dispatcher.dispatch(pending, by="reconciler")
                 total += len(pending)
             for n in in_queue:
                 tier = self.queues.tier_of_queue(channel, n.queue_name)

@@ -52,6 +52,11 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
         row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
         row.delivered_via = "catch-up"
         session.add(_history(row, "delivered", sid, "catch-up"))
+    detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
+    herald.telemetry.stages.event(
+        n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
+        notification_id=n.id, detail=detail,
+    )  # fmt: skip
     if was_dead:
         await herald.queues.forget(Channel.INAPP, n.id)
 
@@ -61,6 +66,7 @@ async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str
     now = utcnow()
     dead: list[int] = []
     acked: list[int] = []
+    traced: list[tuple[str | None, int]] = []
     async with transaction(herald.db) as session:
         rows = await session.scalars(
             select(_MODEL)
@@ -75,6 +81,12 @@ async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str
                 row.status, row.delivered_at, row.delivered_via = Status.DELIVERED, now, "websocket"
             session.add(_history(row, "acknowledged", sid, "websocket"))
             acked.append(row.id)
+            traced.append((row.telemetry_id, row.id))
+    for telemetry_id, notification_id in traced:
+        herald.telemetry.stages.event(
+            telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
+            notification_id=notification_id, detail={"socketId": sid},
+        )  # fmt: skip
     for notification_id in dead:  # received after all: it leaves the dead-letter queue
         await herald.queues.forget(Channel.INAPP, notification_id)
     return acked

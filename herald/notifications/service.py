@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +28,10 @@ from herald.notifications.models import (
     Status,
 )
 from herald.notifications.templates import render
+from herald.telemetry.stages import now_ms
+
+if TYPE_CHECKING:
+    from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +97,26 @@ def new_inapp(
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, db: async_sessionmaker[AsyncSession], queues: Queues
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        queues: Queues,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.queues = queues
+        self.telemetry = telemetry
 
-    async def dispatch(self, notifications: Sequence[DeliveryState]) -> None:
-        """Enqueue committed notifications; mark those that made it `queued`."""
+    async def dispatch(self, notifications: Sequence[DeliveryState], *, by: str = "api") -> None:
+        """Enqueue committed notifications; mark those that made it `queued`. `by` says who
+        dispatches (`api`, `reconciler`, `replay`); only `api` has just committed the rows."""
+        committed = now_ms()
         queued: list[tuple[DeliveryState, str]] = []
         for n in notifications:
+            if by == "api":
+                self._stage(n, "database", timestamp=committed, status=n.status)
+            begun = time.perf_counter()
             try:
                 queue = await asyncio.wait_for(
                     self.queues.enqueue(n.channel, n.id, telemetry_id=n.telemetry_id),
@@ -112,7 +127,10 @@ class Dispatcher:
                     "delivery.enqueue.deferred",
                     extra={"channel": n.channel.value, "notificationId": n.id, "error": repr(exc)},
                 )
+                self._stage(n, "queue", outcome="deferred", by=by, error=repr(exc))
                 continue
+            enqueue_ms = round((time.perf_counter() - begun) * 1000, 3)
+            self._stage(n, "queue", outcome="enqueued", by=by, queue=queue, enqueueMs=enqueue_ms)
             queued.append((n, queue))
         if not queued:
             return
@@ -128,3 +146,14 @@ class Dispatcher:
         for n, queue in queued:
             if n.status == Status.PENDING:
                 n.status, n.queue_name = Status.QUEUED, queue
+
+    def _stage(
+        self, n: DeliveryState, stage: str, *, timestamp: float | None = None, **detail: Any
+    ) -> None:
+        if self.telemetry is None:
+            return
+        extra = {"timestamp": timestamp} if timestamp is not None else {}
+        self.telemetry.stages.event(
+            n.telemetry_id, stage, stage, channel=n.channel.value, notification_id=n.id,
+            detail=detail, **extra,
+        )  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -56,12 +57,26 @@ def parse_ids(data: Any) -> list[int] | None:
     return ids
 
 
+def accepted_origin(configured: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """Origins in CORS_ORIGIN, and Herald's own: the pages it serves at `/` and `/dashboard`
+    connect from the origin they were loaded from (behind HAProxy, the forwarded one)."""
+
+    def accepted(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin in configured:
+            return True
+        host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http")
+        return bool(host) and origin == f"{scheme.split(',')[0].strip()}://{host.split(',')[0]}"
+
+    return accepted
+
+
 def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     settings = herald.settings
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=redis_manager(herald.redis_url),
-        cors_allowed_origins=settings.cors_origins,
+        cors_allowed_origins=accepted_origin(settings.cors_origins),
         ping_interval=settings.ws_heartbeat_interval / 1000,
         ping_timeout=max(settings.ws_heartbeat_interval / 1000, 20),
     )

@@ -22,12 +22,16 @@ from herald.notifications.inbox_endpoints import router as inbox_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
 from herald.social.endpoints import router as social_router
+from herald.telemetry.endpoints import metrics_router
+from herald.telemetry.endpoints import router as telemetry_router
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
 from herald.web.idempotency import Idempotency
 from herald.web.middleware import BodySizeLimit, RequestContext
 from herald.web.openapi import install_openapi
 from herald.web.ops import router as ops_router
+from herald.web.pages import router as pages_router
+from herald.web.pages import static_files
 
 ROUTERS = (
     health_router,
@@ -40,6 +44,9 @@ ROUTERS = (
     delivery_router,
     realtime_router,
     inbox_router,
+    telemetry_router,
+    metrics_router,
+    pages_router,
 )
 
 
@@ -65,6 +72,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", static_files(), name="static")
     install_openapi(app)
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
     # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
@@ -80,6 +88,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "X-Served-By", "Retry-After", "Idempotent-Replayed"],
     )
-    app.add_middleware(RequestContext, server_id=settings.effective_server_id)
+    app.add_middleware(
+        RequestContext, server_id=settings.effective_server_id, telemetry=herald.telemetry
+    )
     assert herald.sio is not None
     return socketio.ASGIApp(herald.sio, other_asgi_app=app)

@@ -4,35 +4,56 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+from herald.telemetry.requests import record_request
+from herald.telemetry.service import Telemetry
+from herald.telemetry.stages import now_ms
+
+# At most 64 characters: the id is stored with each notification (`telemetry_id`, 64 wide).
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, server_id: str) -> None:
+    """Gives every request its telemetry id (the caller's or HAProxy's `X-Request-ID`, else a
+    new one), and hands the finished request to telemetry (metrics, `server` stage)."""
+
+    def __init__(self, app: ASGIApp, server_id: str, telemetry: Telemetry | None = None) -> None:
         self.app = app
         self.server_id = server_id.encode()
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived_ms, begun = now_ms(), time.perf_counter()
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # what the client sees if the app fails before answering
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append((b"x-served-by", self.server_id))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if self.telemetry is not None:
+                record_request(
+                    self.telemetry, scope, request_id, arrived_ms=arrived_ms,
+                    seconds=time.perf_counter() - begun, status=status,
+                )  # fmt: skip
 
 
 class BodySizeLimit:

@@ -1,0 +1,169 @@
+"""The one-second loop: share this process's window, and (API servers) stream the cluster's.
+
+Workers run in their own processes, so no single process sees every component. Each process,
+whatever its role, writes a small snapshot of its window to Redis once a second (its last
+finished second and its last minute, per component; a few kilobytes, expiring after a few
+seconds). Any API server can then merge the snapshots of every live process: that is the JSON
+summary (`GET /api/ops/metrics`) and the `telemetry:aggregate` event the dashboard gets every
+second. Prometheus, for its part, scrapes each process's own `/metrics` (workers: `herald worker
+--metrics-port`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from herald.telemetry.window import Bin, merged
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+    from herald.telemetry.service import Telemetry
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_PREFIX = "herald:telemetry:process:"
+PROCESSES = "herald:telemetry:processes"  # sorted set: process -> time of its last snapshot
+SNAPSHOT_TTL = 5  # seconds: a process that stopped publishing drops out of the aggregate
+MINUTE = 60
+
+
+def _bins_json(bins: dict[str, Bin]) -> dict[str, Any]:
+    return {component: b.to_json() for component, b in bins.items()}
+
+
+def _bins_from(data: dict[str, Any]) -> dict[str, Bin]:
+    return {component: Bin.from_json(b) for component, b in data.items()}
+
+
+class Aggregator:
+    def __init__(self, herald: Herald, telemetry: Telemetry) -> None:
+        self.herald = herald
+        self.telemetry = telemetry
+        self.process = f"{herald.settings.effective_server_id}#{os.getpid()}#{id(herald):x}"
+        # Checked each turn as well as cancelling the task: a cancellation that arrives while a
+        # Redis call is in flight can be swallowed by the client library.
+        self.stopped = False
+
+    # --- every process ----------------------------------------------------------------------
+    def snapshot(self, now: float) -> dict[str, Any]:
+        window = self.telemetry.metrics.window
+        second = int(now) - 1
+        return {
+            "process": self.process,
+            "serverId": self.herald.settings.effective_server_id,
+            "roles": {"api": self.herald.run_api, "workers": self.herald.run_workers},
+            "second": second,
+            "lastSecond": _bins_json(window.second(second)),
+            "minute": _bins_json(window.last(MINUTE, now)),
+            "covered": window.covered(MINUTE, now),
+            "updatedAt": now,
+        }
+
+    async def publish(self, now: float) -> None:
+        pipe = self.telemetry.redis.pipeline(transaction=False)
+        pipe.set(SNAPSHOT_PREFIX + self.process, json.dumps(self.snapshot(now)), ex=SNAPSHOT_TTL)
+        pipe.zadd(PROCESSES, {self.process: now})
+        pipe.zremrangebyscore(PROCESSES, "-inf", now - 2 * SNAPSHOT_TTL)
+        await pipe.execute()
+
+    async def withdraw(self) -> None:
+        pipe = self.telemetry.redis.pipeline(transaction=False)
+        pipe.delete(SNAPSHOT_PREFIX + self.process)
+        pipe.zrem(PROCESSES, self.process)
+        await pipe.execute()
+
+    async def run_forever(self) -> None:
+        while not self.stopped:
+            # Just after the second turns, so the second just finished is complete everywhere.
+            await asyncio.sleep(1.05 - time.time() % 1)
+            try:
+                await self.publish(time.time())
+                if self.herald.run_api:
+                    await self._refresh_queue_gauges()
+                    live = self.telemetry.live
+                    if live is not None and live.watching:
+                        # Later in the second, once the other processes have published too.
+                        await asyncio.sleep(max(0.0, 0.4 - time.time() % 1))
+                        await live.send_aggregate(await self.aggregate(time.time()))
+            except Exception as exc:  # Redis away: telemetry resumes when it is back
+                log.warning("telemetry.aggregate.error", extra={"error": repr(exc)})
+
+    async def _refresh_queue_gauges(self) -> None:
+        self.telemetry.metrics.set_queue_counts(await self.herald.queues.counts())
+
+    # --- API servers: the cluster's view ------------------------------------------------------
+    async def snapshots(self, now: float, *, current: bool) -> list[dict[str, Any]]:
+        """The latest snapshot of every live process. This one's is made fresh, and with
+        `current` it includes the second in progress (the summary wants the latest)."""
+        redis = self.telemetry.redis
+        names = await redis.zrangebyscore(PROCESSES, now - SNAPSHOT_TTL, "+inf")
+        others = [str(n) for n in names if n != self.process]
+        raw = await redis.mget([SNAPSHOT_PREFIX + n for n in others]) if others else []
+        found = [json.loads(r) for r in raw if r]
+        return [self.snapshot(now + 1 if current else now), *found]
+
+    async def aggregate(self, now: float) -> dict[str, Any]:
+        """The last finished second across the cluster: what the live chart plots."""
+        second = int(now) - 1
+        snapshots = await self.snapshots(now, current=False)
+        fresh = [_bins_from(s["lastSecond"]) for s in snapshots if s["second"] == second]
+        components = {c: b.summary(1.0) for c, b in sorted(merged(fresh).items())}
+        return {
+            "second": second,
+            "at": datetime.fromtimestamp(second + 1, UTC).isoformat(),
+            "components": components,
+            "processes": len(snapshots),
+            **(await self._cluster_state()),
+            "stageEventsSkipped": self.telemetry.live.skipped if self.telemetry.live else 0,
+        }
+
+    async def summary(self, now: float) -> dict[str, Any]:
+        """The last minute across the cluster: the JSON summary."""
+        snapshots = await self.snapshots(now, current=True)
+        covered = max((float(s["covered"]) for s in snapshots), default=1.0)
+        minute = merged([_bins_from(s["minute"]) for s in snapshots])
+        return {
+            "generatedAt": datetime.fromtimestamp(now, UTC).isoformat(),
+            "windowSeconds": covered,
+            "components": {c: b.summary(covered) for c, b in sorted(minute.items())},
+            "processes": [
+                {
+                    "process": s["process"],
+                    "serverId": s["serverId"],
+                    "roles": s["roles"],
+                    "updatedAt": datetime.fromtimestamp(s["updatedAt"], UTC).isoformat(),
+                }
+                for s in snapshots
+            ],
+            **(await self._cluster_state()),
+        }
+
+    async def _cluster_state(self) -> dict[str, Any]:
+        herald = self.herald
+        counts = await herald.queues.counts()
+        servers = await herald.presence.servers()
+        online = await herald.presence.online_users()
+        return {
+            "queues": counts,
+            "queueDepth": {q: s["waiting"] + s["active"] + s["delayed"] for q, s in counts.items()},
+            "connections": {
+                "servers": [
+                    {
+                        "serverId": s.server_id,
+                        "alive": s.alive,
+                        "sockets": s.sockets,
+                        "users": s.users,
+                    }
+                    for s in servers
+                ],  # fmt: skip
+                "sockets": sum(len(s) for s in online.values()),
+                "onlineUsers": len(online),
+                "thisServer": len(herald.sio.eio.sockets) if herald.sio else 0,
+            },
+        }

@@ -1,0 +1,143 @@
+"""Telemetry over HTTP: stage timelines and the JSON summary (admin token), and `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import Field
+
+from herald.core.errors import NotFound
+from herald.core.schemas import CamelModel
+from herald.notifications.models import MODEL_OF, Channel
+from herald.web.deps import AdminDep, HeraldDep
+from herald.web.errors import errors
+
+router = APIRouter(
+    prefix="/api/ops", tags=["telemetry"], dependencies=[AdminDep], responses=errors(404)
+)
+metrics_router = APIRouter()
+
+TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
+
+
+class StageOut(CamelModel):
+    telemetry_id: str
+    stage: str = Field(description="load_balancer, server, database, queue, worker, channel, ack")
+    timestamp: float = Field(description="epoch milliseconds")
+    at: datetime
+    offset_ms: float = Field(description="milliseconds since the timeline's first stage")
+    component: str
+    server_id: str
+    channel: str | None
+    notification_id: int | None
+    detail: dict[str, Any]
+
+
+class TimelineOut(CamelModel):
+    telemetry_id: str
+    started_at: datetime
+    duration_ms: float = Field(description="from the first stage to the last")
+    stages: list[StageOut]
+
+
+class ComponentSummary(CamelModel):
+    count: int
+    errors: int
+    per_second: float
+    success_rate: float | None
+    error_rate: float | None
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class MetricsSummary(CamelModel):
+    generated_at: datetime
+    window_seconds: float
+    components: dict[str, ComponentSummary] = Field(
+        description="api, sockets, queue:<name> per queue and tier, channel:<email|inapp>"
+    )
+    processes: list[dict[str, Any]]
+    queues: dict[str, dict[str, int]]
+    queue_depth: dict[str, int]
+    connections: dict[str, Any]
+
+
+def _timeline(telemetry_id: str, events: list[dict[str, Any]]) -> TimelineOut:
+    first = events[0]["timestamp"]
+    return TimelineOut(
+        telemetry_id=telemetry_id,
+        started_at=datetime.fromtimestamp(first / 1000, UTC),
+        duration_ms=round(events[-1]["timestamp"] - first, 3),
+        stages=[
+            StageOut(
+                **e,
+                at=datetime.fromtimestamp(e["timestamp"] / 1000, UTC),
+                offset_ms=round(e["timestamp"] - first, 3),
+            )
+            for e in events
+        ],
+    )
+
+
+@router.get("/telemetry/notification/{channel}/{notificationId}")
+async def notification_timeline(
+    channel: Channel,
+    notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
+    herald: HeraldDep,
+) -> TimelineOut:
+    """One notification's stages, with those of the request that made it."""
+    async with herald.db() as session:
+        n = await session.get(MODEL_OF[channel], notification_id)
+    if n is None:
+        raise NotFound(f"no {channel.value} notification {notification_id}")
+    events = await herald.telemetry.stages.timeline(n.telemetry_id) if n.telemetry_id else []
+    mine = [
+        e
+        for e in events
+        if e["notificationId"] is None
+        or (e["channel"] == channel.value and e["notificationId"] == notification_id)
+    ]
+    if not mine:
+        raise NotFound(
+            f"no timeline for {channel.value} notification {notification_id} (expired or not kept)",
+            code="timeline_not_found",
+        )
+    return _timeline(str(n.telemetry_id), mine)
+
+
+@router.get("/telemetry/{telemetryId}")
+async def request_timeline(telemetry_id: TelemetryId, herald: HeraldDep) -> TimelineOut:
+    """Every stage of one request (the `X-Request-ID` of its answer) and of the notifications
+    it made, oldest first. Kept for `HERALD_TELEMETRY_TTL` seconds."""
+    events = await herald.telemetry.stages.timeline(telemetry_id)
+    if not events:
+        raise NotFound(
+            f"no timeline for {telemetry_id} (expired or not kept)", code="timeline_not_found"
+        )
+    return _timeline(telemetry_id, events)
+
+
+@router.get("/metrics")
+async def metrics_summary(herald: HeraldDep) -> MetricsSummary:
+    """The last minute across every live process: per component requests/s, p50/p95/p99,
+    success and error rates; queue depth per queue and tier; connections per server."""
+    assert herald.telemetry.aggregator is not None
+    summary = await herald.telemetry.aggregator.summary(time.time())
+    return MetricsSummary.model_validate(summary)
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(herald: HeraldDep) -> Response:
+    """This process's metrics in Prometheus's text format; queue gauges read fresh."""
+    with contextlib.suppress(Exception):  # Redis away: the gauges keep their last values
+        counts = await asyncio.wait_for(herald.queues.counts(), 2)
+        herald.telemetry.metrics.set_queue_counts(counts)
+    return Response(herald.telemetry.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

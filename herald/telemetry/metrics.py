@@ -1,0 +1,127 @@
+"""Metrics per component, for Prometheus and for the rolling window.
+
+Each Herald keeps its own `CollectorRegistry` (not prometheus_client's global one), so several
+Herald apps in one process, as in the tests, never collide. Every observation goes to both a
+Prometheus metric and the window (`window.Window`), which the JSON summary and the live view
+read. Components in the window: `api`, `sockets`, `queue:<name>` per queue (each tier is its own
+queue) and `channel:<email|inapp>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from herald.telemetry.window import Window
+
+# Seconds. Fine at the bottom: an API answer takes around a millisecond.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+# Job outcomes that count as errors of their queue (the attempt did not deliver).
+FAILED_OUTCOMES = frozenset({"retry", "escalated", "dead-lettered"})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.window = Window()
+        r = self.registry
+        self.http_requests = Counter(
+            "herald_http_requests", "HTTP requests answered", ["method", "route", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.http_duration = Histogram(
+            "herald_http_request_duration_seconds", "Time from request to the end of its answer",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.jobs = Counter(
+            "herald_jobs", "Delivery attempts run by workers, by queue (tier) and outcome",
+            ["queue", "outcome"], registry=r,
+        )  # fmt: skip
+        self.job_duration = Histogram(
+            "herald_job_duration_seconds", "Time a worker spent on one attempt", ["queue"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.job_wait = Histogram(
+            "herald_job_wait_seconds", "Time a job waited in its queue before its first attempt",
+            ["queue"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.deliveries = Counter(
+            "herald_channel_deliveries", "Channel sends (SMTP conversations, socket emits)",
+            ["channel", "outcome"], registry=r,
+        )  # fmt: skip
+        self.send_duration = Histogram(
+            "herald_channel_send_duration_seconds", "Time one channel send took", ["channel"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.socket_events = Counter(
+            "herald_socket_events", "Socket.IO events handled", ["event", "outcome"], registry=r
+        )
+        self.socket_event_duration = Histogram(
+            "herald_socket_event_duration_seconds", "Time a Socket.IO handler took", ["event"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.socket_connections = Gauge(
+            "herald_socket_connections", "Socket.IO connections open on this server", registry=r
+        )
+        self.queue_jobs = Gauge(
+            "herald_queue_jobs", "Jobs per queue and state (the whole cluster, read from Redis)",
+            ["queue", "state"], registry=r,
+        )  # fmt: skip
+        self.stage_events = Counter(
+            "herald_telemetry_stage_events", "Stage events by result", ["result"], registry=r
+        )
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus_client's `labels` takes a lock and
+        validates on every call, and the API asks for the same few children all the time."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_duration, route).observe(seconds)
+        self.window.observe("api", seconds * 1000, status < 500)
+
+    def observe_job(self, queue: str, outcome: str, seconds: float, wait: float | None) -> None:
+        self.jobs.labels(queue, outcome).inc()
+        self.job_duration.labels(queue).observe(seconds)
+        if wait is not None:
+            self.job_wait.labels(queue).observe(max(wait, 0.0))
+        self.window.observe(f"queue:{queue}", seconds * 1000, outcome not in FAILED_OUTCOMES)
+
+    def observe_send(self, channel: str, ok: bool, seconds: float) -> None:
+        self.deliveries.labels(channel, "delivered" if ok else "failed").inc()
+        self.send_duration.labels(channel).observe(seconds)
+        self.window.observe(f"channel:{channel}", seconds * 1000, ok)
+
+    def observe_socket_event(self, event: str, ok: bool, seconds: float) -> None:
+        self.socket_events.labels(event, "ok" if ok else "error").inc()
+        self.socket_event_duration.labels(event).observe(seconds)
+        self.window.observe("sockets", seconds * 1000, ok)
+
+    def stages_written(self, written: int, dropped: int) -> None:
+        if written:
+            self.stage_events.labels("written").inc(written)
+        if dropped:
+            self.stage_events.labels("dropped").inc(dropped)
+
+    def count_connections(self, count: Callable[[], int]) -> None:
+        """Read the number of open sockets whenever Prometheus scrapes."""
+        self.socket_connections.set_function(count)
+
+    def set_queue_counts(self, counts: dict[str, dict[str, int]]) -> None:
+        for queue, states in counts.items():
+            for state, n in states.items():
+                self.queue_jobs.labels(queue, state).set(n)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

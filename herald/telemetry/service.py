@@ -1,0 +1,72 @@
+"""The telemetry of one Herald process: stage recorder, metrics, aggregator and live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from herald.core.config import Settings
+from herald.telemetry.metrics import Metrics
+from herald.telemetry.stages import StageRecorder
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+    from herald.telemetry.aggregator import Aggregator
+    from herald.telemetry.live import LiveView
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 3.0  # seconds; the loop also checks a flag at least once a second
+
+
+class Telemetry:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.server_id = settings.effective_server_id
+        # Its own client with short timeouts: a slow Redis must not hold telemetry writes (and
+        # the memory behind them) for long; the recorder drops events for a while instead.
+        self.redis = aioredis.from_url(
+            redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.metrics = Metrics()
+        self.stages = StageRecorder(
+            self.redis,
+            self.server_id,
+            ttl_seconds=settings.telemetry_ttl,
+            sample_rate=settings.telemetry_sample_rate,
+            on_write=self.metrics.stages_written,
+        )
+        self.live: LiveView | None = None
+        self.aggregator: Aggregator | None = None
+        self._loop: asyncio.Task[None] | None = None
+
+    def attach(self, herald: Herald) -> None:
+        """Wire up what needs the whole process: socket metrics, the live view, the loop."""
+        from herald.telemetry.aggregator import Aggregator
+        from herald.telemetry.live import LiveView
+        from herald.telemetry.sockets import instrument
+
+        if herald.sio is not None:
+            instrument(herald.sio, self.metrics)
+            self.live = LiveView(herald.sio, herald.admin_token, herald.redis_url)
+        self.aggregator = Aggregator(herald, self)
+
+    def start(self) -> None:
+        if self.aggregator is not None:
+            self._loop = asyncio.create_task(self.aggregator.run_forever(), name="telemetry")
+
+    async def close(self) -> None:
+        if self._loop and self.aggregator:
+            self.aggregator.stopped = True
+            self._loop.cancel()
+            await asyncio.wait({self._loop}, timeout=STOP_TIMEOUT)
+        if self.live:
+            await self.live.close()
+        with contextlib.suppress(Exception):
+            if self.aggregator:
+                await self.aggregator.withdraw()
+            await self.stages.flush()
+        await self.redis.aclose()
