@@ -17,6 +17,7 @@ import socketio
 from herald.accounts.models import User
 from herald.accounts.service import user_for_token
 from herald.notifications import inbox
+from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 
@@ -82,17 +83,20 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         await sio.save_session(sid, {"userId": user.id, "username": user.username})
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
-        await herald.presence.add(user.id, sid)
 
-    async def catch_up(sid: str, user_id: int) -> int:
+    async def claim_backlog(sid: str, user_id: int) -> list[InAppNotification]:
+        """The backlog this socket must be sent, claimed for it. Claimed before the socket
+        shows in presence: a worker that could already see the socket might otherwise slip a
+        newer notification of the backlog in ahead of older ones."""
         async with herald.db() as session:
             backlog = await inbox.unacknowledged(session, user_id)
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
+        return [n for n in backlog if n.id in fresh]
+
+    async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
         for n in backlog:
-            if n.id in fresh:
-                await sio.emit("notification:new", inapp_event(n), to=sid)
-                await inbox.record_catch_up(herald, n, sid)
-        return len(fresh)
+            await sio.emit("notification:new", inapp_event(n), to=sid)
+            await inbox.record_catch_up(herald, n, sid)
 
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
@@ -105,6 +109,8 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             await sio.emit("auth:error", {"message": "invalid or expired session token"}, to=sid)
             return
         await sign_in(sid, user)
+        backlog = await claim_backlog(sid, user.id)
+        await herald.presence.add(user.id, sid)
         await sio.emit(
             "auth:success",
             {
@@ -115,8 +121,11 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             },
             to=sid,
         )
-        sent = await catch_up(sid, user.id)
-        log.info("realtime.authenticated", extra={"userId": user.id, "sid": sid, "caughtUp": sent})
+        await catch_up(sid, backlog)
+        log.info(
+            "realtime.authenticated",
+            extra={"userId": user.id, "sid": sid, "caughtUp": len(backlog)},
+        )
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
