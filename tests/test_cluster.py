@@ -294,6 +294,19 @@ class TestLoadBalancing:
             response = await http.get("/api/health", headers={"X-Request-ID": "trace-42.a"})
         assert response.headers["x-request-id"] == "trace-42.a"
 
+    async def test_the_load_balancer_stage_has_haproxys_own_time(self, cluster: Cluster) -> None:
+        async with httpx.AsyncClient(base_url=cluster.lb_url) as http:
+            name = f"lb{uuid.uuid4().hex[:8]}"
+            body = {"username": name, "email": f"{name}@example.com", "password": "pass-w0rd"}
+            signup = await http.post("/api/signups", json=body)
+            assert signup.status_code == 201
+            timeline = await http.get(
+                f"/api/ops/telemetry/{signup.headers['x-request-id']}", headers=ADMIN
+            )
+        assert timeline.status_code == 200, timeline.text
+        [lb] = [e for e in timeline.json()["stages"] if e["stage"] == "load_balancer"]
+        assert lb["detail"]["measured"] is True  # from X-Request-Start, set by HAProxy
+
     async def test_a_client_with_the_cookie_stays_on_its_server(self, cluster: Cluster) -> None:
         async with httpx.AsyncClient(base_url=cluster.lb_url) as http:
             first = await http.get("/api/health")

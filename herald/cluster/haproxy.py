@@ -118,6 +118,8 @@ def _frontend(cfg: LbConfig) -> list[str]:
         r"    unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid",
         "    http-request set-header X-Request-ID %[unique-id] unless { req.hdr(x-request-id) -m found }",  # noqa: E501
         "    http-request capture req.hdr(X-Request-ID) len 128",
+        "    # When HAProxy took the request, for the telemetry's load-balancer stage.",
+        "    http-request set-header X-Request-Start t=%[date(0,ms)]",
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
         "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }",
         "    http-request set-header X-Forwarded-Port %[dst_port]",
