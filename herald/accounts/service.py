@@ -86,15 +86,7 @@ class LoginResult:
 
 async def login(herald: Herald, data: LoginIn, client: ClientInfo) -> LoginResult:
     """Record the attempt whatever its outcome; on success open a session and notify."""
-    async with herald.db() as session:
-        user = await session.scalar(
-            select(User).where(
-                or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
-            )
-        )
-    ok = await asyncio.to_thread(
-        verify_password, user.password_hash if user else None, data.password
-    )
+    user, ok = await _check_credentials(herald, data)
     now = utcnow()
     async with transaction(herald.db) as session:
         record = Login(
@@ -199,6 +191,13 @@ async def verify_email(herald: Herald, token: str) -> User:
 
 async def authenticate(herald: Herald, data: LoginIn) -> User | None:
     """The user these credentials belong to, or None; costs the same whether or not one exists."""
+    user, ok = await _check_credentials(herald, data)
+    return user if ok else None
+
+
+async def _check_credentials(herald: Herald, data: LoginIn) -> tuple[User | None, bool]:
+    """The account the identifier names (if any) and whether the password fits it. A missing
+    account is checked against a dummy hash, so both cases take the same time."""
     async with herald.db() as session:
         user = await session.scalar(
             select(User).where(
@@ -208,7 +207,7 @@ async def authenticate(herald: Herald, data: LoginIn) -> User | None:
     ok = await asyncio.to_thread(
         verify_password, user.password_hash if user else None, data.password
     )
-    return user if ok else None
+    return user, ok
 
 
 async def open_session(herald: Herald, user: User, client: ClientInfo) -> tuple[Session, str]:
