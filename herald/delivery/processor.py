@@ -163,16 +163,9 @@ class Processor:
     def _attempt(
         n: DeliveryState, tier: Tier, status: str, error: str | None, result: DeliveryResult | None
     ) -> DeliveryAttempt:
-        return DeliveryAttempt(
-            channel=n.channel.value,
-            notification_id=n.id,
-            attempt=n.attempts,
-            timestamp=utcnow(),
-            status=status,
-            error=error,
-            queue_name=tier.queue,
-            delivery_method=result.method if result else None,
-            socket_id=result.socket_id if result else None,
-            message_id=result.message_id if result else None,
-            smtp_response=result.response if result else None,
-        )
+        if result is None:
+            return DeliveryAttempt.of(n, status, tier.queue, error=error)
+        return DeliveryAttempt.of(
+            n, status, tier.queue, error=error, method=result.method, socket_id=result.socket_id,
+            message_id=result.message_id, smtp_response=result.response,
+        )  # fmt: skip

@@ -144,13 +144,4 @@ async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> in
 
 
 def _history(n: InAppNotification, status: str, sid: str, method: str) -> DeliveryAttempt:
-    return DeliveryAttempt(
-        channel=Channel.INAPP.value,
-        notification_id=n.id,
-        attempt=n.attempts,
-        timestamp=utcnow(),
-        status=status,
-        queue_name=n.queue_name or "inapp",
-        delivery_method=method,
-        socket_id=sid,
-    )
+    return DeliveryAttempt.of(n, status, n.queue_name or "inapp", method=method, socket_id=sid)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.core.db import Base, Timestamped
+from herald.core.db import Base, Timestamped, utcnow
 
 
 class Channel(StrEnum):
@@ -109,6 +109,20 @@ class DeliveryAttempt(Base):
     socket_id: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(255))
     smtp_response: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def of(
+        cls, n: DeliveryState, status: str, queue_name: str, *, error: str | None = None,
+        method: str | None = None, socket_id: str | None = None, message_id: str | None = None,
+        smtp_response: str | None = None,
+    ) -> DeliveryAttempt:  # fmt: skip
+        """The audit row for what just happened to `n`, numbered as its current attempt."""
+        return cls(
+            channel=n.channel.value, notification_id=n.id, attempt=n.attempts,
+            timestamp=utcnow(), status=status, error=error, queue_name=queue_name,
+            delivery_method=method, socket_id=socket_id, message_id=message_id,
+            smtp_response=smtp_response,
+        )  # fmt: skip
 
 
 class Escalation(Base):
