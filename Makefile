@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck install install-test system-deps web-assets clean
+.PHONY: run bench test lint typecheck install install-test system-deps web-assets clean
 
 run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://127.0.0.1:8000
 	$(BIN)/herald serve
+
+# Every benchmark scenario on a fresh local Herald; the table goes into docs/benchmarks.md.
+# BENCH_ARGS="--quick" or BENCH_ARGS="inapp" to run less. Run it on a quiet machine.
+bench: $(VENV)/.run-installed
+	$(BIN)/herald bench --docs docs/benchmarks.md $(BENCH_ARGS)
 
 test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed web-assets ## Install what the tests need and run them all
 	$(BIN)/pytest $(PYTEST_ARGS)

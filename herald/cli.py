@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -357,3 +358,72 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     report = asyncio.run(status_.gather(settings, status_.target(settings, backends, lb)))
     click.echo(json.dumps(report, indent=2) if as_json else status_.render(report))
     sys.exit(0 if report["ok"] else 1)
+
+
+# --- Benchmarks -------------------------------------------------------------------------------
+BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling")
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, type=click.Choice(BENCH_SCENARIOS))
+@click.option("--quick", is_flag=True, help="Small sizes: every figure in under two minutes.")
+@click.option(
+    "--clients", type=int, default=2000, show_default=True, help="In-app: connected socket clients."
+)
+@click.option(
+    "--rate", type=float, default=300, show_default=True, help="In-app: notifications per second."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Where bench.json and bench.md are written.",
+)
+@click.option(
+    "--docs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also put the table into this page (docs/benchmarks.md), between its markers.",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Sample every Herald process with py-spy (pip install py-spy); folded stacks "
+    "go to OUT/profiles/.",
+)
+def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, out: Path,
+          docs: Path | None, profile: bool) -> None:  # fmt: skip
+    """Measure throughput, latency and memory of a whole local Herald against its targets.
+
+    Runs SCENARIOS (default: all) one after another, each on a fresh Herald: `herald api` and
+    `herald worker` processes, SQLite and an embedded Redis in a temporary folder, and an SMTP
+    sink that accepts everything. With DATABASE_URL (PostgreSQL) each scenario gets a scratch
+    database on that server, dropped afterwards; with REDIS_URL the bench EMPTIES that Redis
+    database before each scenario, so give it one of its own. Run it on a quiet machine.
+    """
+    from herald.bench import report
+    from herald.bench.run import run
+    from herald.bench.scenarios import Sizes
+
+    settings = _settings()
+    configure_logging("warning")
+    names = list(scenarios or BENCH_SCENARIOS)
+    command = " ".join(["herald bench", *sys.argv[2:]])
+    result = asyncio.run(
+        run(names, quick=quick, sizes=Sizes.of(quick, clients, rate),
+            database_url=settings.database_url, redis_url=settings.configured_redis_url,
+            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None)
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    table = report.markdown(result)
+    (out / "bench.md").write_text(table)
+    if docs:
+        report.update_docs(docs, table)
+    click.echo(
+        f"\n{table}\nwritten: {out}/bench.json, {out}/bench.md" + (f", {docs}" if docs else "")
+    )
+    failed = [n for n, f in result["scenarios"].items() if "error" in f]
+    if failed or result["missing"]:
+        click.echo(f"herald bench: failed {failed}, missing {result['missing']}", err=True)
+        sys.exit(1)

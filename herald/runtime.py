@@ -66,6 +66,7 @@ class Herald:
         self.workers: DeliveryWorkers | None = None
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
+        self._email: EmailSender | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -113,8 +114,9 @@ class Herald:
     async def _start_workers(self) -> None:
         host, port, capture = await self._smtp_target()
         self._emitter = redis_manager(self.redis_url, write_only=True)
+        self._email = EmailSender(self.settings, host, port, capture=capture)
         senders: dict[Channel, ChannelSender] = {
-            Channel.EMAIL: EmailSender(self.settings, host, port, capture=capture),
+            Channel.EMAIL: self._email,
             Channel.INAPP: InAppSender(self._emitter, self.presence),
         }
         self.workers = DeliveryWorkers(
@@ -182,6 +184,8 @@ class Herald:
             await self.sio.shutdown()
         if self.workers:
             await self.workers.close()
+        if self._email:
+            await self._email.pool.close()
         await self.telemetry.close()
         if self._mailbox_server:
             self._mailbox_server.close()

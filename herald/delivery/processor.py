@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
@@ -152,11 +153,13 @@ class Processor:
 
     @staticmethod
     async def _update(session: AsyncSession, n: DeliveryState, fields: dict[str, Any]) -> None:
-        row = await session.get(type(n), n.id, with_for_update=True)
-        if row is None:
-            return
+        # One UPDATE statement: loading the row into the session first cost a SELECT and the
+        # ORM's bookkeeping on every attempt.
+        model = type(n)
+        await session.execute(
+            update(model).where(model.id == n.id).values(**fields, updated_at=utcnow())
+        )
         for key, value in fields.items():
-            setattr(row, key, value)
             setattr(n, key, value)
 
     @staticmethod

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.config import Settings
 from herald.core.db import transaction, utcnow
-from herald.delivery.ladder import total_attempts
+from herald.delivery.ladder import ladder, total_attempts
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
+    Channel,
     DeliveryState,
     EmailNotification,
     InAppNotification,
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
+
+
+def _queued(settings: Settings, channel: Channel) -> dict[str, Any]:
+    """A new row is written `queued` for its first tier, in the same transaction as whatever
+    caused it, so a dispatch costs no second write. Should the process die before its job
+    reaches Redis, the reconciler finds a queued row without a job and enqueues it; if Redis
+    refuses the job, `dispatch` turns the row back to `pending`."""
+    return {"status": Status.QUEUED, "queue_name": ladder(settings, channel)[0].queue}
 
 
 def new_email(
@@ -57,7 +66,7 @@ def new_email(
         subject=subject,
         text=text,
         html=html,
-        status=Status.PENDING,
+        **_queued(settings, EmailNotification.channel),
         attempts=0,
         max_attempts=total_attempts(settings, EmailNotification.channel),
         telemetry_id=telemetry_id,
@@ -86,7 +95,7 @@ def new_inapp(
         message=message,
         data=data or {},
         priority=priority,
-        status=Status.PENDING,
+        **_queued(settings, InAppNotification.channel),
         attempts=0,
         max_attempts=total_attempts(settings, InAppNotification.channel),
         expires_at=utcnow() + timedelta(hours=settings.inapp_ttl_hours),
@@ -113,6 +122,7 @@ class Dispatcher:
         dispatches (`api`, `reconciler`, `replay`); only `api` has just committed the rows."""
         committed = now_ms()
         queued: list[tuple[DeliveryState, str]] = []
+        failed: list[DeliveryState] = []
         for n in notifications:
             if by == "api":
                 self._stage(n, "database", timestamp=committed, status=n.status)
@@ -128,14 +138,24 @@ class Dispatcher:
                     extra={"channel": n.channel.value, "notificationId": n.id, "error": repr(exc)},
                 )
                 self._stage(n, "queue", outcome="deferred", by=by, error=repr(exc))
+                failed.append(n)
                 continue
             enqueue_ms = round((time.perf_counter() - begun) * 1000, 3)
             self._stage(n, "queue", outcome="enqueued", by=by, queue=queue, enqueueMs=enqueue_ms)
             queued.append((n, queue))
-        if not queued:
+        await self._settle(queued, failed)
+
+    async def _settle(
+        self, queued: list[tuple[DeliveryState, str]], failed: list[DeliveryState]
+    ) -> None:
+        """Write what changed: rows (replayed, reconciled) that were not yet `queued` in that
+        queue, and new rows whose job Redis refused (back to `pending`)."""
+        moved = [(n, q) for n, q in queued if (n.status, n.queue_name) != (Status.QUEUED, q)]
+        refused = [n for n in failed if n.status == Status.QUEUED]
+        if not moved and not refused:
             return
         async with transaction(self.db) as session:
-            for n, queue in queued:
+            for n, queue in moved:
                 model = type(n)
                 # Only from `pending`: a fast worker may already have moved it further.
                 await session.execute(
@@ -143,9 +163,18 @@ class Dispatcher:
                     .where(model.id == n.id, model.status == Status.PENDING)
                     .values(status=Status.QUEUED, queue_name=queue, updated_at=utcnow())
                 )
-        for n, queue in queued:
+            for n in refused:
+                model = type(n)
+                await session.execute(
+                    update(model)
+                    .where(model.id == n.id, model.status == Status.QUEUED)
+                    .values(status=Status.PENDING, updated_at=utcnow())
+                )
+        for n, queue in moved:
             if n.status == Status.PENDING:
                 n.status, n.queue_name = Status.QUEUED, queue
+        for n in refused:
+            n.status = Status.PENDING
 
     def _stage(
         self, n: DeliveryState, stage: str, *, timestamp: float | None = None, **detail: Any

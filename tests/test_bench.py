@@ -1,0 +1,49 @@
+"""`herald bench --quick` once, as a smoke test: it completes and reports every figure.
+Speed is the bench's business, never a test's: nothing here compares a figure with a target."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from herald.bench.report import REQUIRED, TARGETS, update_docs
+
+
+@pytest.mark.timeout(600)
+def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "herald", "bench", "--quick", "--out", str(tmp_path / "out"),
+         "--docs", str(tmp_path / "benchmarks.md")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=580,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert set(result["scenarios"]) == set(REQUIRED)
+    assert result["missing"] == []
+    for scenario, keys in REQUIRED.items():
+        figures = result["scenarios"][scenario]
+        assert all(isinstance(figures[k], int | float) for k in keys), (scenario, figures)
+    inapp = result["scenarios"]["inapp"]
+    assert inapp["arrived"] >= inapp["sent"] > 0  # every accepted notification reached its socket
+    assert result["machine"]["cores"] >= 1 and result["command"].startswith("herald bench")
+    page = (tmp_path / "benchmarks.md").read_text()
+    for target in TARGETS:
+        assert target.label in page
+
+
+def test_docs_update_keeps_the_prose_around_the_table(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    update_docs(page, "first table\n")
+    page.write_text(
+        "# Title\n\nprose before\n" + page.read_text().split("\n", 2)[2] + "prose after\n"
+    )
+    update_docs(page, "second table\n")
+    text = page.read_text()
+    assert "prose before" in text and "prose after" in text
+    assert "second table" in text and "first table" not in text
