@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from email import message_from_bytes, policy
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from herald.commerce.models import Purchase
 from herald.core.security import hash_token
+from herald.web.idempotency import Idempotency
 from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
 
 BASKET = {"items": [{"name": "Tea", "quantity": 1, "unitAmount": 350}]}
@@ -113,6 +115,34 @@ class TestIdempotency:
         assert again.json()["userId"] == first.json()["userId"]
         fresh = await herald.http.post("/api/signups", json=body)  # no key: a real duplicate
         assert fresh.status_code == 409
+
+    async def test_the_answer_is_kept_before_the_client_can_read_it(
+        self, herald: RunningHerald
+    ) -> None:
+        """A client may repeat the moment it has read the first answer, while the endpoint's
+        stack is still unwinding (a CI run once saw `idempotency_in_flight` that way)."""
+        store = herald.herald.redis
+        seen_at_end: list[Any] = []
+
+        async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "http.response.start", "status": 201, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"ok":true}'})
+            await asyncio.sleep(0.2)  # still working after the client has its answer
+
+        async def client(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                seen_at_end.extend(await store.mget(await store.keys("herald:idempotency:*")))
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        headers = [(b"idempotency-key", b"early-read")]
+        scope = {"type": "http", "method": "POST", "path": "/x", "query_string": b"",
+                 "headers": headers, "client": ("10.0.0.9", 1)}  # fmt: skip
+        await Idempotency(endpoint, store, ttl_seconds=60)(scope, receive, client)
+        [record] = seen_at_end
+        assert json.loads(record)["state"] == "done" and json.loads(record)["status"] == 201
 
     async def test_malformed_key_is_422(self, herald: RunningHerald) -> None:
         r = await herald.http.post(

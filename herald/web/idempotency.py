@@ -128,13 +128,26 @@ class Idempotency:
                 )
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Store the answer before the client can read its end: a client that
+                    # repeats the request the moment it has the first answer must be given
+                    # that answer, not `idempotency_in_flight`.
+                    await settle()
             await send(message)
+
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                body_out = b"".join(chunks)
+                await self._settle(record_key, fingerprint, status, kept, body_out, no_store)
 
         try:
             await self.app(scope, _replay_receive(body, receive), recording_send)
         finally:
-            body_out = b"".join(chunks)
-            await self._settle(record_key, fingerprint, status, kept, body_out, no_store)
+            await settle()  # the endpoint failed before finishing its answer
 
     async def _settle(
         self, record_key: str, fingerprint: str, status: int, headers: list[tuple[str, str]],
