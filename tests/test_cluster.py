@@ -38,6 +38,7 @@ from tests.test_embedded_default import clean_env
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 CHECK_INTERVAL_MS, CHECK_FALL = 300, 2
+LOAD_CLIENTS = 4  # concurrent clients hammering the load balancer during failover
 CLUSTER_PREFIXES = ("SERVER", "LOAD_BALANCER_PORT", "WS_", "INAPP_", "MAIL_", "RETRY_", "DLQ_")
 
 
@@ -247,7 +248,7 @@ class Load:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, concurrency: int = 4) -> None:
+    def start(self, concurrency: int = LOAD_CLIENTS) -> None:
         self._tasks = [asyncio.create_task(self._loop()) for _ in range(concurrency)]
 
     async def _loop(self) -> None:
@@ -546,11 +547,18 @@ class TestFailover:
         after = {by for at, by in failover.load.served if at > taken_out_at}
         assert failover.victim not in after and after, after
 
-    async def test_no_request_fails(self, failover: Failover) -> None:
+    async def test_no_request_sent_after_the_kill_fails(self, failover: Failover) -> None:
+        """Requests that reach the dead server before HAProxy takes it out are retried on
+        another. The one thing no load balancer can retry is an answer the server had begun to
+        send when it died (uvicorn writes the head and the body separately): only a request
+        already in flight at the SIGKILL may be cut, so at most one per load client."""
         after = [s for s in failover.load.served if s[0] > failover.killed_at]
-        print(f"{len(after)} requests after the kill, {len(failover.load.failures)} failed")
-        assert failover.load.failures == []
+        failures = failover.load.failures
+        print(f"{len(after)} requests after the kill, {len(failures)} failed: {failures}")
         assert len(after) > 20
+        assert len(failures) <= LOAD_CLIENTS
+        for sent, error in failures:
+            assert sent < failover.killed_at and "RemoteProtocolError" in error, (sent, error)
 
     async def test_socket_clients_reconnect_through_haproxy_elsewhere(
         self, cluster: Cluster, failover: Failover
