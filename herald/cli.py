@@ -38,23 +38,13 @@ def main() -> None:
 
 
 def _run_http(settings: Settings, *, workers: bool) -> None:
-    import uvicorn
-
     from herald.web.app import create_app
-    from herald.web.server import GracefulServer
+    from herald.web.server import GracefulServer, server_config
 
     app = create_app(settings, api=True, workers=workers)
     click.echo(_banner(settings, workers=workers))
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-    GracefulServer(config, app.other_asgi_app.state.herald).run()  # type: ignore[attr-defined]
+    herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
+    GracefulServer(server_config(app, settings), herald).run()
 
 
 def _banner(settings: Settings, *, workers: bool) -> str:

@@ -29,6 +29,7 @@ from herald.core.config import Settings
 from herald.core.redis import free_port
 from herald.runtime import Herald
 from herald.web.app import create_app
+from herald.web.server import server_config
 
 ADMIN_TOKEN = "test-admin-token"
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL")
@@ -179,14 +180,7 @@ async def start_herald(
 ) -> tuple[RunningHerald, uvicorn.Server, asyncio.Task[None]]:
     app = create_app(settings, workers=workers)
     herald: Herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    config = server_config(app, settings, graceful_seconds=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

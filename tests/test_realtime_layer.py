@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from herald.core.db import transaction, utcnow
@@ -303,3 +304,23 @@ class TestBroadcast:
         finally:
             await member.close()
             await stranger.close()
+
+
+class TestCompression:
+    """Browsers offer per-message deflate on every WebSocket; its zlib state would double each
+    socket's memory, so a server accepts it only when HERALD_WS_COMPRESSION says so."""
+
+    @staticmethod
+    async def negotiated(herald: RunningHerald) -> tuple[int, str]:
+        url = f"{herald.url}/socket.io/?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, compress=15) as ws:
+            opened = await ws.receive_str(timeout=10)  # Engine.IO's open packet
+            return ws.compress, opened[:1]
+
+    async def test_declined_by_default(self, herald: RunningHerald) -> None:
+        assert await self.negotiated(herald) == (0, "0")
+
+    async def test_accepted_when_enabled(self, herald_factory: Any) -> None:
+        herald = await herald_factory(workers=False, ws_compression=True)
+        window_bits, opened = await self.negotiated(herald)
+        assert window_bits > 0 and opened == "0"

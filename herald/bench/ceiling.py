@@ -71,7 +71,8 @@ def _handlers() -> Handlers:
         import uvicorn
 
         config = uvicorn.Config(bare_socketio_app(), host="127.0.0.1", port=port,
-                                log_level="warning", lifespan="off")  # fmt: skip
+                                log_level="warning", lifespan="off",
+                                ws_per_message_deflate=False)  # as Herald's  # fmt: skip
         server["uvicorn"] = uvicorn.Server(config)
         server["task"] = asyncio.create_task(server["uvicorn"].serve())
         while not server["uvicorn"].started:  # noqa: ASYNC110 - uvicorn offers no event

@@ -31,7 +31,10 @@ class LeanSocket:
                    ready_event: str | None) -> None:  # fmt: skip
         """Connect to the default namespace; done when `ready_event` (or the connect) arrives."""
         self.ready_event = ready_event
-        self.ws = await session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket")
+        # Offer per-message deflate as every browser does, so the server's memory per socket is
+        # what browsers would cost it (a server that accepts keeps zlib state per connection).
+        target = f"{url}/socket.io/?EIO=4&transport=websocket"
+        self.ws = await session.ws_connect(target, compress=15)
         opening = await self.ws.receive_str()
         if not opening.startswith("0"):
             raise ConnectionError(f"unexpected opening packet {opening[:40]!r}")

@@ -18,11 +18,29 @@ import socket
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from herald.core.config import Settings
 from herald.runtime import Herald
 
 log = logging.getLogger(__name__)
 CLOSE_SOCKETS_TIMEOUT = 3.0
+
+
+def server_config(
+    app: ASGIApp, settings: Settings, *, graceful_seconds: int = 10
+) -> uvicorn.Config:
+    """How every Herald HTTP server runs (`herald serve`, `herald api`, the tests' servers)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_seconds,
+        ws_per_message_deflate=settings.ws_compression,
+    )
 
 
 class GracefulServer(uvicorn.Server):
