@@ -21,6 +21,7 @@ from herald.channels.inapp import InAppSender
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
+from herald.core.group_commit import GroupCommit
 from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
@@ -51,6 +52,7 @@ class Herald:
         self.redis_url = redis_url
         self.engine = create_engine(settings.effective_database_url)
         self.db = create_sessionmaker(self.engine)
+        self.group_commit = GroupCommit(self.db)
         self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
         self.queues = Queues(settings, self.redis_url)
         self.telemetry = Telemetry(settings, self.redis_url)

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
-from herald.core.db import transaction
 from herald.core.errors import InvalidField
 from herald.core.schemas import CamelInput, CamelModel
 from herald.delivery.queues import job_id
@@ -74,30 +73,29 @@ async def trigger(herald: Herald, data: TriggerIn, client: ClientInfo) -> Trigge
     users = await _recipients(herald, data, channels)
     template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
     created: list[tuple[DeliveryState, Recipient]] = []
-    async with transaction(herald.db) as session:
-        for recipient in data.recipients:
-            user = users.get(recipient.user_id or 0)
-            username = user.username if user else None
-            address = recipient.email or (user.email if user else None)
-            for channel in channels:
-                n: DeliveryState
-                if channel is ChannelName.EMAIL:
-                    assert address is not None
-                    n = new_email(
-                        herald.settings, data.type, to=address, username=username,
-                        user_id=user.id if user else None, telemetry_id=client.telemetry_id,
-                        context={"title": data.title, "message": data.message},
-                        template=template or "generic",
-                    )  # fmt: skip
-                else:
-                    assert user is not None
-                    n = new_inapp(
-                        herald.settings, data.type, user_id=user.id, username=username,
-                        email=user.email, title=data.title, message=data.message,
-                        data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
-                    )  # fmt: skip
-                session.add(n)
-                created.append((n, recipient))
+    for recipient in data.recipients:
+        user = users.get(recipient.user_id or 0)
+        username = user.username if user else None
+        address = recipient.email or (user.email if user else None)
+        for channel in channels:
+            n: DeliveryState
+            if channel is ChannelName.EMAIL:
+                assert address is not None
+                n = new_email(
+                    herald.settings, data.type, to=address, username=username,
+                    user_id=user.id if user else None, telemetry_id=client.telemetry_id,
+                    context={"title": data.title, "message": data.message},
+                    template=template or "generic",
+                )  # fmt: skip
+            else:
+                assert user is not None
+                n = new_inapp(
+                    herald.settings, data.type, user_id=user.id, username=username,
+                    email=user.email, title=data.title, message=data.message,
+                    data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
+                )  # fmt: skip
+            created.append((n, recipient))
+    await herald.group_commit.insert([n for n, _ in created])
     await herald.dispatcher.dispatch([n for n, _ in created])
     out = [
         CreatedNotification(

@@ -1,0 +1,86 @@
+"""Group commit: new rows from concurrent requests written in one transaction.
+
+A trigger's whole database work is inserting its notification rows. Each in its own
+transaction, a busy API server spends most of that on transaction overhead (connection
+checkout, BEGIN, COMMIT, the session's bookkeeping), and on SQLite its connections queue for
+the one write lock in SQLite's sleeping busy handler, which is where the slow tail came from.
+Here the first caller starts a writer; callers that arrive while it commits join the next
+batch. An idle server adds no wait: a lone request is written at once, as before.
+
+A caller returns only once its rows are committed (ids assigned). If a batch fails, each
+caller's rows are retried in a transaction of their own, so one bad request fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from herald.core.db import transaction
+
+log = logging.getLogger(__name__)
+
+Waiter = tuple[Sequence[object], "asyncio.Future[None]"]
+
+
+class GroupCommit:
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self.db = db
+        self._waiting: list[Waiter] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, rows: Sequence[object]) -> None:
+        """Insert `rows` (committed when this returns), together with other callers' rows."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        # The writer is a task of its own: a caller that goes away (client disconnect) stops
+        # waiting but does not stop the batch. Its rows are still written, and the reconciler
+        # enqueues them since that caller never will.
+        await done
+
+    async def _write(self) -> None:
+        batch: list[Waiter] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._write_batch(batch)
+        finally:  # cancelled (shutdown): nobody may be left waiting forever
+            for _, done in batch + self._waiting:
+                _settle(done, RuntimeError("the server is shutting down"))
+
+    async def _write_batch(self, batch: list[Waiter]) -> None:
+        try:
+            await self._commit([row for rows, _ in batch for row in rows])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            log.warning("group_commit.split", extra={"size": len(batch), "error": repr(exc)})
+            for rows, done in batch:  # one by one, so only the bad request fails
+                try:
+                    await self._commit(rows)
+                except Exception as own:
+                    _settle(done, own)
+                else:
+                    _settle(done, None)
+            return
+        for _, done in batch:
+            _settle(done, None)
+
+    async def _commit(self, rows: Sequence[object]) -> None:
+        async with transaction(self.db) as session:
+            session.add_all(rows)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
