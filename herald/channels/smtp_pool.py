@@ -40,24 +40,22 @@ class SmtpPool:
     async def send(self, msg: Message) -> str:
         """Send one message; returns the server's final response. Raises what aiosmtplib
         raises for the message itself (refused, 4xx/5xx, timeout, unreachable)."""
-        conn, reused = await self._acquire()
-        try:
-            _, response = await conn.smtp.send_message(msg)
-        except aiosmtplib.SMTPServerDisconnected:
-            await self._discard(conn)
-            if not reused:
-                raise
-            conn, _ = await self._acquire(fresh=True)  # the server had dropped an idle one
+        fresh = False
+        while True:
+            conn, reused = await self._acquire(fresh)
             try:
                 _, response = await conn.smtp.send_message(msg)
+            except aiosmtplib.SMTPServerDisconnected:
+                await self._discard(conn)
+                if not reused:
+                    raise
+                fresh = True  # the server had dropped an idle one: once more, on a new one
+                continue
             except BaseException:
                 await self._discard(conn)
                 raise
-        except BaseException:
-            await self._discard(conn)
-            raise
-        await self._release(conn)
-        return response
+            await self._release(conn)
+            return response
 
     async def _acquire(self, fresh: bool = False) -> tuple[_Connection, bool]:
         now = time.monotonic()
