@@ -46,12 +46,21 @@ class SmtpSink:
     messages: list[Envelope] = field(default_factory=list)
     fail_with: str | None = None
     delay: float = 0.0  # seconds each message takes to accept, to keep jobs in flight
-    refused: int = 0
+    refusals: list[Envelope] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def refused(self) -> int:
+        return len(self.refusals)
+
+    def refused_to(self, address: str) -> list[Envelope]:
+        """Refusals of one recipient: on the shared PostgreSQL, an earlier test's unsent rows
+        may be delivered (to this sink) by this test's reconciler, as they should be."""
+        return [m for m in self.refusals if address in m.rcpt_tos]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.fail_with:
-            self.refused += 1
+            self.refusals.append(envelope)
             return self.fail_with
         if self.delay:
             await asyncio.sleep(self.delay)
