@@ -124,7 +124,7 @@ class Herald:
         self.workers = DeliveryWorkers(
             self.settings,
             self.redis_url,
-            Processor(self.db, self.queues, senders, self.telemetry),
+            Processor(self.db, self.group_commit, self.queues, senders, self.telemetry),
         )
         self.workers.start()
         self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
