@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 
-import redis.asyncio as aioredis
 import socketio
 
 from herald.channels.base import ChannelSender
@@ -23,6 +22,7 @@ from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
 from herald.core.group_commit import GroupCommit
 from herald.core.redis import EmbeddedRedis, running_embedded_url
+from herald.core.redis import client as redis_client
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
@@ -53,7 +53,7 @@ class Herald:
         self.engine = create_engine(settings.effective_database_url)
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
-        self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
+        self.redis = redis_client(self.redis_url, decode_responses=True)
         self.queues = Queues(settings, self.redis_url)
         self.telemetry = Telemetry(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
@@ -124,7 +124,7 @@ class Herald:
         self.workers = DeliveryWorkers(
             self.settings,
             self.redis_url,
-            Processor(self.db, self.group_commit, self.queues, senders, self.telemetry),
+            Processor(self.db, self.queues, senders, self.telemetry),
         )
         self.workers.start()
         self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")

@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 
 from herald.core.db import transaction, utcnow
-from herald.core.redis import free_port
+from herald.core.redis import POOL_SIZE, free_port
 from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
 from tests.conftest import ADMIN_TOKEN, RunningHerald, eventually
@@ -212,6 +212,18 @@ def start_worker(tmp_path: Path, api: RunningHerald) -> subprocess.Popen[bytes]:
 
 
 class TestPresence:
+    async def test_a_burst_beyond_the_redis_pool_waits_instead_of_failing(
+        self, herald: RunningHerald
+    ) -> None:
+        """Thousands of sockets dropping at once (a load balancer restart) each clean up their
+        presence; more at once than the Redis pool has connections must queue, not fail."""
+        presence = herald.herald.presence
+        sids = [f"burst-{i}" for i in range(POOL_SIZE * 3)]
+        await asyncio.gather(*(presence.add(7, sid) for sid in sids))
+        assert sorted(await presence.sockets(7)) == sorted(sids)
+        await asyncio.gather(*(presence.remove(7, sid) for sid in sids))
+        assert await presence.sockets(7) == []
+
     async def test_killed_server_leaves_no_ghost(self, herald_factory: Any, tmp_path: Path) -> None:
         beat = {"presence_heartbeat": 0.3}
         survivor: RunningHerald = await herald_factory(workers=False, **beat)

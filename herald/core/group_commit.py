@@ -1,25 +1,21 @@
-"""Group commit: short pieces of database work from concurrent callers in one transaction.
+"""Group commit: new rows from concurrent requests written in one transaction.
 
-A trigger inserts its notification rows; a delivery attempt claims its row and later records
-the outcome. Each in its own transaction, a busy process spends most of that on transaction
-overhead (connection checkout, BEGIN, COMMIT, the session's bookkeeping), and on SQLite its
-connections queue for the one write lock in SQLite's sleeping busy handler, which is where
-the slow tail came from. Here the first caller starts a writer; callers that arrive while it
-commits join the next batch. An idle process adds no wait: a lone caller runs at once.
+A trigger's whole database work is inserting its notification rows. Each in its own
+transaction, a busy API server spends most of that on transaction overhead (connection
+checkout, BEGIN, COMMIT, the session's bookkeeping), and on SQLite its connections queue for
+the one write lock in SQLite's sleeping busy handler, which is where the slow tail came from.
+Here the first caller starts a writer; callers that arrive while it commits join the next
+batch. An idle server adds no wait: a lone request is written at once, as before.
 
-A caller returns only once its work is committed (ids assigned). If a batch fails, each
-caller's work is run again in a transaction of its own, so one bad caller fails alone. Work
-must therefore be database statements only: nothing outside the session that a rollback
-would not undo.
+A caller returns only once its rows are committed (ids assigned). If a batch fails, each
+caller's rows are retried in a transaction of their own, so one bad request fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,76 +23,64 @@ from herald.core.db import transaction
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Work = Callable[[AsyncSession], Awaitable[Any]]
-
-
-@dataclass
-class _Waiter:
-    work: Work
-    done: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+Waiter = tuple[Sequence[object], "asyncio.Future[None]"]
 
 
 class GroupCommit:
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self.db = db
-        self._waiting: list[_Waiter] = []
+        self._waiting: list[Waiter] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run `work` on a session shared with other callers; its result once committed."""
-        waiter = _Waiter(work)
-        self._waiting.append(waiter)
+    async def insert(self, rows: Sequence[object]) -> None:
+        """Insert `rows` (committed when this returns), together with other callers' rows."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         # The writer is a task of its own: a caller that goes away (client disconnect) stops
-        # waiting but does not stop the batch, so its work is still committed.
-        return await waiter.done
-
-    async def insert(self, rows: Sequence[object]) -> None:
-        async def add(session: AsyncSession) -> None:
-            session.add_all(rows)
-
-        await self.run(add)
+        # waiting but does not stop the batch. Its rows are still written, and the reconciler
+        # enqueues them since that caller never will.
+        await done
 
     async def _write(self) -> None:
-        batch: list[_Waiter] = []
+        batch: list[Waiter] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 await self._write_batch(batch)
         finally:  # cancelled (shutdown): nobody may be left waiting forever
-            for waiter in batch + self._waiting:
-                _settle(waiter, error=RuntimeError("the process is shutting down"))
+            for _, done in batch + self._waiting:
+                _settle(done, RuntimeError("the server is shutting down"))
 
-    async def _write_batch(self, batch: list[_Waiter]) -> None:
+    async def _write_batch(self, batch: list[Waiter]) -> None:
         try:
-            async with transaction(self.db) as session:
-                results = [await waiter.work(session) for waiter in batch]
+            await self._commit([row for rows, _ in batch for row in rows])
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0], error=exc)
+                _settle(batch[0][1], exc)
                 return
             log.warning("group_commit.split", extra={"size": len(batch), "error": repr(exc)})
-            for waiter in batch:  # one by one, so only the bad caller fails
+            for rows, done in batch:  # one by one, so only the bad request fails
                 try:
-                    async with transaction(self.db) as session:
-                        result = await waiter.work(session)
+                    await self._commit(rows)
                 except Exception as own:
-                    _settle(waiter, error=own)
+                    _settle(done, own)
                 else:
-                    _settle(waiter, result)
+                    _settle(done, None)
             return
-        for waiter, result in zip(batch, results, strict=True):
-            _settle(waiter, result)
+        for _, done in batch:
+            _settle(done, None)
+
+    async def _commit(self, rows: Sequence[object]) -> None:
+        async with transaction(self.db) as session:
+            session.add_all(rows)
 
 
-def _settle(waiter: _Waiter, result: Any = None, *, error: BaseException | None = None) -> None:
-    if waiter.done.done():
-        return  # its caller went away
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
     if error is None:
-        waiter.done.set_result(result)
+        done.set_result(None)
     else:
-        waiter.done.set_exception(error)
+        done.set_exception(error)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -26,6 +27,20 @@ _PR_SET_PDEATHSIG = 1
 # Set in an embedded Redis to the data folder that owns it, so another Herald process of the
 # same folder (`herald worker`, `herald dlq`) can attach to it and never to a stranger.
 _OWNER_KEY = "herald:embedded:owner"
+
+# redis-py's default pool refuses a command ("Too many connections") once 100 connections are
+# in use: 2,000 sockets disconnecting at once lost their presence clean-up that way. Herald's
+# clients wait for a free connection instead (and fail only if none frees up in time).
+POOL_SIZE = 100
+POOL_WAIT_SECONDS = 10.0
+
+
+def client(url: str, **options: Any) -> aioredis.Redis:
+    """A Redis client whose commands queue for a connection when all are busy."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def find_redis_server(explicit: str | None = None) -> str:

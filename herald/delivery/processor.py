@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core.db import transaction, utcnow
-from herald.core.group_commit import GroupCommit
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
 from herald.delivery.queues import Queues
@@ -43,16 +42,11 @@ class Processor:
     def __init__(
         self,
         db: async_sessionmaker[AsyncSession],
-        group_commit: GroupCommit,
         queues: Queues,
         senders: Mapping[Channel, ChannelSender],
         telemetry: Telemetry | None = None,
     ) -> None:
         self.db = db
-        # Claims and successful outcomes of concurrent jobs share transactions; a failure's
-        # record also enqueues the next tier, which a rolled-back batch could not take back,
-        # so it keeps a transaction of its own.
-        self.group_commit = group_commit
         self.queues = queues
         self.senders = senders
         self.telemetry = telemetry
@@ -105,7 +99,7 @@ class Processor:
     async def _begin(
         self, sender: ChannelSender, notification_id: int, tier: Tier
     ) -> DeliveryState | None:
-        async def claim(session: AsyncSession) -> DeliveryState | None:
+        async with transaction(self.db) as session:
             n = await session.get(sender.model, notification_id, with_for_update=True)
             if n is None or n.status in FINAL_STATUSES or n.status == Status.FAILED:
                 return None  # gone, already delivered, or parked in the dead-letter queue
@@ -119,8 +113,6 @@ class Processor:
             n.queue_name = tier.queue
             return n
 
-        return await self.group_commit.run(claim)
-
     async def _delivered(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult
     ) -> None:
@@ -130,12 +122,9 @@ class Processor:
             fields.update(message_id=result.message_id, smtp_response=result.response)
         else:
             fields.update(socket_id=result.socket_id, delivered_via=result.method)
-
-        async def record(session: AsyncSession) -> None:
+        async with transaction(self.db) as session:
             await self._update(session, n, fields)
             session.add(self._attempt(n, tier, Status.DELIVERED, None, result))
-
-        await self.group_commit.run(record)
 
     async def _failed(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,

@@ -7,9 +7,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-
 from herald.core.config import Settings
+from herald.core.redis import client as redis_client
 from herald.telemetry.metrics import Metrics
 from herald.telemetry.stages import StageRecorder
 
@@ -28,7 +27,7 @@ class Telemetry:
         self.server_id = settings.effective_server_id
         # Its own client with short timeouts: a slow Redis must not hold telemetry writes (and
         # the memory behind them) for long; the recorder drops events for a while instead.
-        self.redis = aioredis.from_url(
+        self.redis = redis_client(
             redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
         self.metrics = Metrics()
