@@ -93,29 +93,3 @@ async def test_triggers_through_the_api_are_grouped(herald: RunningHerald) -> No
     assert await titles(herald, "api-") == [f"api-{i:02}" for i in range(30)]
     # 30 triggers cost fewer commits than 30 (how few depends on timing: at least one shared).
     assert len(commits) < 30, len(commits)
-
-
-async def test_work_returns_its_own_result_and_its_own_error(herald: RunningHerald) -> None:
-    user = await herald.member()
-    rows = [note(herald, user["userId"], f"run-{i}") for i in range(3)]
-    await herald.herald.group_commit.insert(rows)
-
-    def retitle(row: InAppNotification, title: str) -> Any:
-        async def work(session: Any) -> str:
-            mine = await session.get(InAppNotification, row.id)
-            if title == "boom":
-                raise ValueError("not this one")
-            mine.title = title
-            return f"{row.id}:{title}"
-
-        return work
-
-    outcomes = await asyncio.gather(
-        herald.herald.group_commit.run(retitle(rows[0], "run-a")),
-        herald.herald.group_commit.run(retitle(rows[1], "boom")),
-        herald.herald.group_commit.run(retitle(rows[2], "run-c")),
-        return_exceptions=True,
-    )
-    assert outcomes[0] == f"{rows[0].id}:run-a" and outcomes[2] == f"{rows[2].id}:run-c"
-    assert isinstance(outcomes[1], ValueError)
-    assert await titles(herald, "run-") == ["run-1", "run-a", "run-c"]

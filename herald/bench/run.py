@@ -25,6 +25,7 @@ async def run(names: list[str], *, quick: bool, sizes: Sizes, database_url: str 
     sink, smtp_port = await start_sink()
     ctx = Context(work, database_url, redis_url, sizes, sink, smtp_port, say, profile_dir)
     results: dict[str, Any] = {}
+    failed: list[str] = []
     try:
         for name in names:
             say(f"{name}:")
@@ -33,10 +34,14 @@ async def run(names: list[str], *, quick: bool, sizes: Sizes, database_url: str 
                 results[name] = await SCENARIOS[name](ctx)
             except Exception as exc:  # one failed scenario must not hide the others' figures
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                failed.append(name)
             say(f"  {json.dumps(results[name])[:400]} ({time.monotonic() - t0:.0f} s)")
     finally:
         await asyncio.to_thread(sink.stop)
-        shutil.rmtree(work, ignore_errors=True)
+        if failed:  # the Herald processes' logs say why
+            say(f"logs of {', '.join(failed)} kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
