@@ -146,7 +146,10 @@ async def inapp(ctx: Context) -> Figures:
         expected = [0] * len(swarms)
         for seq, _ in accepted:
             expected[owner[users[seq % len(users)]]] += 1
-        arrivals = [await sw.call("wait_for", count=n, timeout=15) for sw, n in
+        # Past 15 s, keep waiting while anything still arrives within 20 s: an overloaded API
+        # leaves some enqueues to the reconciler (every 10 s, after a 5 s grace), and those
+        # notifications count, late, rather than vanish from the figures.
+        arrivals = [await sw.call("wait_for", count=n, timeout=15, quiet=20) for sw, n in
                     zip(swarms, expected, strict=True)]  # fmt: skip
         sent_at = dict(accepted)
         latencies = [t - sent_at[seq] for a in arrivals for seq, t in a["seen"] if seq in sent_at]
