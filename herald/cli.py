@@ -16,6 +16,7 @@ from herald.core.config import Settings, SettingsError, load_settings
 from herald.core.logging import configure_logging
 
 if TYPE_CHECKING:
+    from herald.cluster.topology import Backend
     from herald.runtime import Herald
 
 T = TypeVar("T")
@@ -290,25 +291,33 @@ def cluster_down() -> None:
         click.echo(f"no cluster is running from {settings.data_dir}")
 
 
+def _servers_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--server [NAME=]HOST:PORT`, repeatable, as `lb-config` and `status` take it."""
+    return click.option("--server", "servers", multiple=True, metavar="[NAME=]HOST:PORT", help=text)
+
+
+def _backends(servers: tuple[str, ...]) -> list[Backend]:
+    """The `--server` values as backends; a bad one is a one-line error (exit 2)."""
+    from herald.cluster.topology import ClusterError, parse_backend
+
+    try:
+        return [parse_backend(s, i) for i, s in enumerate(servers, 1)]
+    except ClusterError as exc:
+        click.echo(f"herald: {exc}", err=True)
+        sys.exit(2)
+
+
 @main.command("lb-config")
-@click.option(
-    "--server",
-    "servers",
-    multiple=True,
-    metavar="[NAME=]HOST:PORT",
-    help="An API server; repeat for each. Default: SERVER1_PORT... on this machine.",
-)
+@_servers_option("An API server; repeat for each. Default: SERVER1_PORT... on this machine.")
 @click.option("--bind", help="Where HAProxy listens (default *:LOAD_BALANCER_PORT).")
 def lb_config(servers: tuple[str, ...], bind: str | None) -> None:
     """Print the HAProxy configuration for a production load balancer."""
-    from pathlib import Path
-
     from herald.cluster import haproxy
-    from herald.cluster.topology import ClusterError, local_backends, parse_backend
+    from herald.cluster.topology import ClusterError, local_backends
 
     settings = _settings()
+    backends = _backends(servers)
     try:
-        backends = [parse_backend(s, i) for i, s in enumerate(servers, 1)]
         config = haproxy.lb_config(
             settings,
             backends or local_backends(settings),
@@ -324,27 +333,16 @@ def lb_config(servers: tuple[str, ...], bind: str | None) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option(
-    "--server",
-    "servers",
-    multiple=True,
-    metavar="[NAME=]HOST:PORT",
-    help="An API server to check; repeat. Default: the local cluster, or SERVER1_PORT...",
-)
+@_servers_option("An API server to check; repeat. Default: the local cluster, or SERVER1_PORT...")
 @click.option("--lb", help="The load balancer's URL (default: the local one).")
 def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     """Every server, the load balancer, Redis, the database, every queue and both DLQs.
     Exits 1 when something is down."""
     from herald.cluster import status as status_
-    from herald.cluster.topology import ClusterError, parse_backend
 
     settings = _settings()
     configure_logging("warning")
-    try:
-        backends = [parse_backend(s, i) for i, s in enumerate(servers, 1)]
-    except ClusterError as exc:
-        click.echo(f"herald: {exc}", err=True)
-        sys.exit(2)
+    backends = _backends(servers)
     report = asyncio.run(status_.gather(settings, status_.target(settings, backends, lb)))
     click.echo(json.dumps(report, indent=2) if as_json else status_.render(report))
     sys.exit(0 if report["ok"] else 1)
