@@ -104,6 +104,18 @@ def new_inapp(
     )
 
 
+async def _transition(
+    session: AsyncSession, n: DeliveryState, from_status: str, **values: Any
+) -> None:
+    """Set `values` on the row, only if it is still in `from_status`."""
+    model = type(n)
+    await session.execute(
+        update(model)
+        .where(model.id == n.id, model.status == from_status)
+        .values(**values, updated_at=utcnow())
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -156,20 +168,12 @@ class Dispatcher:
             return
         async with transaction(self.db) as session:
             for n, queue in moved:
-                model = type(n)
                 # Only from `pending`: a fast worker may already have moved it further.
-                await session.execute(
-                    update(model)
-                    .where(model.id == n.id, model.status == Status.PENDING)
-                    .values(status=Status.QUEUED, queue_name=queue, updated_at=utcnow())
+                await _transition(
+                    session, n, Status.PENDING, status=Status.QUEUED, queue_name=queue
                 )
             for n in refused:
-                model = type(n)
-                await session.execute(
-                    update(model)
-                    .where(model.id == n.id, model.status == Status.QUEUED)
-                    .values(status=Status.PENDING, updated_at=utcnow())
-                )
+                await _transition(session, n, Status.QUEUED, status=Status.PENDING)
         for n, queue in moved:
             if n.status == Status.PENDING:
                 n.status, n.queue_name = Status.QUEUED, queue
