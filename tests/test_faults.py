@@ -1,15 +1,20 @@
-"""Faults that no process dies of: an email the SMTP server accepted whose recording fails."""
+"""Faults that no process dies of: an accepted email whose recording fails, Redis restarting."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from herald.core.redis import EmbeddedRedis
+from herald.realtime.pubsub import PromptRedisManager
 from tests.conftest import PG_URL, RunningHerald, SmtpSink, eventually
+from tests.realtime_client import RecordingClient
 
 
 def copies(smtp: SmtpSink, notification_id: int) -> int:
@@ -77,3 +82,45 @@ class TestRecordingFails:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class TestRedisReturns:
+    async def test_delivery_resumes_within_seconds_of_redis_answering_again(
+        self, herald_factory: Any, smtp: SmtpSink, stack: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """Redis is away for 8 s (long enough for the clients' backoff to grow), then back with
+        its data; a notification sent the moment it answers arrives on both channels at once."""
+        own = EmbeddedRedis(tmp_path / "redis-of-this-test")  # the shared one must not restart
+        herald: RunningHerald = await herald_factory(redis_url=await own.start())
+        assert isinstance(herald.herald.sio.manager, PromptRedisManager)  # type: ignore[union-attr]
+        user = await herald.member()
+        client = RecordingClient()
+        await client.connect(herald.url)
+        try:
+            await client.authenticate(user["token"])
+            await own.stop()
+            await asyncio.sleep(8)
+            await own.start()
+            back = time.monotonic()
+            r = await herald.http.post(
+                "/api/notifications",
+                json={
+                    "recipients": [{"userId": user["userId"]}], "type": "announcement",
+                    "title": "After the outage", "message": "m", "channels": ["email", "inapp"],
+                },
+                headers=herald.admin(),
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            ids = {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
+            event = await client.next("notification:new", timeout=30)
+            inapp_after = time.monotonic() - back
+            await eventually(lambda: _true(copies(smtp, ids["email"]) == 1), timeout=30)
+            email_after = time.monotonic() - back
+        finally:
+            await client.close()
+            await herald.http.aclose()
+            await own.stop()
+        print(f"after Redis returned: in-app {inapp_after:.2f}s, email {email_after:.2f}s")
+        assert event["id"] == ids["inapp"]
+        # The target is well under 2 s; this bound leaves room for a slow, noisy machine.
+        assert inapp_after < 6 and email_after < 6
