@@ -163,7 +163,9 @@ class TestQuietWorkers:
                 assert arrived < 1.0, f"in-app arrived {arrived:.2f}s after a {gap}s gap"
                 for channel, nid in ids.items():
                     wait = await worker_wait_ms(herald, channel, nid)
+                    print(f"after {gap}s idle: {channel} worker wait {wait:.1f} ms")
                     assert wait < 1000, f"{channel} waited {wait} ms after a {gap}s gap"
+                print(f"after {gap}s idle: trigger -> notification:new {arrived * 1000:.1f} ms")
         finally:
             await client.close()
 
