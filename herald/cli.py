@@ -352,7 +352,7 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
 
 
 # --- Benchmarks -------------------------------------------------------------------------------
-BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling")
+BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling", "quiet")
 
 
 @main.command()
