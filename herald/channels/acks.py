@@ -46,21 +46,19 @@ class AckListener:
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="inapp-acks")
 
+    def expect(self, notification_id: int) -> None:
+        """Start listening for this id's ack: before the emit, so a fast ack is not missed."""
+        self._waiting[notification_id] = asyncio.get_running_loop().create_future()
+
     async def wait(self, notification_id: int, timeout: float) -> str | None:
-        """The socket id that acknowledged it, or None if no ack came within `timeout`.
-        Call `expect` before emitting, so an ack that outruns this call is not missed."""
-        future = self._waiting.get(notification_id) or self.expect(notification_id)
+        """The socket id that acknowledged it, or None if no ack came within `timeout`."""
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(self._waiting[notification_id], timeout)
         except TimeoutError:
             return None
-        finally:
-            self._waiting.pop(notification_id, None)
 
-    def expect(self, notification_id: int) -> asyncio.Future[str]:
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiting[notification_id] = future
-        return future
+    def forget(self, notification_id: int) -> None:
+        self._waiting.pop(notification_id, None)
 
     def _heard(self, payload: str) -> None:
         message = json.loads(payload)

@@ -48,10 +48,13 @@ class InAppSender:
         # unacknowledged: its emit was most likely lost on the way, so send it again (a client
         # that merely acked late drops the repeat by its id).
         resend = (notification.failure_reason or "").startswith(NOT_ACKNOWLEDGED)
-        for sid in sockets:
-            if await self.presence.first_sight(sid, notification.id) or resend:
-                await self.emitter.emit("notification:new", event, to=sid, namespace="/")
-        acked_by = await self.acks.wait(notification.id, self.ack_timeout)
+        try:
+            for sid in sockets:
+                if await self.presence.first_sight(sid, notification.id) or resend:
+                    await self.emitter.emit("notification:new", event, to=sid, namespace="/")
+            acked_by = await self.acks.wait(notification.id, self.ack_timeout)
+        finally:
+            self.acks.forget(notification.id)
         if acked_by is None:
             raise DeliveryError(f"{NOT_ACKNOWLEDGED} within {self.ack_timeout:g} s")
         return DeliveryResult("websocket", socket_id=acked_by)
