@@ -241,7 +241,8 @@ class TestInAppLadder:
             await client.close()
         body = (await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())).json()
         assert body["status"] == "delivered"
-        assert body["deliveryHistory"][-1]["status"] == "acknowledged"
+        # The ack; a replayed attempt that was waiting for it may record its delivery after.
+        assert "acknowledged" in [h["status"] for h in body["deliveryHistory"][-2:]]
 
 
 class TestReconcilerSecondLook:
