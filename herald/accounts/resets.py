@@ -19,6 +19,7 @@ from herald.core.db import transaction, utcnow
 from herald.core.errors import ApiError
 from herald.core.security import hash_password, hash_token, new_token
 from herald.notifications.service import new_email
+from herald.realtime.sessions import disconnect_sessions
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -96,10 +97,17 @@ async def confirm_reset(herald: Herald, token: str, new_password: str) -> tuple[
             .where(User.id == user_id)
             .values(password_hash=password_hash, updated_at=now)
         )
-        ended = await session.execute(
-            update(Session)
-            .where(Session.user_id == user_id, Session.revoked_at.is_(None))
-            .values(revoked_at=now)
+        ended = list(
+            (
+                await session.execute(
+                    update(Session)
+                    .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                    .returning(Session.id)
+                )
+            )
+            .scalars()
+            .all()
         )
         # Any other outstanding link for this account is now pointless, and a risk.
         await session.execute(
@@ -112,4 +120,5 @@ async def confirm_reset(herald: Herald, token: str, new_password: str) -> tuple[
             .values(invalidated_at=now)
         )
     log.info("accounts.reset.completed", extra={"userId": user_id})
-    return int(user_id), int(ended.rowcount or 0)  # type: ignore[attr-defined]
+    await disconnect_sessions(herald, ended)  # the old password's sockets go with its sessions
+    return int(user_id), len(ended)

@@ -18,6 +18,7 @@ from herald.core.errors import ApiError, Conflict, Unauthorized
 from herald.core.security import hash_password, hash_token, new_token, verify_password
 from herald.notifications.models import EmailNotification, InAppNotification
 from herald.notifications.service import new_email, new_inapp
+from herald.realtime.sessions import disconnect_sessions
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -230,5 +231,8 @@ async def revoke_sessions(herald: Herald, user_id: int, only: int | None = None)
     if only is not None:
         query = query.where(Session.id == only)
     async with transaction(herald.db) as session:
-        result = await session.execute(query.values(revoked_at=utcnow()))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        result = await session.execute(query.values(revoked_at=utcnow()).returning(Session.id))
+        ended = list(result.scalars().all())
+    # After the commit: a socket authenticating meanwhile re-checks its session once bound.
+    await disconnect_sessions(herald, ended)
+    return len(ended)

@@ -62,8 +62,11 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
         await herald.queues.forget(Channel.INAPP, n.id)
 
 
-async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str) -> list[int]:
-    """Mark the user's own notifications received on this socket; returns the ids acked."""
+async def acknowledge(
+    herald: Herald, user_id: int, ids: Sequence[int], sid: str, transport: str = "websocket"
+) -> list[int]:
+    """Mark the user's own notifications received on this socket; returns the ids acked.
+    `transport` is what the acking socket really uses (`polling` or `websocket`)."""
     now = utcnow()
     dead: list[int] = []
     acked: list[int] = []
@@ -79,8 +82,10 @@ async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str
                 dead.append(row.id)
             row.acked_at, row.socket_id = now, sid
             if row.status != Status.DELIVERED:
-                row.status, row.delivered_at, row.delivered_via = Status.DELIVERED, now, "websocket"
-            session.add(_history(row, "acknowledged", sid, "websocket"))
+                row.status, row.delivered_at = Status.DELIVERED, now
+            if row.delivered_via != "catch-up":  # a worker's emit can't tell the transport
+                row.delivered_via = transport
+            session.add(_history(row, "acknowledged", sid, transport))
             acked.append(row.id)
             traced.append((row.telemetry_id, row.id))
     for telemetry_id, notification_id in traced:

@@ -7,19 +7,24 @@ nothing until it authenticates: it joins no room before that.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import socketio
 
-from herald.accounts.models import User
-from herald.accounts.service import user_for_token
+from herald.accounts.models import Session, User
+from herald.accounts.service import session_for_token
+from herald.core.db import utcnow
 from herald.notifications import inbox
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
+from herald.realtime import sessions
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 from herald.realtime.pubsub import PromptRedisManager
 
@@ -30,6 +35,11 @@ log = logging.getLogger(__name__)
 
 SOCKETIO_CHANNEL = "herald-socketio"
 NOT_AUTHENTICATED = {"message": "authenticate first"}
+SESSION_ENDED = {"message": "your session has ended: log in again"}
+MAX_ID = 2**63 - 1
+MAX_IDS = 1000
+MAX_TOKEN_LENGTH = 512
+CONNECT_WAIT_SECONDS = 10.0
 
 
 def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
@@ -46,16 +56,39 @@ class Refused(Exception):
 
 
 def parse_ids(data: Any) -> list[int] | None:
-    """`5`, `[5, 6]`, `{"id": 5}`, `{"ids": [5, 6]}` -> ids; `"all"`/`{"all": true}` -> None."""
+    """`5`, `[5, 6]`, `{"id": 5}`, `{"ids": [5, 6]}` -> ids; `"all"`/`{"all": true}` -> None.
+
+    Ids are database integers: anything outside 1..2**63-1 (which the database driver would
+    refuse with an OverflowError) or more than MAX_IDS of them is refused here."""
     if data == "all" or (isinstance(data, dict) and data.get("all") is True):
         return None
     if isinstance(data, dict):
         data = data.get("ids", data.get("id"))
     values = data if isinstance(data, list) else [data]
-    ids = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    ids = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_ID]
     if not ids or len(ids) != len(values):
-        raise ValueError("give an id, a list of ids, or all")
+        raise ValueError(f"give an id (1 to {MAX_ID}), a list of ids, or all")
+    if len(ids) > MAX_IDS:
+        raise ValueError(f"at most {MAX_IDS} ids at once")
     return ids
+
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+def answers_errors(handler: Handler) -> Handler:
+    """An event whose handler fails still gets an answer: the client's callback is never left
+    waiting, and the failure is logged here rather than lost in python-socketio's task."""
+
+    @functools.wraps(handler)
+    async def guarded(sid: str, data: Any = None) -> dict[str, Any]:
+        try:
+            return await handler(sid, data)
+        except Exception:
+            log.exception("realtime.event.failed", extra={"sid": sid})
+            return {"error": "the server could not handle this event"}
+
+    return guarded
 
 
 def accepted_origin(configured: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
@@ -82,25 +115,43 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         ping_timeout=max(settings.ws_heartbeat_interval / 1000, 20),
     )
 
-    async def user_of(sid: str) -> int | None:
-        session = await sio.get_session(sid)
-        return session.get("userId") if session else None
+    # Each socket is disconnected when its session expires (revocations disconnect it at once).
+    expiry_timers: dict[str, asyncio.TimerHandle] = {}
 
-    async def sign_in(sid: str, user: User) -> list[InAppNotification]:
+    def expire_at(sid: str, expires_at: datetime) -> None:
+        if timer := expiry_timers.pop(sid, None):
+            timer.cancel()
+        delay = max(0.0, (expires_at - utcnow()).total_seconds())
+        expiry_timers[sid] = asyncio.get_running_loop().call_later(
+            delay, lambda: sio.start_background_task(sio.disconnect, sid)
+        )
+
+    async def sign_in(sid: str, user: User, login: Session) -> list[InAppNotification] | None:
         """Join the user's rooms and presence; returns the backlog this socket must be sent.
 
         The backlog is claimed for this connection *before* the socket shows up in presence, so
         no worker can push one of its notifications ahead of the older ones: they arrive in
-        order. One created in between finds the user offline and comes on its next attempt."""
-        previous = await user_of(sid)
-        if previous is not None and previous != user.id:  # the socket changes hands
-            await sio.leave_room(sid, user_room(previous))
-            await herald.presence.remove(previous, sid)
-        await sio.save_session(sid, {"userId": user.id, "username": user.username})
+        order. One created in between finds the user offline and comes on its next attempt.
+
+        None if the session ended while the socket was being bound to it."""
+        previous = await sio.get_session(sid)
+        if previous.get("userId") not in (None, user.id):  # the socket changes hands
+            await sio.leave_room(sid, user_room(previous["userId"]))
+            await herald.presence.remove(previous["userId"], sid)
+        if previous.get("sessionId") not in (None, login.id):
+            await sessions.unbind(herald.redis, previous["sessionId"], sid)
+        await sessions.bind(herald.redis, login.id, sid, login.expires_at)
+        async with herald.db() as session:
+            # Checked again once bound: a logout that committed meanwhile found no socket.
+            if not await sessions.is_live(session, login.id):
+                return None
+            backlog = await inbox.unacknowledged(session, user.id)
+        await sio.save_session(
+            sid, {"userId": user.id, "username": user.username, "sessionId": login.id}
+        )
+        expire_at(sid, login.expires_at)
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
-        async with herald.db() as session:
-            backlog = await inbox.unacknowledged(session, user.id)
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
         await herald.presence.add(user.id, sid)
         return [n for n in backlog if n.id in fresh]
@@ -113,14 +164,15 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
             token = token.get("token")
-        user = None
-        if isinstance(token, str):
+        found = None
+        if isinstance(token, str) and len(token) <= MAX_TOKEN_LENGTH:
             async with herald.db() as session:
-                user = await user_for_token(session, token)
-        if user is None:
+                found = await session_for_token(session, token)
+        backlog = await sign_in(sid, *found) if found else None
+        if found is None or backlog is None:
             await sio.emit("auth:error", {"message": "invalid or expired session token"}, to=sid)
             return
-        backlog = await sign_in(sid, user)
+        user = found[0]
         await sio.emit(
             "auth:success",
             {
@@ -137,27 +189,51 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             extra={"userId": user.id, "sid": sid, "caughtUp": len(backlog)},
         )
 
+    async def authenticate_once_connected(sid: str, auth: Any) -> None:
+        # Socket.IO confirms the connection only after the connect handler returns; anything
+        # emitted before that reaches the client ahead of its `connect` event, where clients
+        # can't acknowledge it. So wait for the confirmation, then authenticate.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_WAIT_SECONDS
+        while not sio.manager.is_connected(sid, "/"):
+            if loop.time() > deadline:
+                return  # it never completed (refused, or gone)
+            await asyncio.sleep(0.005)
+        await authenticate(sid, auth)
+
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if auth:  # the connect payload may carry the token: {"token": "..."}
-            await authenticate(sid, auth)
+            sio.start_background_task(authenticate_once_connected, sid, auth)
 
     @sio.on("authenticate")
     async def on_authenticate(sid: str, data: Any = None) -> None:
         await authenticate(sid, data)
 
     async def signed_in_ids(sid: str, data: Any) -> tuple[int, list[int] | None]:
-        """The socket's user and the ids an ack or read names; Refused otherwise."""
-        user_id = await user_of(sid)
-        if user_id is None:
+        """The socket's user and the ids an ack or read names; Refused otherwise. The session
+        the socket authenticated with is checked on every event: it may have ended since."""
+        state = await sio.get_session(sid)
+        if state.get("userId") is None:
             await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
             raise Refused(NOT_AUTHENTICATED["message"])
+        async with herald.db() as session:
+            live = await sessions.is_live(session, state["sessionId"])
+        if not live:
+            await sio.emit("auth:error", SESSION_ENDED, to=sid)
+            sio.start_background_task(sio.disconnect, sid)
+            raise Refused(SESSION_ENDED["message"])
         try:
-            return user_id, parse_ids(data)
+            return state["userId"], parse_ids(data)
         except ValueError as exc:
             raise Refused(str(exc)) from None
 
+    @sio.on("*")
+    async def on_unknown(event: str, sid: str, data: Any = None) -> dict[str, Any]:
+        return {"error": f"unknown event {event[:64]!r}"}
+
     @sio.on("notification:ack")
+    @answers_errors
     async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             user_id, ids = await signed_in_ids(sid, data)
@@ -165,9 +241,11 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
                 raise Refused("acknowledge ids, not all")
         except Refused as refused:
             return {"error": str(refused)}
-        return {"acked": await inbox.acknowledge(herald, user_id, ids, sid)}
+        transport = sio.transport(sid)  # what this socket really uses: polling or websocket
+        return {"acked": await inbox.acknowledge(herald, user_id, ids, sid, transport)}
 
     @sio.on("notification:markRead")
+    @answers_errors
     async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             user_id, ids = await signed_in_ids(sid, data)
@@ -187,9 +265,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
 
     @sio.event
     async def disconnect(sid: str, *_: Any) -> None:
-        user_id = await user_of(sid)
-        if user_id is not None:
-            await herald.presence.remove(user_id, sid)
+        if timer := expiry_timers.pop(sid, None):
+            timer.cancel()
+        state = await sio.get_session(sid)
+        if state.get("userId") is not None:
+            await herald.presence.remove(state["userId"], sid)
+            await sessions.unbind(herald.redis, state["sessionId"], sid)
 
     return sio
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,7 @@ from herald.runtime import Herald
 from herald.social.endpoints import router as social_router
 from herald.telemetry.endpoints import metrics_router
 from herald.telemetry.endpoints import router as telemetry_router
+from herald.web.deps import credential_live
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
 from herald.web.idempotency import Idempotency
@@ -77,7 +79,10 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
     # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
     app.add_middleware(
-        Idempotency, redis=herald.redis, ttl_seconds=int(settings.idempotency_ttl_hours * 3600)
+        Idempotency,
+        redis=herald.redis,
+        ttl_seconds=int(settings.idempotency_ttl_hours * 3600),
+        credential_live=functools.partial(credential_live, herald),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(

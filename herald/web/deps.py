@@ -71,6 +71,17 @@ async def require_admin(request: Request, credentials: AdminCredentials) -> None
 AdminDep = Depends(require_admin)
 
 
+async def credential_live(herald: Herald, authorization: bytes) -> bool:
+    """Whether an `Authorization: Bearer` header holds the admin token or a live session."""
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    if _is_admin(herald, token):
+        return True
+    async with herald.db() as db:
+        return await session_for_token(db, token) is not None
+
+
 @dataclass(frozen=True)
 class Authenticated:
     user: User

@@ -4,7 +4,9 @@ The record lives in Redis under a hash of (key, method, path, caller), so two ca
 each other's answers. It is claimed with SET NX before the endpoint runs, so two copies of one
 request arriving together run the endpoint once: the second gets 409 while the first is in
 flight, and the first's answer after. A repeat whose body differs is refused (422): the key was
-reused for a different request. Answers of 5xx and 429 are not kept, so a retry runs again.
+reused for a different request. Answers of 5xx, and of requests refused before they ran
+(401, 403, 413, 415, 422, 429), are not kept, so a retry (or the corrected request) runs again.
+A kept answer is replayed only while the caller's token is still live.
 
 An answer marked `Cache-Control: no-store` carries credentials (a new session token), and
 tokens are only ever stored hashed, so its body is not kept either: a repeat gets 409
@@ -18,6 +20,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,6 +33,10 @@ KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 # How long a claim stays while its request runs; a server that dies mid-request frees the key
 # after this long.
 IN_FLIGHT_SECONDS = 60
+# Answers to requests that never ran (refused before the endpoint did anything: bad input,
+# no or wrong credentials, too large, rate limited) are not kept, so the corrected request
+# may use the same key, as the payment APIs that made the header common do.
+NOT_EXECUTED = frozenset({401, 403, 413, 415, 422, 429})
 _KEPT_HEADERS = {b"content-type", b"location", b"retry-after"}
 
 
@@ -39,11 +46,19 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> tu
     return status, json.dumps(body).encode()
 
 
+# Whether an Authorization header still names a live credential.
+CredentialCheck = Callable[[bytes], Awaitable[bool]]
+
+
 class Idempotency:
-    def __init__(self, app: ASGIApp, redis: aioredis.Redis, ttl_seconds: int) -> None:
+    def __init__(
+        self, app: ASGIApp, redis: aioredis.Redis, ttl_seconds: int,
+        credential_live: CredentialCheck | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
         self.redis = redis
         self.ttl = ttl_seconds
+        self.credential_live = credential_live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", []))
@@ -71,6 +86,9 @@ class Idempotency:
             await self.app(scope, _replay_receive(body, receive), send)
             return
         if not claimed:
+            if not await self._caller_still_valid(headers):
+                await _respond(send, *_error(401, "invalid_token", "invalid or expired token"))
+                return
             await self._repeat(send, existing, fingerprint)
             return
         await self._run(scope, body, receive, send, record_key, fingerprint)
@@ -84,6 +102,12 @@ class Idempotency:
         path = scope["path"] + ("?" + scope["query_string"].decode("latin-1"))
         identity = "\n".join((caller, scope["method"], path, key))
         return "herald:idempotency:" + hashlib.sha256(identity.encode()).hexdigest()
+
+    async def _caller_still_valid(self, headers: dict[bytes, bytes]) -> bool:
+        """A kept answer goes only to a caller whose token still works: one logged out since
+        (or whose password was reset) must not read it again."""
+        auth = headers.get(b"authorization")
+        return auth is None or self.credential_live is None or await self.credential_live(auth)
 
     async def _repeat(self, send: Send, existing: Any, fingerprint: str) -> None:
         record: dict[str, Any] = json.loads(existing) if existing else {}
@@ -154,7 +178,7 @@ class Idempotency:
         body: bytes, no_store: bool,
     ) -> None:  # fmt: skip
         try:
-            if status >= 500 or status == 429:
+            if status >= 500 or status in NOT_EXECUTED:
                 await self.redis.delete(record_key)  # not an answer worth repeating
                 return
             record: dict[str, Any] = {"state": "done", "fingerprint": fingerprint}

@@ -1,0 +1,79 @@
+"""Sockets bound to the session they authenticated with.
+
+A socket is worth no more than its session token: when the session ends (logout, logout
+everywhere, a password reset, expiry) its sockets must stop receiving and acting for the user.
+Each authenticated socket is recorded under its session in Redis, so whichever API server ends
+the session finds every socket of it; `AsyncServer.disconnect` reaches a socket held by another
+server through the Socket.IO manager's Redis channel, the one emits already travel on.
+
+Keys:
+  herald:session:{id}:sockets   set   sids authenticated with that session (expires with it)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.accounts.models import Session
+from herald.core.db import utcnow
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from herald.runtime import Herald
+
+log = logging.getLogger(__name__)
+
+# The set outlives its session a little, so a revocation racing the expiry still finds it.
+_GRACE_SECONDS = 3600
+
+
+def _sockets(session_id: int) -> str:
+    return f"herald:session:{session_id}:sockets"
+
+
+async def bind(redis: aioredis.Redis, session_id: int, sid: str, expires_at: datetime) -> None:
+    ttl = max(1, int((expires_at - utcnow()).total_seconds()) + _GRACE_SECONDS)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.sadd(_sockets(session_id), sid)
+        pipe.expire(_sockets(session_id), ttl)
+        await pipe.execute()
+
+
+async def unbind(redis: aioredis.Redis, session_id: int, sid: str) -> None:
+    await redis.srem(_sockets(session_id), sid)
+
+
+async def is_live(session: AsyncSession, session_id: int) -> bool:
+    """Whether the session is neither revoked nor expired."""
+    found = await session.scalar(
+        select(Session.id).where(
+            Session.id == session_id, Session.revoked_at.is_(None), Session.expires_at > utcnow()
+        )
+    )
+    return found is not None
+
+
+async def disconnect_sessions(herald: Herald, session_ids: Iterable[int]) -> int:
+    """Disconnect every socket of these (ended) sessions, on whichever server holds it."""
+    disconnected = 0
+    for session_id in session_ids:
+        try:
+            sids = cast(set[str], await herald.redis.smembers(_sockets(session_id)))
+            await herald.redis.delete(_sockets(session_id))
+        except Exception as exc:  # Redis away: each socket's next event re-checks the session
+            log.warning("realtime.session.unreachable", extra={"error": repr(exc)})
+            continue
+        for sid in sids:
+            if herald.sio is not None:
+                await herald.sio.disconnect(sid)
+                disconnected += 1
+    if disconnected:
+        log.info("realtime.session.disconnected", extra={"sockets": disconnected})
+    return disconnected
