@@ -22,6 +22,7 @@ from herald.channels.mailbox import CaptureMailbox
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
 from herald.core.group_commit import GroupCommit
+from herald.core.ratelimit import RateLimiter
 from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.core.redis import client as redis_client
 from herald.delivery.accepted import AcceptedOutcomes
@@ -56,6 +57,7 @@ class Herald:
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
         self.redis = redis_client(self.redis_url, decode_responses=True)
+        self.rate_limiter = RateLimiter(self.redis, settings.rate_limit_window)
         self.queues = Queues(settings, self.redis_url)
         self.telemetry = Telemetry(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -198,7 +199,23 @@ async def authenticate(herald: Herald, data: LoginIn) -> User | None:
 
 async def _check_credentials(herald: Herald, data: LoginIn) -> tuple[User | None, bool]:
     """The account the identifier names (if any) and whether the password fits it. A missing
-    account is checked against a dummy hash, so both cases take the same time."""
+    account is checked against a dummy hash, so both cases take the same time.
+
+    Failures are also counted per account, whatever address they come from: past
+    HERALD_LOGIN_FAILURES_PER_ACCOUNT, the account's sign-ins get 429 for the lockout window
+    (the per-address limit alone lets a botnet try one password per address)."""
+    settings = herald.settings
+    account = hashlib.sha256(data.identifier.encode()).hexdigest()
+    await herald.rate_limiter.check(
+        "login-account", account, settings.login_failures_per_account
+    )
+    user, ok = await _verify(herald, data)
+    if not ok and settings.login_failures_per_account:
+        await herald.rate_limiter.count("login-account", account, settings.login_lockout_window)
+    return user, ok
+
+
+async def _verify(herald: Herald, data: LoginIn) -> tuple[User | None, bool]:
     async with herald.db() as session:
         user = await session.scalar(
             select(User).where(

@@ -148,7 +148,8 @@ def _spawn_herald(
     env = _child_env(settings)
     herald = [sys.executable, "-m", "herald"]
     for b in backends:
-        server_env = {**env, "HERALD_SERVER_ID": b.name}
+        # The servers trust X-Forwarded-For from the HAProxy started here, on this machine.
+        server_env = {"FORWARDED_ALLOW_IPS": "127.0.0.1", **env, "HERALD_SERVER_ID": b.name}
         argv = [*herald, "api", "--port", str(b.port)]
         record(spawn(b.name, "api", argv, env=server_env, log_dir=layout.logs, port=b.port))
     for i in range(1, settings.cluster_workers + 1):

@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     rate_limit_signup: int = Field(10, ge=0, validation_alias=_h("RATE_LIMIT_SIGNUP"))
     rate_limit_login: int = Field(20, ge=0, validation_alias=_h("RATE_LIMIT_LOGIN"))
     rate_limit_reset: int = Field(5, ge=0, validation_alias=_h("RATE_LIMIT_RESET"))
+    # Failed sign-ins per account (whatever the address) within `login_lockout_window`
+    # seconds; past it, that account's sign-ins get 429 until the window ends. 0 = no limit.
+    login_failures_per_account: int = Field(
+        10, ge=0, validation_alias=_h("LOGIN_FAILURES_PER_ACCOUNT")
+    )
+    login_lockout_window: int = Field(900, ge=1, validation_alias=_h("LOGIN_LOCKOUT_WINDOW"))
+    # Addresses (or networks) of the load balancers whose X-Forwarded-For / -Proto headers are
+    # believed; uvicorn's variable name. Empty: nobody's (`herald cluster up` sets 127.0.0.1
+    # for the HAProxy it runs).
+    forwarded_allow_ips: str = Field("", validation_alias="FORWARDED_ALLOW_IPS")
     idempotency_ttl_hours: float = Field(24, gt=0, validation_alias=_h("IDEMPOTENCY_TTL_HOURS"))
     reset_token_ttl_minutes: float = Field(60, gt=0, validation_alias=_h("RESET_TOKEN_TTL_MINUTES"))
     friend_request_ttl_days: float = Field(30, gt=0, validation_alias=_h("FRIEND_REQUEST_TTL_DAYS"))
@@ -200,6 +210,10 @@ class Settings(BaseSettings):
     @cached_property
     def effective_server_id(self) -> str:
         return self.server_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [a.strip() for a in self.forwarded_allow_ips.split(",") if a.strip()]
 
     @property
     def cors_origins(self) -> list[str]:

@@ -16,7 +16,6 @@ from herald.accounts.auth_endpoints import router as auth_router
 from herald.accounts.endpoints import router as accounts_router
 from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
-from herald.core.ratelimit import RateLimiter
 from herald.delivery.endpoints import router as delivery_router
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
@@ -70,7 +69,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         lifespan=lifespan,
     )
     app.state.herald = herald
-    app.state.rate_limiter = RateLimiter(herald.redis, settings.rate_limit_window)
+    app.state.rate_limiter = herald.rate_limiter
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -40,6 +40,10 @@ def server_config(
         lifespan="on",
         timeout_graceful_shutdown=graceful_seconds,
         ws_per_message_deflate=settings.ws_compression,
+        # X-Forwarded-For/-Proto name the client only when they come from a load balancer the
+        # operator named: anyone else could name any address, and dodge the rate limits.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 
