@@ -7,6 +7,7 @@ is just an SMTP server that keeps what it receives.
 from __future__ import annotations
 
 import logging
+import re
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -40,6 +41,19 @@ class EmailSender:
         # As many open connections as this process may send messages at once.
         self.pool = SmtpPool(self._connection, size=max_parallel_sends(settings))
 
+    @property
+    def requires_starttls(self) -> bool:
+        """With credentials, "auto" insists on STARTTLS: aiosmtplib would otherwise send AUTH
+        in cleartext to a server that doesn't offer it (or to whoever stripped the offer).
+        Only an explicit HERALD_EMAIL_SECURITY=none allows that."""
+        s = self.settings
+        return (
+            not self.capture
+            and bool(s.email_user)
+            and s.email_security == "auto"
+            and self.port != 465
+        )
+
     def message_id(self, notification: EmailNotification) -> str:
         # Stable across attempts, so a receiver can drop the rare duplicate of an
         # at-least-once delivery.
@@ -53,11 +67,12 @@ class EmailSender:
         msg = MIMEMultipart("alternative")
         msg["From"] = formataddr(parseaddr(self.settings.email_from), charset="utf-8")
         msg["To"] = formataddr((n.recipient_username or "", n.recipient_email), charset="utf-8")
-        msg["Subject"] = n.subject if n.subject.isascii() else Header(n.subject, "utf-8").encode()
+        subject = _one_line(n.subject)  # inputs are checked; a row made otherwise is not
+        msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = self.message_id(n)
         msg["X-Herald-Notification"] = f"email-{n.id}"
-        msg["X-Herald-Type"] = n.type
+        msg["X-Herald-Type"] = _one_line(n.type)
         msg.attach(_part(n.text, "plain"))
         msg.attach(_part(n.html, "html"))
         return msg
@@ -78,8 +93,18 @@ class EmailSender:
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, f"SMTP {exc.code} {exc.message}") from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            if self.requires_starttls and "STARTTLS" in str(exc):  # aiosmtplib's wording
+                raise DeliveryError(self._no_tls_reason()) from None
             raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
         return DeliveryResult("smtp", message_id=msg["Message-ID"], response=response)
+
+    def _no_tls_reason(self) -> str:
+        return (
+            f"the SMTP server {self.host}:{self.port} offers no STARTTLS, so EMAIL_USER's "
+            "password was not sent (it would go in cleartext). Use a server with TLS "
+            "(HERALD_EMAIL_SECURITY=tls for port 465), or allow cleartext explicitly with "
+            "HERALD_EMAIL_SECURITY=none"
+        )
 
     def _connection(self) -> dict[str, Any]:
         s = self.settings
@@ -92,13 +117,21 @@ class EmailSender:
             options.update(use_tls=False, start_tls=False)
         elif s.email_security == "tls" or (s.email_security == "auto" and self.port == 465):
             options["use_tls"] = True
-        elif s.email_security == "starttls":
+        elif s.email_security == "starttls" or self.requires_starttls:
             options["start_tls"] = True
-        # "auto" otherwise: aiosmtplib upgrades with STARTTLS when the server offers it.
+        # "auto" without credentials: aiosmtplib upgrades with STARTTLS when it is offered.
         if not self.capture and s.email_user:
             options["username"] = s.email_user
             options["password"] = s.email_password.get_secret_value() if s.email_password else ""
         return options
+
+
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def _one_line(text: str) -> str:
+    """Header text with every control character (CR and LF above all) made a space."""
+    return _LINE_BREAKS.sub(" ", text)
 
 
 _UTF8_QP = Charset("utf-8")

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import unicodedata
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+def _one_line(value: str) -> str:
+    # A title becomes an email's Subject header: a CR or LF in it would start a header of the
+    # sender's choosing (Reply-To, Bcc). Other control characters have no place in a title.
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise ValueError("must be one line, without control characters")
+    return value
+
+
+# Text that may end up in a header (an email subject): one line, no control characters.
+OneLine = Annotated[str, AfterValidator(_one_line)]
 
 
 class CamelInput(CamelModel):

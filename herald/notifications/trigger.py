@@ -11,7 +11,7 @@ from sqlalchemy import select
 from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
 from herald.core.errors import InvalidField
-from herald.core.schemas import CamelInput, CamelModel
+from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState
 from herald.notifications.service import new_email, new_inapp
@@ -47,7 +47,7 @@ class TriggerIn(CamelInput):
         min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$",
         description="picks the email template; unknown types use the generic one",
     )  # fmt: skip
-    title: str = Field(min_length=1, max_length=255)
+    title: OneLine = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
     channels: list[ChannelName] = Field(default=[ChannelName.INAPP], min_length=1, max_length=2)
     priority: Literal["low", "normal", "high", "urgent"] = "normal"

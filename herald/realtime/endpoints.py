@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from herald.core.db import utcnow
-from herald.core.schemas import CamelInput, CamelModel
+from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.realtime.presence import AUTHENTICATED_ROOM
 from herald.web.deps import AdminDep, HeraldDep
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDe
 
 
 class BroadcastIn(CamelInput):
-    title: str = Field(min_length=1, max_length=255)
+    title: OneLine = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     data: dict[str, Any] = Field(default_factory=dict)
