@@ -41,7 +41,8 @@ class TestForwardingHeaders:
         herald = await herald_factory(rate_limit_login=3, rate_limit_window=30)
         attempts = [
             await herald.http.post(
-                "/api/logins", json={"email": "victim@example.com", "password": "guess"},
+                "/api/logins",
+                json={"email": "victim@example.com", "password": "guess"},
                 headers={"X-Forwarded-For": f"198.51.100.{i}"},
             )  # fmt: skip
             for i in range(5)
@@ -75,10 +76,7 @@ class TestForwardingHeaders:
         )  # fmt: skip
         path = tmp_path / "haproxy.cfg"
         path.write_text(haproxy.render(cfg))
-        lb = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        lb = start_haproxy(path)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{lb_port}") as via_lb:
                 await _until_up(via_lb)
@@ -97,6 +95,14 @@ class TestForwardingHeaders:
             lb.wait(10)
 
 
+def start_haproxy(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["haproxy", "-db", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def _until_up(client: httpx.AsyncClient, timeout: float = 20) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -113,9 +119,7 @@ async def _until_up(client: httpx.AsyncClient, timeout: float = 20) -> None:
 
 class TestFailedLoginsPerAccount:
     async def test_many_addresses_one_account_is_limited(self, herald_factory: Any) -> None:
-        herald = await herald_factory(
-            forwarded_allow_ips="127.0.0.1", login_failures_per_account=3
-        )
+        herald = await herald_factory(forwarded_allow_ips="127.0.0.1", login_failures_per_account=3)
         user = await herald.signup()
         wrong = {"email": user["email"], "password": "not-it"}
         answers = [

@@ -63,7 +63,11 @@ class TestCreate:
         created = datetime.fromisoformat(request["createdAt"])
         expires = datetime.fromisoformat(request["expiresAt"])
         assert abs((expires - created) - timedelta(days=30)) < timedelta(seconds=5)
-        tracking = request["friendRequestInAppNotification"]
+        assert request["friendRequestInAppNotification"] is None  # the sender's view
+        as_recipient = await herald.http.get(
+            f"/api/friend-requests/{request['friendRequestId']}", headers=bob["auth"]
+        )
+        tracking = as_recipient.json()["friendRequestInAppNotification"]
         assert tracking["type"] == "friend_request"
         assert tracking["queueJobId"] == tracking["jobId"] == f"inapp-{tracking['notificationId']}"
         assert event["id"] == tracking["notificationId"] and event["type"] == "friend_request"
@@ -71,7 +75,7 @@ class TestCreate:
 
         async def delivered() -> dict | None:
             r = await herald.http.get(
-                f"/api/friend-requests/{request['friendRequestId']}", headers=alice["auth"]
+                f"/api/friend-requests/{request['friendRequestId']}", headers=bob["auth"]
             )
             block = r.json()["friendRequestInAppNotification"]
             # The client's ack, then the worker's attempt that waited for it.
@@ -384,7 +388,7 @@ class TestNotificationsAndCleanup:
             return ids if rid in ids else None
 
         await eventually(failed, timeout=60)
-        r = await herald.http.get(f"/api/friend-requests/{rid}", headers=alice["auth"])
+        r = await herald.http.get(f"/api/friend-requests/{rid}", headers=bob["auth"])
         block = r.json()["friendRequestInAppNotification"]
         assert block["status"] == "failed" and block["queueName"] == "inapp-dlq"
         assert block["failureReason"] == "recipient offline"
@@ -408,3 +412,94 @@ class TestNotificationsAndCleanup:
             f"/api/friend-requests/{request['friendRequestId']}", headers=bob["auth"]
         )
         assert after.json()["requestStatus"] == "expired"
+
+
+class TestWhoMayLiftABlock:
+    async def test_the_blocked_sender_cannot_delete_the_block(self, herald: RunningHerald) -> None:
+        carol, bob = await herald.member(), await herald.member()
+        request = await send(herald, carol, bob)
+        assert (await act(herald, bob, request, "block")).status_code == 200
+        path = f"/api/friend-requests/{request['friendRequestId']}"
+        lifted = await herald.http.delete(path, headers=carol["auth"])
+        assert lifted.status_code == 403 and lifted.json()["error"]["code"] == "forbidden"
+        again = await herald.http.post(
+            "/api/friend-requests", json={"toUserId": bob["userId"]}, headers=carol["auth"]
+        )
+        assert again.status_code == 403 and again.json()["error"]["code"] == "blocked"
+        assert (await herald.http.delete(path, headers=bob["auth"])).status_code == 204
+
+
+class TestTrackingIsTheRecipients:
+    async def test_the_sender_sees_no_read_receipt_or_socket(self, herald: RunningHerald) -> None:
+        alice, bob = await herald.member(), await herald.member()
+        client = RecordingClient()
+        await client.connect(herald.url)
+        try:
+            await client.authenticate(bob["token"])
+            request = await send(herald, alice, bob)
+            event = await client.next("notification:new", timeout=20)
+            await client.sio.call("notification:markRead", {"id": event["id"]})
+        finally:
+            await client.close()
+        rid = request["friendRequestId"]
+        for path in (
+            f"/api/friend-requests/{rid}", f"/api/friend-requests/user/{alice['userId']}/sent",
+            "/api/friend-requests?direction=sent",
+        ):  # fmt: skip
+            r = await herald.http.get(path, headers=alice["auth"])
+            assert r.status_code == 200 and "isRead" not in r.text and "socketId" not in r.text
+            assert "recipient offline" not in r.text and "readAt" not in r.text
+        for auth in (bob["auth"], herald.admin()):
+            seen = await herald.http.get(f"/api/friend-requests/{rid}", headers=auth)
+            block = seen.json()["friendRequestInAppNotification"]
+            assert block["isRead"] is True and block["readAt"]
+
+
+async def catch_up(herald: RunningHerald, who: dict) -> list[dict]:
+    """Everything a fresh connection of `who` is sent on authenticating."""
+    client = RecordingClient()
+    await client.connect(herald.url)
+    got = []
+    try:
+        await client.authenticate(who["token"])
+        while True:
+            got.append(await client.next("notification:new", timeout=1.5))
+    except TimeoutError:
+        return got
+    finally:
+        await client.close()
+
+
+class TestWithdrawnRequestsWithdrawTheirNotification:
+    async def test_reject_cancel_delete_block_and_expiry(self, herald_factory: Any) -> None:
+        herald = await herald_factory(friend_request_ttl_days=2 / 86_400)  # two seconds
+        bob = await herald.member()  # offline throughout: every request waits for him
+        senders = [await herald.member() for _ in range(6)]
+        requests = [await send(herald, s, bob, message="buy my stuff") for s in senders]
+        _, rejected, cancelled, deleted, blocked, _ = requests  # the first and last: expired
+        assert (await act(herald, bob, rejected, "reject")).status_code == 200
+        assert (await act(herald, senders[2], cancelled, "cancel")).status_code == 200
+        path = f"/api/friend-requests/{deleted['friendRequestId']}"
+        assert (await herald.http.delete(path, headers=senders[3]["auth"])).status_code == 204
+        assert (await act(herald, bob, blocked, "block")).status_code == 200
+        await asyncio.sleep(2.2)
+        cleaned = await herald.http.post("/api/friend-requests/cleanup", headers=herald.admin())
+        assert cleaned.json()["expired"] == 2
+        got = await catch_up(herald, bob)
+        assert got == []  # every request is gone or expired: nothing announces one
+        async with herald.herald.db() as session:
+            rows = (await session.scalars(
+                select(InAppNotification).where(InAppNotification.user_id == bob["userId"],
+                                                InAppNotification.type == "friend_request")
+            )).all()  # fmt: skip
+        assert sorted(r.status for r in rows) == ["not_sent"] * 6
+        inbox = await herald.http.get("/api/me/notifications", headers=bob["auth"])
+        assert "friend_request" not in inbox.text
+
+    async def test_a_live_request_is_still_caught_up(self, herald: RunningHerald) -> None:
+        bob, alice, carol = [await herald.member() for _ in range(3)]
+        live = await send(herald, alice, bob)
+        gone = await send(herald, carol, bob)
+        assert (await act(herald, carol, gone, "cancel")).status_code == 200
+        got = await catch_up(herald, bob)
+        assert [e["data"]["friendRequestId"] for e in got] == [live["friendRequestId"]]

@@ -123,9 +123,7 @@ async def _disconnected(client: RecordingClient) -> bool:
 
 
 class TestEveryEventIsAnswered:
-    async def test_out_of_range_and_malformed_ids_get_an_error(
-        self, herald: RunningHerald
-    ) -> None:
+    async def test_out_of_range_and_malformed_ids_get_an_error(self, herald: RunningHerald) -> None:
         user = await herald.member()
         client = await connected(herald, user["token"])
         try:
@@ -195,9 +193,7 @@ async def _value(value: Any) -> Any:
 
 
 class TestTransportIsRecorded:
-    async def test_polling_only_client_is_recorded_as_polling(
-        self, herald: RunningHerald
-    ) -> None:
+    async def test_polling_only_client_is_recorded_as_polling(self, herald: RunningHerald) -> None:
         user = await herald.member()
         client = RecordingClient()
         await client.sio.connect(herald.url, transports=["polling"], wait_timeout=10)

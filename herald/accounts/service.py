@@ -206,9 +206,7 @@ async def _check_credentials(herald: Herald, data: LoginIn) -> tuple[User | None
     (the per-address limit alone lets a botnet try one password per address)."""
     settings = herald.settings
     account = hashlib.sha256(data.identifier.encode()).hexdigest()
-    await herald.rate_limiter.check(
-        "login-account", account, settings.login_failures_per_account
-    )
+    await herald.rate_limiter.check("login-account", account, settings.login_failures_per_account)
     user, ok = await _verify(herald, data)
     if not ok and settings.login_failures_per_account:
         await herald.rate_limiter.count("login-account", account, settings.login_lockout_window)

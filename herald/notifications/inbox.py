@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.channels.acks import publish_acks
 from herald.core.db import transaction, utcnow
 from herald.delivery.queues import Queues
-from herald.notifications.models import Channel, DeliveryAttempt, InAppNotification, Status
+from herald.notifications.models import (
+    FINAL_STATUSES,
+    HIDDEN_STATUSES,
+    Channel,
+    DeliveryAttempt,
+    InAppNotification,
+    Status,
+)
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -32,7 +39,7 @@ async def unacknowledged(session: AsyncSession, user_id: int) -> list[InAppNotif
             _MODEL.user_id == user_id,
             _MODEL.acked_at.is_(None),
             _MODEL.expires_at > utcnow(),
-            _MODEL.status != Status.EXPIRED,
+            _MODEL.status.not_in(HIDDEN_STATUSES),
         )
         .order_by(_MODEL.id)
         .limit(CATCH_UP_LIMIT)
@@ -47,7 +54,7 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
     now = utcnow()
     async with transaction(herald.db) as session:
         row = await session.get(_MODEL, n.id, with_for_update=True)
-        if row is None or row.status in (Status.DELIVERED, Status.EXPIRED):
+        if row is None or row.status in FINAL_STATUSES:
             return
         was_dead = row.status == Status.FAILED
         row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
@@ -119,7 +126,9 @@ async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> 
 async def unread_count(session: AsyncSession, user_id: int) -> int:
     count = await session.scalar(
         select(func.count()).where(
-            _MODEL.user_id == user_id, _MODEL.is_read.is_(False), _MODEL.status != Status.EXPIRED
+            _MODEL.user_id == user_id,
+            _MODEL.is_read.is_(False),
+            _MODEL.status.not_in(HIDDEN_STATUSES),
         )
     )
     return int(count or 0)

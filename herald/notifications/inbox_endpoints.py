@@ -12,7 +12,7 @@ from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
 from herald.core.schemas import CamelModel
 from herald.notifications import inbox
-from herald.notifications.models import InAppNotification, Status
+from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
 from herald.realtime.server import announce_read
 from herald.web.deps import CurrentUserDep, HeraldDep, PageDep
 from herald.web.errors import errors
@@ -57,7 +57,7 @@ async def list_inbox(
     model = InAppNotification
     query = (
         select(model)
-        .where(model.user_id == user.id, model.status != Status.EXPIRED)
+        .where(model.user_id == user.id, model.status.not_in(HIDDEN_STATUSES))
         .order_by(model.id.desc())
     )
     if unread:

@@ -29,9 +29,14 @@ class Status(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"  # in the dead-letter queue, waiting for a person
     EXPIRED = "expired"  # in-app only: past `expires_at` before anyone received it
+    # In-app only: withdrawn before delivery, because what it announced is gone (a friend
+    # request rejected, cancelled, deleted, blocked or expired). Never sent, not even by catch-up.
+    NOT_SENT = "not_sent"
 
 
-FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED})
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT})
+# Statuses an inbox leaves out: the recipient never got these.
+HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT)
 
 
 class DeliveryState(Timestamped):

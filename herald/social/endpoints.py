@@ -50,7 +50,7 @@ async def create_friend_request(
     are already friends; 403 if the recipient blocked you. Expires after 30 days."""
     request = await service.create(herald, user, data, client)
     async with herald.db() as session:
-        return await queries.one(session, request)
+        return await queries.one(session, request, user.id)
 
 
 @router.get("")
@@ -66,7 +66,7 @@ async def list_friend_requests(
     user_id = caller.user.id if caller.user else None
     async with herald.db() as session:
         return await queries.page(
-            session, queries.listing(user_id, direction, request_status), page
+            session, queries.listing(user_id, direction, request_status), page, user_id
         )
 
 
@@ -80,7 +80,9 @@ async def friend_request_statistics(herald: HeraldDep) -> FriendRequestStatistic
 async def failed_notifications(herald: HeraldDep, page: PageDep) -> Page[FriendRequestOut]:
     """Requests whose in-app notification ended in the dead-letter queue (admin token)."""
     async with herald.db() as session:
-        return await queries.page(session, queries.with_notification_status((Status.FAILED,)), page)
+        return await queries.page(
+            session, queries.with_notification_status((Status.FAILED,)), page, None
+        )
 
 
 @router.get("/notifications/pending", dependencies=[AdminDep])
@@ -91,6 +93,7 @@ async def pending_notifications(herald: HeraldDep, page: PageDep) -> Page[Friend
             session,
             queries.with_notification_status((Status.PENDING, Status.QUEUED)),
             page,
+            None,
         )
 
 
@@ -107,7 +110,7 @@ async def user_pending(
     """Requests waiting for this user's answer (unexpired): your own, or anyone's (admin)."""
     caller.ensure_may_see(user_id)
     async with herald.db() as session:
-        return await queries.page(session, queries.incoming_pending(user_id), page)
+        return await queries.page(session, queries.incoming_pending(user_id), page, caller.user_id)
 
 
 @router.get("/user/{userId}/sent")
@@ -121,7 +124,9 @@ async def user_sent(
     """Requests this user sent (any status, or `status=`): your own, or anyone's (admin)."""
     caller.ensure_may_see(user_id)
     async with herald.db() as session:
-        return await queries.page(session, queries.listing(user_id, "sent", request_status), page)
+        return await queries.page(
+            session, queries.listing(user_id, "sent", request_status), page, caller.user_id
+        )
 
 
 @router.get("/user/{userId}/friends")
@@ -145,7 +150,7 @@ async def get_friend_request(
             caller.may_see(request.from_user_id) or caller.may_see(request.to_user_id)
         ):
             raise NotFound(f"no friend request {friend_request_id}")
-        return await queries.one(session, request)
+        return await queries.one(session, request, caller.user_id)
 
 
 @router.delete("/{friendRequestId}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
@@ -165,7 +170,7 @@ async def _respond(
         herald, friend_request_id, user, action, client, report_as_spam=report_as_spam
     )
     async with herald.db() as session:
-        return await queries.one(session, request)
+        return await queries.one(session, request, user.id)
 
 
 @router.patch("/{friendRequestId}/accept", responses=errors(404, 409))

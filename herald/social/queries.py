@@ -24,12 +24,18 @@ from herald.social.schemas import (
 Direction = Literal["all", "sent", "received"]
 
 
-async def render(session: AsyncSession, requests: list[FriendRequest]) -> list[FriendRequestOut]:
-    tracked = await load_tracking(session, inapp_ids=[r.inapp_notification_id for r in requests])
+async def render(
+    session: AsyncSession, requests: list[FriendRequest], viewer: int | None
+) -> list[FriendRequestOut]:
+    """The requests as `viewer` (a user id; None: the admin) may see them. The notification's
+    delivery tracking (read receipts, socket ids, "recipient offline" attempts) is the
+    recipient's business: the sender sees none of it."""
+    shown = [r.inapp_notification_id for r in requests if viewer in (None, r.to_user_id)]
+    tracked = await load_tracking(session, inapp_ids=shown)
     now = utcnow()
     out = []
     for r in requests:
-        block = tracked.inapp(r.inapp_notification_id)
+        block = tracked.inapp(r.inapp_notification_id) if viewer in (None, r.to_user_id) else None
         notification = (
             FriendRequestNotification(**block.model_dump(), queue_job_id=block.job_id)
             if block
@@ -58,16 +64,18 @@ async def render(session: AsyncSession, requests: list[FriendRequest]) -> list[F
     return out
 
 
-async def one(session: AsyncSession, request: FriendRequest) -> FriendRequestOut:
-    [out] = await render(session, [request])
+async def one(
+    session: AsyncSession, request: FriendRequest, viewer: int | None
+) -> FriendRequestOut:
+    [out] = await render(session, [request], viewer)
     return out
 
 
 async def page(
-    session: AsyncSession, query: Select[Any], params: PageParams
+    session: AsyncSession, query: Select[Any], params: PageParams, viewer: int | None
 ) -> Page[FriendRequestOut]:
     rows, total = await fetch_page(session, query.order_by(FriendRequest.id.desc()), params)
-    return page_of(await render(session, rows), params, total)
+    return page_of(await render(session, rows, viewer), params, total)
 
 
 def listing(user_id: int | None, direction: Direction, status: RequestStatus | None) -> Select[Any]:

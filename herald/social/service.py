@@ -7,9 +7,9 @@ side may delete. Someone who is neither gets a 404, so ids reveal nothing.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +17,7 @@ from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import Conflict, Forbidden, InvalidField, NotFound
-from herald.notifications.models import InAppNotification
+from herald.notifications.models import Channel, InAppNotification, Status
 from herald.notifications.service import new_inapp
 from herald.social.models import (
     LIVE_STATUSES,
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from herald.runtime import Herald
 
 MUTUAL_FRIENDS_SHOWN = 50
+# A notification still in these may yet be sent: withdrawing it stops that.
+UNDELIVERED = (Status.PENDING, Status.QUEUED, Status.SENDING, Status.FAILED)
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:
@@ -143,11 +145,43 @@ async def _ensure_no_live_relationship(
     if live.expires_at <= utcnow():
         # Expired but not cleaned up yet: close it now so a fresh request can be made.
         live.request_status = RequestStatus.EXPIRED
+        await _withdraw_notifications(session, _notification_of(live.id))
         await session.flush()
         return
     if live.from_user_id == sender_id:
         raise Conflict("you already sent this user a friend request")
     raise Conflict("this user already sent you a friend request: accept it instead")
+
+
+async def _withdraw_notifications(session: AsyncSession, requests: Select[Any]) -> list[int]:
+    """The undelivered in-app notifications of these requests become `not_sent`: what they
+    announce is gone, so no worker and no catch-up sends them any more. Returns their ids."""
+    ids = list(
+        (
+            await session.execute(
+                update(InAppNotification)
+                .where(
+                    InAppNotification.id.in_(requests),
+                    InAppNotification.acked_at.is_(None),
+                    InAppNotification.status.in_(UNDELIVERED),
+                )
+                .values(status=Status.NOT_SENT, updated_at=utcnow())
+                .returning(InAppNotification.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return ids
+
+
+async def _forget_jobs(herald: Herald, notification_ids: list[int]) -> None:
+    for notification_id in notification_ids:  # waiting jobs (retry tiers, DLQ) leave the queues
+        await herald.queues.forget(Channel.INAPP, notification_id)
+
+
+def _notification_of(request_id: int) -> Select[Any]:
+    return select(FriendRequest.inapp_notification_id).where(FriendRequest.id == request_id)
 
 
 async def _load_for(session: AsyncSession, request_id: int, user: User | None) -> FriendRequest:
@@ -176,6 +210,7 @@ async def respond(
     """accept, reject or block (the recipient), or cancel (the sender)."""
     now = utcnow()
     notify: InAppNotification | None = None
+    withdrawn: list[int] = []
     async with transaction(herald.db) as session:
         request = await _load_for(session, request_id, user)
         role_ok = user.id == (request.from_user_id if action == "cancel" else request.to_user_id)
@@ -202,8 +237,11 @@ async def respond(
                 request.request_status, request.cancelled_at = RequestStatus.CANCELLED, now
         request.processed_by = client.telemetry_id
         request.updated_at = now
+        if action != "accept":  # rejected, cancelled or blocked: nothing left to announce
+            withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
     if notify is not None:
         await herald.dispatcher.dispatch([notify])
+    await _forget_jobs(herald, withdrawn)
     return request
 
 
@@ -224,19 +262,34 @@ async def delete(herald: Herald, request_id: int, user: User | None) -> None:
     """Remove a request (an accepted one: the friendship ends; a block: it is lifted)."""
     async with transaction(herald.db) as session:
         request = await _load_for(session, request_id, user)
+        if (
+            request.request_status == RequestStatus.BLOCKED
+            and user is not None
+            and user.id != request.to_user_id
+        ):
+            # Deleting a block lifts it: only the one who blocked may do that.
+            raise Forbidden("only the user who blocked this request can lift the block")
+        withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
         await session.delete(request)
+    await _forget_jobs(herald, withdrawn)
 
 
 async def expire_overdue(herald: Herald) -> int:
     """Close every pending request past its expiry; returns how many."""
     now = utcnow()
+    overdue = select(FriendRequest.id).where(
+        FriendRequest.request_status == RequestStatus.PENDING, FriendRequest.expires_at <= now
+    )
     async with transaction(herald.db) as session:
-        result = await session.execute(
+        ids = list((await session.scalars(overdue.with_for_update())).all())
+        if not ids:
+            return 0
+        await session.execute(
             update(FriendRequest)
-            .where(
-                FriendRequest.request_status == RequestStatus.PENDING,
-                FriendRequest.expires_at <= now,
-            )
+            .where(FriendRequest.id.in_(ids))
             .values(request_status=RequestStatus.EXPIRED, updated_at=now)
         )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        notifications = select(FriendRequest.inapp_notification_id).where(FriendRequest.id.in_(ids))
+        withdrawn = await _withdraw_notifications(session, notifications)
+    await _forget_jobs(herald, withdrawn)
+    return len(ids)

@@ -117,6 +117,11 @@ class Caller:
     def is_admin(self) -> bool:
         return self.user is None
 
+    @property
+    def user_id(self) -> int | None:
+        """The signed-in user's id; None for the admin."""
+        return self.user.id if self.user else None
+
     def may_see(self, user_id: int | None) -> bool:
         return self.user is None or self.user.id == user_id
 
