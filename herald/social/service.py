@@ -155,7 +155,10 @@ async def _ensure_no_live_relationship(
 
 async def _withdraw_notifications(session: AsyncSession, requests: Select[Any]) -> list[int]:
     """The undelivered in-app notifications of these requests become `not_sent`: what they
-    announce is gone, so no worker and no catch-up sends them any more. Returns their ids."""
+    announce is gone, so no worker and no catch-up sends them any more. Returns their ids.
+
+    They also expire now: a worker whose attempt is in flight writes its outcome over the
+    status (the processor's updates are unguarded), but nothing sends an expired one."""
     ids = list(
         (
             await session.execute(
@@ -165,7 +168,7 @@ async def _withdraw_notifications(session: AsyncSession, requests: Select[Any]) 
                     InAppNotification.acked_at.is_(None),
                     InAppNotification.status.in_(UNDELIVERED),
                 )
-                .values(status=Status.NOT_SENT, updated_at=utcnow())
+                .values(status=Status.NOT_SENT, expires_at=utcnow(), updated_at=utcnow())
                 .returning(InAppNotification.id)
             )
         )
