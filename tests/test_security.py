@@ -116,6 +116,20 @@ class TestIdempotency:
         fresh = await herald.http.post("/api/signups", json=body)  # no key: a real duplicate
         assert fresh.status_code == 409
 
+    async def test_a_key_refused_as_invalid_input_can_carry_the_corrected_request(
+        self, herald: RunningHerald
+    ) -> None:
+        """A 422 never ran the endpoint: it is not kept, so the corrected request gets through."""
+        buyer = await herald.member()
+        headers = {**buyer["auth"], "Idempotency-Key": "order-fixed-after-422"}
+        bad = await herald.http.post("/api/purchases", json={"items": []}, headers=headers)
+        assert bad.status_code == 422
+        good = await herald.http.post("/api/purchases", json=BASKET, headers=headers)
+        assert good.status_code == 201, good.text
+        again = await herald.http.post("/api/purchases", json=BASKET, headers=headers)
+        assert again.headers.get("idempotent-replayed") == "true"
+        assert again.json()["purchaseId"] == good.json()["purchaseId"]
+
     async def test_the_answer_is_kept_before_the_client_can_read_it(
         self, herald: RunningHerald
     ) -> None:
