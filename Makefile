@@ -43,9 +43,13 @@ tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps
 # The Socket.IO client the web pages load, vendored from npm (web/package-lock.json pins it) so
 # the pages need no network. The copy is committed, so `make run` needs no Node; this refreshes
 # it (after a version bump in web/package.json, commit the new file).
-WEB_VENDOR := herald/web/static/vendor/socket.io.esm.min.js
+# Swagger UI for /docs comes the same way (swagger-ui-dist), so /docs works offline too.
+WEB_VENDOR := herald/web/static/vendor
 web-assets: web/node_modules/.installed
-	cp web/node_modules/socket.io-client/dist/socket.io.esm.min.js $(WEB_VENDOR)
+	cp web/node_modules/socket.io-client/dist/socket.io.esm.min.js $(WEB_VENDOR)/socket.io.esm.min.js
+	mkdir -p $(WEB_VENDOR)/swagger-ui
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css \
+	   web/node_modules/swagger-ui-dist/LICENSE $(WEB_VENDOR)/swagger-ui/
 
 web/node_modules/.installed: web/package-lock.json | system-deps
 	cd web && npm ci --no-audit --no-fund --loglevel=error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,10 @@ def _settings(**overrides: Any) -> Settings:
 @click.version_option(package_name="herald")
 def main() -> None:
     """Herald: real-time notifications by email and in-app, with a retry ladder and dead letters."""
+    # What Herald writes (the database, the embedded Redis's append-only file, the mailbox,
+    # logs) is for the user running it alone; child processes (redis-server, the cluster's
+    # servers and workers) inherit this.
+    os.umask(os.umask(0o077) | 0o077)
 
 
 def _run_http(settings: Settings, *, workers: bool) -> None:

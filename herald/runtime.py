@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import secrets
+from pathlib import Path
 
 import socketio
 
@@ -39,12 +40,21 @@ from herald.telemetry.service import Telemetry
 log = logging.getLogger(__name__)
 
 
+def private_folder(path: Path) -> None:
+    """The data folder holds password hashes, email addresses and the admin token: only its
+    owner may enter it, whatever the files inside were created with."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        path.chmod(0o700)
+
+
 class Herald:
     def __init__(self, settings: Settings, *, api: bool = True, workers: bool = True) -> None:
         self.settings = settings
         self.run_api = api
         self.run_workers = workers
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(settings.data_dir)
         # No Redis configured: attach to the embedded one of this data folder if another Herald
         # process runs it, else start our own.
         self.embedded_redis: EmbeddedRedis | None = None

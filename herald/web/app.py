@@ -67,6 +67,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         version=__version__,
         summary="Self-hostable real-time notification backend",
         lifespan=lifespan,
+        docs_url=None,  # served by the pages router, from the vendored Swagger UI
+        redoc_url=None,  # ReDoc would come from a CDN
     )
     app.state.herald = herald
     app.state.rate_limiter = herald.rate_limiter

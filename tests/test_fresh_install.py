@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -81,3 +82,34 @@ def bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60
     )
+
+
+def test_the_data_folder_is_private(fresh_herald: tuple[Path, int]) -> None:
+    folder, port = fresh_herald
+    data = folder / "herald-data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    files = [p for p in data.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert "herald.db" in names and any("appendonly" in n for n in names), names
+    shared = [str(p) for p in files if p.stat().st_mode & 0o077]
+    assert shared == []
+
+
+def test_pages_forbid_framing_and_foreign_scripts(fresh_herald: tuple[Path, int]) -> None:
+    _, port = fresh_herald
+    for page in ("/", "/dashboard"):
+        answer = httpx.get(f"http://127.0.0.1:{port}{page}")
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_docs_load_nothing_from_elsewhere(fresh_herald: tuple[Path, int]) -> None:
+    _, port = fresh_herald
+    page = httpx.get(f"http://127.0.0.1:{port}/docs").text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets), page
+    for asset in assets:
+        assert asset.startswith(("/", "data:")), asset  # no CDN
+        if asset.startswith("/"):
+            assert httpx.get(f"http://127.0.0.1:{port}{asset}").status_code == 200, asset
