@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from herald.core.db import transaction
+from herald.core.db import transaction, utcnow
 from herald.notifications.models import EmailNotification
 from herald.notifications.service import new_email
 from tests.conftest import RunningHerald, SmtpSink, eventually
@@ -79,6 +79,18 @@ class TestSmtpCredentialsNeedTls:
         reason = await eventually(failed_once)
         assert "HERALD_EMAIL_SECURITY" in reason and "STARTTLS" in reason
         assert plain_smtp.auth_attempts == [] and plain_smtp.messages == []
+        await discard_unsendable(herald, user["userId"])
+
+
+async def discard_unsendable(herald: RunningHerald, user_id: int) -> None:
+    """What an operator would do with it. Left queued, a later test's reconciler (PostgreSQL is
+    shared between tests) would deliver it to that test's SMTP server."""
+    async with transaction(herald.herald.db) as session:
+        await session.execute(
+            update(EmailNotification)
+            .where(EmailNotification.user_id == user_id)
+            .values(status="failed", discarded_at=utcnow(), discard_reason="test over")
+        )
 
     async def test_none_chosen_explicitly_allows_cleartext(
         self, herald_factory: Any, plain_smtp: PlainSmtpWithAuth
