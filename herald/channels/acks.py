@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
@@ -31,15 +32,25 @@ def ack_channel(redis_url: str) -> str:
     return f"herald:acks:{urlparse(redis_url).path.strip('/') or '0'}"
 
 
-async def publish_acks(redis: aioredis.Redis, redis_url: str, ids: Sequence[int], sid: str) -> None:
-    await redis.publish(ack_channel(redis_url), json.dumps({"ids": list(ids), "sid": sid}))
+class Ack(NamedTuple):
+    """Who acknowledged: the socket, and the transport it really uses (polling or websocket)."""
+
+    sid: str
+    transport: str
+
+
+async def publish_acks(
+    redis: aioredis.Redis, redis_url: str, ids: Sequence[int], sid: str, transport: str
+) -> None:
+    message = {"ids": list(ids), "sid": sid, "transport": transport}
+    await redis.publish(ack_channel(redis_url), json.dumps(message))
 
 
 class AckListener:
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self.redis = client(redis_url, max_connections=2, decode_responses=True)
-        self._waiting: dict[int, asyncio.Future[str]] = {}
+        self._waiting: dict[int, asyncio.Future[Ack]] = {}
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
@@ -50,8 +61,8 @@ class AckListener:
         """Start listening for this id's ack: before the emit, so a fast ack is not missed."""
         self._waiting[notification_id] = asyncio.get_running_loop().create_future()
 
-    async def wait(self, notification_id: int, timeout: float) -> str | None:
-        """The socket id that acknowledged it, or None if no ack came within `timeout`."""
+    async def wait(self, notification_id: int, timeout: float) -> Ack | None:
+        """Who acknowledged it, or None if no ack came within `timeout`."""
         try:
             return await asyncio.wait_for(self._waiting[notification_id], timeout)
         except TimeoutError:
@@ -65,7 +76,7 @@ class AckListener:
         for notification_id in message["ids"]:
             future = self._waiting.get(notification_id)
             if future is not None and not future.done():
-                future.set_result(message["sid"])
+                future.set_result(Ack(message["sid"], message.get("transport", "websocket")))
 
     async def _listen(self) -> None:
         while True:

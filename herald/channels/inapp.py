@@ -57,4 +57,4 @@ class InAppSender:
             self.acks.forget(notification.id)
         if acked_by is None:
             raise DeliveryError(f"{NOT_ACKNOWLEDGED} within {self.ack_timeout:g} s")
-        return DeliveryResult("websocket", socket_id=acked_by)
+        return DeliveryResult(acked_by.transport, socket_id=acked_by.sid)

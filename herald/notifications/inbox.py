@@ -103,7 +103,7 @@ async def acknowledge(
     for notification_id in dead:  # received after all: it leaves the dead-letter queue
         await herald.queues.forget(Channel.INAPP, notification_id)
     if acked:  # wake the worker attempts that wait for these acks
-        await publish_acks(herald.redis, herald.redis_url, acked, sid)
+        await publish_acks(herald.redis, herald.redis_url, acked, sid, transport)
     return acked
 
 
