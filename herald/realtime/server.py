@@ -228,6 +228,13 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         except ValueError as exc:
             raise Refused(str(exc)) from None
 
+    def transport_of(sid: str) -> str:
+        """What the socket really uses, `polling` or `websocket`; `unknown` once it is gone."""
+        try:
+            return str(sio.transport(sid))
+        except KeyError:
+            return "unknown"
+
     @sio.on("*")
     async def on_unknown(event: str, sid: str, data: Any = None) -> dict[str, Any]:
         return {"error": f"unknown event {event[:64]!r}"}
@@ -235,13 +242,13 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     @sio.on("notification:ack")
     @answers_errors
     async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
+        transport = transport_of(sid)  # first: a client may ack and close at once
         try:
             user_id, ids = await signed_in_ids(sid, data)
             if ids is None:
                 raise Refused("acknowledge ids, not all")
         except Refused as refused:
             return {"error": str(refused)}
-        transport = sio.transport(sid)  # what this socket really uses: polling or websocket
         return {"acked": await inbox.acknowledge(herald, user_id, ids, sid, transport)}
 
     @sio.on("notification:markRead")
