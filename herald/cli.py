@@ -382,8 +382,14 @@ BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling", "quiet")
     help="Sample every Herald process with py-spy (pip install py-spy); folded stacks "
     "go to OUT/profiles/.",
 )
+@click.option(
+    "--peer",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Then run the same scenarios on the peer in this folder (../shared/peers/seedstack: "
+    "Node.js 20 and DATABASE_URL needed) and report Herald ÷ peer.",
+)
 def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, out: Path,
-          docs: Path | None, profile: bool) -> None:  # fmt: skip
+          docs: Path | None, profile: bool, peer: Path | None) -> None:  # fmt: skip
     """Measure throughput, latency and memory of a whole local Herald against its targets.
 
     Runs SCENARIOS (default: all) one after another, each on a fresh Herald: `herald api` and
@@ -403,7 +409,8 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     result = asyncio.run(
         run(names, quick=quick, sizes=Sizes.of(quick, clients, rate),
             database_url=settings.database_url, redis_url=settings.configured_redis_url,
-            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None)
+            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None,
+            peer=peer)
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
@@ -414,7 +421,9 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     click.echo(
         f"\n{table}\nwritten: {out}/bench.json, {out}/bench.md" + (f", {docs}" if docs else "")
     )
-    failed = [n for n, f in result["scenarios"].items() if "error" in f]
+    failed = [n for n, f in {**result["scenarios"], **{f"peer {k}": v for k, v in
+                                                       result["peer"].items()}}.items()
+              if "error" in f]  # fmt: skip
     if failed or result["missing"]:
         click.echo(f"herald bench: failed {failed}, missing {result['missing']}", err=True)
         sys.exit(1)
