@@ -9,7 +9,17 @@ Keys:
   herald:server:{id}:alive         string with a TTL, renewed every heartbeat
   herald:server:{id}:sockets       set   "user:sid" of the sockets on that server
   herald:presence:user:{user}      hash  sid -> server id
-  herald:seen:{sid}                set   notification ids already sent on that connection
+  herald:sent:{sid}                zset  notification ids already sent on that connection
+                                         (score = id), the newest SENT_LIMIT of them
+
+The sent set bounds a connection's memory in Redis: it grew by one member per notification for
+as long as the socket lived (300 -> 9,900 members in a 5-minute soak). It now keeps the newest
+`SENT_LIMIT` ids, which covers what it guards against: catch-up and a worker racing to send the
+same notification, a job that runs again (a retry, a stalled job) seconds or minutes later, a
+socket that authenticates again with its backlog still unacknowledged (at most 500 of those,
+the catch-up limit). An id older than the newest `SENT_LIMIT` counts as not sent: if it ever
+comes again, the connection gets it again, so what the limit can cost is a duplicate (which
+the client drops by id), never a lost notification.
 """
 
 from __future__ import annotations
@@ -23,7 +33,10 @@ from typing import cast
 import redis.asyncio as aioredis
 
 SERVERS = "herald:servers"
-SEEN_TTL = 48 * 3600
+SENT_TTL = 48 * 3600
+# A whole catch-up (herald.notifications.inbox.CATCH_UP_LIMIT) fits; at most ~50 KB of Redis
+# per connection (a sorted set of 500 small integers, measured in tests/test_redis_growth.py).
+SENT_LIMIT = 500
 
 
 def user_room(user_id: int) -> str:
@@ -46,7 +59,12 @@ def _user(user_id: int) -> str:
     return f"herald:presence:user:{user_id}"
 
 
-def _seen(sid: str) -> str:
+def _sent(sid: str) -> str:
+    return f"herald:sent:{sid}"
+
+
+def _legacy_seen(sid: str) -> str:
+    # The unbounded set of Herald versions before the sent set; deleted with the connection.
     return f"herald:seen:{sid}"
 
 
@@ -75,7 +93,7 @@ class Presence:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(_user(user_id), sid)
             pipe.srem(_server_sockets(self.server_id), f"{user_id}:{sid}")
-            pipe.delete(_seen(sid))
+            pipe.delete(_sent(sid), _legacy_seen(sid))
             await pipe.execute()
 
     async def sockets(self, user_id: int) -> list[str]:
@@ -92,20 +110,25 @@ class Presence:
         cannot slip one of them in out of order; returns those not sent before."""
         if not notification_ids:
             return []
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for notification_id in notification_ids:
-                pipe.sadd(_seen(sid), notification_id)
-            pipe.expire(_seen(sid), SEEN_TTL)
-            added = await pipe.execute()
-        return [i for i, new in zip(notification_ids, added, strict=False) if new]
+        added = await self._record_sent(sid, notification_ids)
+        return [i for i, new in zip(notification_ids, added, strict=True) if new]
 
     async def first_sight(self, sid: str, notification_id: int) -> bool:
         """Record that this connection was sent this notification; False if it already was."""
+        [added] = await self._record_sent(sid, [notification_id])
+        return added
+
+    async def _record_sent(self, sid: str, notification_ids: list[int]) -> list[bool]:
+        """Add the ids to the connection's sent set (one transaction, so two processes cannot
+        both see an id as new), trim it to the newest SENT_LIMIT; which ids were new."""
+        key = _sent(sid)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(_seen(sid), notification_id)
-            pipe.expire(_seen(sid), SEEN_TTL)
-            added, _ = await pipe.execute()
-        return bool(added)
+            for notification_id in notification_ids:
+                pipe.zadd(key, {str(notification_id): notification_id}, nx=True)
+            pipe.zremrangebyrank(key, 0, -SENT_LIMIT - 1)
+            pipe.expire(key, SENT_TTL)
+            replies = await pipe.execute()
+        return [bool(added) for added in replies[: len(notification_ids)]]
 
     # --- servers ------------------------------------------------------------------------
     # (The client decodes responses, so Redis hands back str; the casts tell mypy.)
@@ -140,7 +163,7 @@ class Presence:
             for member in members:
                 user_id, _, sid = member.partition(":")
                 pipe.hdel(_user(int(user_id)), sid)
-                pipe.delete(_seen(sid))
+                pipe.delete(_sent(sid), _legacy_seen(sid))
             pipe.delete(_server_sockets(server_id), _alive(server_id))
             pipe.hdel(SERVERS, server_id)
             await pipe.execute()
