@@ -9,8 +9,8 @@ Keys:
   herald:server:{id}:alive         string with a TTL, renewed every heartbeat
   herald:server:{id}:sockets       set   "user:sid" of the sockets on that server
   herald:presence:user:{user}      hash  sid -> server id
-  herald:sent:{sid}                zset  notification ids already sent on that connection
-                                         (score = id), the newest SENT_LIMIT of them
+  herald:sent:{sid}                set   notification ids already sent on that connection,
+                                         the newest SENT_LIMIT of them
 
 The sent set bounds a connection's memory in Redis: it grew by one member per notification for
 as long as the socket lived (300 -> 9,900 members in a 5-minute soak). It now keeps the newest
@@ -20,6 +20,10 @@ socket that authenticates again with its backlog still unacknowledged (at most 5
 the catch-up limit). An id older than the newest `SENT_LIMIT` counts as not sent: if it ever
 comes again, the connection gets it again, so what the limit can cost is a duplicate (which
 the client drops by id), never a lost notification.
+
+It is a set of integers that never holds more than 512, so Redis keeps it in its compact
+`intset` encoding (2-4 bytes an id, 1-2 KB when full); a sorted set (ZADD + ZREMRANGEBYRANK)
+was the obvious tool but takes ~57 KB at 500 members. So a short script does the trimming.
 """
 
 from __future__ import annotations
@@ -34,9 +38,47 @@ import redis.asyncio as aioredis
 
 SERVERS = "herald:servers"
 SENT_TTL = 48 * 3600
-# A whole catch-up (herald.notifications.inbox.CATCH_UP_LIMIT) fits; at most ~50 KB of Redis
-# per connection (a sorted set of 500 small integers, measured in tests/test_redis_growth.py).
+# A whole catch-up (herald.notifications.inbox.CATCH_UP_LIMIT) fits.
 SENT_LIMIT = 500
+
+# Past this many members a set leaves Redis's compact encoding (`set-max-intset-entries`), and
+# never goes back: the sent set is trimmed before it would.
+SENT_MOST = 512
+
+# Record ids as sent on one connection. When what it holds and what comes would pass
+# ARGV[2] ids, only the newest ARGV[1] of them stay (trimming to a little below the most means
+# one sort per dozen notifications, not one per notification). KEYS[1]: the set; ARGV[3]: its
+# TTL (s); ARGV[4...]: the ids. Returns 1 per id that was not in the set before, else 0.
+_RECORD_SENT = """
+local key, keep, most = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local added, incoming, coming = {}, {}, 0
+for i = 4, #ARGV do
+  local new = incoming[ARGV[i]] == nil and redis.call('SISMEMBER', key, ARGV[i]) == 0
+  if new then
+    incoming[ARGV[i]] = tonumber(ARGV[i])
+    coming = coming + 1
+  end
+  added[#added + 1] = new and 1 or 0
+end
+local floor = -math.huge
+local count = redis.call('SCARD', key) + coming
+if count > most then
+  local held = redis.call('SMEMBERS', key)
+  local all = {}
+  for _, id in ipairs(held) do all[#all + 1] = tonumber(id) end
+  for _, id in pairs(incoming) do all[#all + 1] = id end
+  table.sort(all)
+  floor = all[count - keep + 1]
+  for _, id in ipairs(held) do
+    if tonumber(id) < floor then redis.call('SREM', key, id) end
+  end
+end
+for text, id in pairs(incoming) do
+  if id >= floor then redis.call('SADD', key, text) end
+end
+redis.call('EXPIRE', key, ARGV[3])
+return added
+"""
 
 
 def user_room(user_id: int) -> str:
@@ -81,6 +123,7 @@ class Presence:
         self.redis = redis
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
+        self._record = redis.register_script(_RECORD_SENT)
 
     # --- sockets ------------------------------------------------------------------------
     async def add(self, user_id: int, sid: str) -> None:
@@ -119,16 +162,12 @@ class Presence:
         return added
 
     async def _record_sent(self, sid: str, notification_ids: list[int]) -> list[bool]:
-        """Add the ids to the connection's sent set (one transaction, so two processes cannot
-        both see an id as new), trim it to the newest SENT_LIMIT; which ids were new."""
-        key = _sent(sid)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for notification_id in notification_ids:
-                pipe.zadd(key, {str(notification_id): notification_id}, nx=True)
-            pipe.zremrangebyrank(key, 0, -SENT_LIMIT - 1)
-            pipe.expire(key, SENT_TTL)
-            replies = await pipe.execute()
-        return [bool(added) for added in replies[: len(notification_ids)]]
+        """Add the ids to the connection's sent set in one step (so two processes cannot both
+        see an id as new), keeping at least the newest SENT_LIMIT; which ids were new."""
+        added = await self._record(
+            keys=[_sent(sid)], args=[SENT_LIMIT, SENT_MOST, SENT_TTL, *notification_ids]
+        )
+        return [bool(a) for a in added]
 
     # --- servers ------------------------------------------------------------------------
     # (The client decodes responses, so Redis hands back str; the casts tell mypy.)
