@@ -112,13 +112,16 @@ async def write(
                 committing = True  # from here on the server may commit whatever we hear
             return result
         except Exception as exc:
-            if attempt == 2 or not is_dropped(exc) or (committing and landed is None):
+            if attempt == 2 or not is_dropped(exc):
                 raise
-            if committing and await read(maker, landed):  # type: ignore[arg-type]
-                log.warning("db.commit_landed", extra={"error": repr(exc)})
-                return result
+            if committing:
+                if landed is None:
+                    raise
+                if await read(maker, landed):
+                    log.warning("db.commit_landed", extra={"error": repr(exc)})
+                    return result
             log.warning(
                 "db.retry",
                 extra={"phase": "commit" if committing else "transaction", "error": repr(exc)},
             )
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the second attempt returns or raises")
