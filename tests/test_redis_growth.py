@@ -89,7 +89,7 @@ class TestSentSet:
         """SENT_LIMIT + 100 notifications reach one socket, each once; its sent set holds the
         newest SENT_LIMIT ids and stays under the bound."""
         user = await herald.member()
-        client = RecordingClient()
+        client = RecordingClient(ack=True)  # as a real client does: an unacked one is resent
         await client.connect(herald.url)
         try:
             sid = (await client.authenticate(user["token"]))["socketId"]
