@@ -52,7 +52,7 @@ class Herald:
             self.embedded_redis = EmbeddedRedis(settings.data_dir, settings.redis_server)
             redis_url = self.embedded_redis.url
         self.redis_url = redis_url
-        self.engine = create_engine(settings.effective_database_url)
+        self.engine = create_engine(settings.effective_database_url, settings.db_busy_timeout)
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
         self.redis = redis_client(self.redis_url, decode_responses=True)

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # How long a request waits for Redis before leaving a notification `pending` for the
     # reconciler; the API answers either way.
     enqueue_timeout: float = Field(2.0, gt=0, validation_alias=_h("ENQUEUE_TIMEOUT"))
+    # Seconds a SQLite writer waits for the write lock before the request answers 503.
+    db_busy_timeout: float = Field(30.0, gt=0, validation_alias=_h("DB_BUSY_TIMEOUT"))
     # BullMQ's job lock: a worker that dies mid-job loses its lock after `job_lock_ms`, and a
     # stalled-job check (every `stalled_interval_ms`) puts the job back to run again.
     job_lock_ms: int = Field(30_000, ge=500, validation_alias=_h("JOB_LOCK_MS"))

@@ -16,6 +16,7 @@ from herald.accounts.endpoints import router as accounts_router
 from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
 from herald.core.ratelimit import RateLimiter
+from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
@@ -52,6 +53,8 @@ ROUTERS = (
 
 def create_app(settings: Settings, *, api: bool = True, workers: bool = True) -> ASGIApp:
     herald = Herald(settings, api=api, workers=workers)
+    # Idempotency records are binary (compressed), so they get a client that returns bytes.
+    idempotency_redis = redis_client(herald.redis_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +63,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
             yield
         finally:
             await herald.stop()
+            await idempotency_redis.aclose()
 
     app = FastAPI(
         title="Herald",
@@ -77,7 +81,9 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
     # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
     app.add_middleware(
-        Idempotency, redis=herald.redis, ttl_seconds=int(settings.idempotency_ttl_hours * 3600)
+        Idempotency,
+        redis=idempotency_redis,
+        ttl_seconds=int(settings.idempotency_ttl_hours * 3600),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
