@@ -180,9 +180,14 @@ class Herald:
             await asyncio.sleep(self.settings.presence_heartbeat)
 
     async def stop(self) -> None:
+        self.reconciler.stopping = True  # a cancellation swallowed mid-query must not keep it
         for task in (self._reconciler, self._heartbeat):
             if task:
                 task.cancel()
+        # Wait for them briefly, so nothing of theirs runs on after the engines close.
+        loops = [t for t in (self._reconciler, self._heartbeat) if t]
+        if loops:
+            await asyncio.wait(loops, timeout=5)
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await self.presence.leave()
