@@ -209,6 +209,31 @@ def dlq_show(channel: str, notification_id: int) -> None:
     click.echo(json.dumps(block.model_dump(mode="json", by_alias=True), indent=2))
 
 
+@main.group()
+def notifications() -> None:
+    """Read notifications: one whole record, as the API gives it."""
+
+
+@notifications.command("show")
+@click.argument("channel", type=CHANNEL)
+@click.argument("notification_id", type=int)
+def notifications_show(channel: str, notification_id: int) -> None:
+    """Print every field of one notification (recipient, content, state, audit trail) as JSON."""
+    from herald.notifications import records
+    from herald.notifications.models import Channel
+
+    async def work(herald: Herald) -> Any:
+        async with herald.db() as session:
+            n = await records.load(session, Channel(channel), notification_id)
+            return None if n is None else await records.record(session, n)
+
+    found = _with_herald(work)
+    if found is None:
+        click.echo(f"herald: no {channel} notification {notification_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(found.model_dump(mode="json", by_alias=True), indent=2))
+
+
 def _selection(ids: tuple[int, ...], all_: bool) -> list[int] | None:
     if not ids and not all_:
         raise click.UsageError("give notification ids, or --all")
