@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from herald.telemetry.window import Bin, merged
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from herald.runtime import Herald
     from herald.telemetry.service import Telemetry
 
@@ -41,6 +43,17 @@ def _bins_from(data: dict[str, Any]) -> dict[str, Bin]:
     return {component: Bin.from_json(b) for component, b in data.items()}
 
 
+async def live_snapshots(
+    redis: Redis, now: float, *, exclude: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest snapshot of every process that published in the last few seconds: every
+    live API server and worker of the cluster announces itself this way."""
+    names = await redis.zrangebyscore(PROCESSES, now - SNAPSHOT_TTL, "+inf")
+    others = [str(n) for n in names if n != exclude]
+    raw = await redis.mget([SNAPSHOT_PREFIX + n for n in others]) if others else []
+    return [json.loads(r) for r in raw if r]
+
+
 class Aggregator:
     def __init__(self, herald: Herald, telemetry: Telemetry) -> None:
         self.herald = herald
@@ -57,6 +70,7 @@ class Aggregator:
         return {
             "process": self.process,
             "serverId": self.herald.settings.effective_server_id,
+            "pid": os.getpid(),
             "roles": {"api": self.herald.run_api, "workers": self.herald.run_workers},
             "second": second,
             "lastSecond": _bins_json(window.second(second)),
@@ -101,11 +115,7 @@ class Aggregator:
     async def snapshots(self, now: float, *, current: bool) -> list[dict[str, Any]]:
         """The latest snapshot of every live process. This one's is made fresh, and with
         `current` it includes the second in progress (the summary wants the latest)."""
-        redis = self.telemetry.redis
-        names = await redis.zrangebyscore(PROCESSES, now - SNAPSHOT_TTL, "+inf")
-        others = [str(n) for n in names if n != self.process]
-        raw = await redis.mget([SNAPSHOT_PREFIX + n for n in others]) if others else []
-        found = [json.loads(r) for r in raw if r]
+        found = await live_snapshots(self.telemetry.redis, now, exclude=self.process)
         return [self.snapshot(now + 1 if current else now), *found]
 
     async def aggregate(self, now: float) -> dict[str, Any]:
