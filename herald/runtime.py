@@ -63,7 +63,11 @@ class Herald:
             self.redis,
             settings.effective_server_id,
             ttl_seconds=3 * settings.presence_heartbeat,
-            announce={"host": settings.host, "port": settings.port, "hostname": socket.gethostname()},
+            announce={
+                "host": settings.host,
+                "port": settings.port,
+                "hostname": socket.gethostname(),
+            },
         )
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None

@@ -31,6 +31,7 @@ from herald.core.redis import running_embedded_url
 from herald.delivery.ladder import ladder
 from herald.notifications.models import Channel
 from herald.realtime.presence import Presence
+from herald.telemetry import conditions, monitoring
 from herald.telemetry.aggregator import live_snapshots
 
 TIMEOUT = 2.0
@@ -83,7 +84,9 @@ async def gather(settings: Settings, where: Target) -> dict[str, Any]:
     redis_part, database = await asyncio.gather(_redis(settings), _database(settings))
     backends = where.servers
     if backends is None:
-        backends = [_announced_backend(name, info) for name, info in redis_part["announced"].items()]
+        backends = [
+            _announced_backend(name, info) for name, info in redis_part["announced"].items()
+        ]
     lb_url = where.lb_url or (where.lb_probe and await _answers_as_balancer(where.lb_probe))
     servers, balancer = await asyncio.gather(
         asyncio.gather(*(_server(b) for b in backends)),
@@ -109,8 +112,23 @@ async def gather(settings: Settings, where: Target) -> dict[str, Any]:
         beat = heartbeats.get(server["name"])
         server["heartbeat"] = None if beat is None else beat["alive"]
     report["problems"] = problems(report)
+    report["warnings"] = warnings(redis_part, database)
     report["ok"] = not report["problems"]
     return report
+
+
+def warnings(redis_part: dict[str, Any], database: dict[str, Any]) -> list[str]:
+    """The dashboard's banner conditions that are warnings (exit 0). Its critical ones (Redis,
+    the database, a lapsed heartbeat) are problems this command finds itself, above."""
+    beats = {name: bool(info["alive"]) for name, info in redis_part["announced"].items()}
+    found = conditions.evaluate(
+        conditions.facts(
+            redis_part["minute"], beats,
+            redis_up=redis_part["redis"]["status"] == "up",
+            database_up=database["status"] == "up",
+        )
+    )  # fmt: skip
+    return [f"{c.message} ({c.alert})" for c in found if c.severity == "warning"]
 
 
 def _announced_backend(server_id: str, info: dict[str, Any]) -> Backend:
@@ -191,6 +209,7 @@ async def _redis(settings: Settings) -> dict[str, Any]:
     embedded = settings.configured_redis_url is None
     part: dict[str, Any] = {
         "redis": None, "queues": [], "deadLetters": None, "announced": {}, "live": [],
+        "minute": {},
     }  # fmt: skip
     if url is None:
         part["redis"] = {"status": "down", "embedded": True, "error": "no embedded Redis runs"}
@@ -232,7 +251,9 @@ async def _redis(settings: Settings) -> dict[str, Any]:
             for channel in Channel
         }
         part["announced"] = await Presence(client, "herald-status").announced()
-        part["live"] = _live(await live_snapshots(client, time.time()))
+        snapshots = await live_snapshots(client, time.time())
+        part["live"] = _live(snapshots)
+        part["minute"] = {**monitoring.minute(settings, snapshots, counts), "queues": counts}
     except Exception as exc:
         part["redis"] = {
             "status": "down",
@@ -375,10 +396,12 @@ def render(report: dict[str, Any]) -> str:
             ),
         ]
     out.append("")
+    if report["warnings"]:
+        out += ["WARNINGS:", *(f"  - {w}" for w in report["warnings"])]
     if report["problems"]:
         out += ["PROBLEMS:", *(f"  - {p}" for p in report["problems"])]
     else:
-        out.append("all good")
+        out.append("nothing is down" if report["warnings"] else "all good")
     return "\n".join(out)
 
 

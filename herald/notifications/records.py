@@ -93,7 +93,9 @@ class InAppRecord(NotificationRecord):
     acked_at: datetime | None
 
 
-async def load(session: AsyncSession, channel: Channel, notification_id: int) -> DeliveryState | None:
+async def load(
+    session: AsyncSession, channel: Channel, notification_id: int
+) -> DeliveryState | None:
     return await session.get(MODEL_OF[channel], notification_id)
 
 

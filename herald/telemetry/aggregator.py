@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from herald.telemetry import monitoring
 from herald.telemetry.window import Bin, merged
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ class Aggregator:
         second = int(now) - 1
         snapshots = await self.snapshots(now, current=False)
         fresh = [_bins_from(s["lastSecond"]) for s in snapshots if s["second"] == second]
-        components = {c: b.summary(1.0) for c, b in sorted(merged(fresh).items())}
+        bins, _ = monitoring.split(merged(fresh))
+        components = {c: b.summary(1.0) for c, b in sorted(bins.items())}
         return {
             "second": second,
             "at": datetime.fromtimestamp(second + 1, UTC).isoformat(),
@@ -136,12 +138,10 @@ class Aggregator:
     async def summary(self, now: float) -> dict[str, Any]:
         """The last minute across the cluster: the JSON summary."""
         snapshots = await self.snapshots(now, current=True)
-        covered = max((float(s["covered"]) for s in snapshots), default=1.0)
-        minute = merged([_bins_from(s["minute"]) for s in snapshots])
+        state = await self._cluster_state()
         return {
             "generatedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            "windowSeconds": covered,
-            "components": {c: b.summary(covered) for c, b in sorted(minute.items())},
+            **monitoring.minute(self.herald.settings, snapshots, state["queues"]),
             "processes": [
                 {
                     "process": s["process"],
@@ -151,7 +151,7 @@ class Aggregator:
                 }
                 for s in snapshots
             ],
-            **(await self._cluster_state()),
+            **state,
         }
 
     async def _cluster_state(self) -> dict[str, Any]:
