@@ -69,12 +69,16 @@ def escalations(
     return {"perMinute": moves, "tiers": tiers}
 
 
-def _rates(counts: Mapping[str, Bin], covered: float) -> dict[str, float]:
-    return {
-        label: _per_minute(counts[CONNECTION + kind].count if CONNECTION + kind in counts else 0,
-                           covered)
+def _rates(counts: Mapping[str, Bin], covered: float) -> dict[str, dict[str, float]]:
+    """Counts over the window, and per minute (over the seconds the window covers so far)."""
+    seen = {
+        label: counts[CONNECTION + kind].count if CONNECTION + kind in counts else 0
         for kind, label in CONNECTION_KINDS.items()
-    }  # fmt: skip
+    }
+    return {
+        "lastMinute": seen,
+        "perMinute": {label: _per_minute(n, covered) for label, n in seen.items()},
+    }
 
 
 def connection_rates(
