@@ -373,6 +373,29 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
+# --- Trying a live Herald ---------------------------------------------------------------------
+@main.command("try")
+@click.argument(
+    "script",
+    type=click.Choice(["login-notification", "friend-request-notification", "notification-toast"]),
+)
+@click.option(
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="The Herald (or load balancer) to try.",
+)
+@click.option(
+    "--timeout", type=float, default=15.0, show_default=True, help="Seconds each step may take."
+)
+def try_(script: str, url: str, timeout: float) -> None:
+    """Run one of the seed's test scripts against a live Herald, printing each step: a login
+    alert arriving in real time, a friend request and its acceptance, a notification toast."""
+    from herald.tryouts import run
+
+    sys.exit(0 if asyncio.run(run(script, url, click.echo, timeout)) else 1)
+
+
 # --- Benchmarks -------------------------------------------------------------------------------
 BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling")
 

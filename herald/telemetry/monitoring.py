@@ -69,7 +69,7 @@ def escalations(
     return {"perMinute": moves, "tiers": tiers}
 
 
-def _rates(counts: Mapping[str, Bin], covered: float) -> dict[str, dict[str, float]]:
+def _rates(counts: Mapping[str, Bin], covered: float) -> dict[str, Any]:
     """Counts over the window, and per minute (over the seconds the window covers so far)."""
     seen = {
         label: counts[CONNECTION + kind].count if CONNECTION + kind in counts else 0
