@@ -29,6 +29,7 @@ router = APIRouter(
 )
 metrics_router = APIRouter()
 
+CHECK = 2.0  # seconds a dependency has to answer
 TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
 
 
@@ -176,9 +177,6 @@ async def current_alerts(herald: HeraldDep) -> AlertsOut:
         conditions.facts(summary, beats, redis_up=redis_up, database_up=database_up)
     )
     return AlertsOut(checked_at=datetime.now(UTC), alerts=[AlertOut(**c.to_json()) for c in found])
-
-
-CHECK = 2.0  # seconds a dependency has to answer
 
 
 async def _answers(probe: Awaitable[Any]) -> bool:

@@ -91,7 +91,7 @@ function onStage(event) {
       el("span", {},
         el("button", { type: "button", title: "Show the timeline", onclick: () => showTimeline(event.telemetryId) }, event.telemetryId),
         " ", el("span", { class: "hint" }, [what, outcome].filter(Boolean).join(" · ")),
-        recordButton(event)),
+        " ", recordButton(event)),
     ),
   );
   while (list.children.length > 60) list.lastElementChild.remove();
