@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from herald.cluster import status as status_
 from herald.core.redis import free_port
 from herald.telemetry import conditions
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
@@ -84,10 +85,13 @@ class TestEscalations:
         labels = 'channel="email",from_queue="mail",to_queue="mail-retry-1"'
         assert f"herald_escalations_total{{{labels}}} 1.0" in text
 
-        alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
-        growing = [a for a in alerts["alerts"] if a["alert"] == "HeraldDeadLettersGrowing"]
-        assert growing and "mail-dlq" in growing[0]["message"]
-        assert growing[0]["severity"] == "warning"
+        async def growing() -> list[dict[str, Any]]:
+            # Read from the snapshots each process publishes every second: a second or two late.
+            alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
+            return [a for a in alerts["alerts"] if a["alert"] == "HeraldDeadLettersGrowing"]
+
+        [growing] = await eventually(growing, timeout=10)
+        assert "mail-dlq" in growing["message"] and growing["severity"] == "warning"
 
         result = await status(herald)
         report = json.loads(result.stdout)
@@ -172,6 +176,23 @@ class TestAlertRules:
         assert {c.alert for c in found} <= rules
         assert conditions.evaluate(conditions.Facts()) == []
 
+    async def test_a_new_check_reaches_the_banner_and_status(
+        self, herald: RunningHerald, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The extension point: a check appended to CHECKS shows in `GET /api/ops/alerts` and,
+        being critical, is a problem for `herald status` (exit 1)."""
+
+        def overdue(f: conditions.Facts) -> Any:
+            if "mail" in f.queues:  # the facts came from Redis
+                yield conditions.Condition("HeraldTestOverdue", "critical", "a job is overdue")
+
+        monkeypatch.setattr(conditions, "CHECKS", [*conditions.CHECKS, overdue])
+        alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
+        assert [a["alert"] for a in alerts["alerts"]] == ["HeraldTestOverdue"]
+        report = await status_.gather(herald.settings, status_.Target(None, None, None, []))
+        assert report["problems"] == ["a job is overdue (HeraldTestOverdue)"]
+        assert report["ok"] is False
+
     async def test_prometheus_exports_every_metric_the_rules_use(
         self, herald: RunningHerald
     ) -> None:
@@ -202,7 +223,7 @@ class TestDashboard:
         await tab.goto(herald.url + "/dashboard")
 
         banner = tab.get_by_test_id("alerts")
-        await expect(banner).to_contain_text("mail-dlq is growing")
+        await expect(banner).to_contain_text("mail-dlq is growing", timeout=15_000)
         await expect(banner.locator('[data-alert="HeraldDeadLettersGrowing"]')).to_have_count(1)
         await expect(tab.get_by_test_id("escalations")).to_contain_text("mail → mail-dlq")
         await expect(tab.get_by_test_id("tiers").locator('[data-queue="mail-dlq"]')).to_be_visible()

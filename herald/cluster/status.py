@@ -31,7 +31,7 @@ from herald.core.redis import running_embedded_url
 from herald.delivery.ladder import ladder
 from herald.notifications.models import Channel
 from herald.realtime.presence import Presence
-from herald.telemetry import conditions, monitoring
+from herald.telemetry import conditions
 from herald.telemetry.aggregator import live_snapshots
 
 TIMEOUT = 2.0
@@ -82,6 +82,7 @@ def _backend_of(name: str, url: str) -> Backend:
 
 async def gather(settings: Settings, where: Target) -> dict[str, Any]:
     redis_part, database = await asyncio.gather(_redis(settings), _database(settings))
+    found = await _conditions(settings, redis_part["url"], database["status"] == "up")
     backends = where.servers
     if backends is None:
         backends = [
@@ -111,24 +112,19 @@ async def gather(settings: Settings, where: Target) -> dict[str, Any]:
         server["loadBalancer"] = lb_view.get(server["name"])
         beat = heartbeats.get(server["name"])
         server["heartbeat"] = None if beat is None else beat["alive"]
-    report["problems"] = problems(report)
-    report["warnings"] = warnings(redis_part, database)
+    report["problems"] = problems(report) + [
+        f"{c.message} ({c.alert})"
+        for c in found
+        if c.severity == "critical" and c.alert not in CHECKED_HERE
+    ]
+    report["warnings"] = [f"{c.message} ({c.alert})" for c in found if c.severity == "warning"]
     report["ok"] = not report["problems"]
     return report
 
 
-def warnings(redis_part: dict[str, Any], database: dict[str, Any]) -> list[str]:
-    """The dashboard's banner conditions that are warnings (exit 0). Its critical ones (Redis,
-    the database, a lapsed heartbeat) are problems this command finds itself, above."""
-    beats = {name: bool(info["alive"]) for name, info in redis_part["announced"].items()}
-    found = conditions.evaluate(
-        conditions.facts(
-            redis_part["minute"], beats,
-            redis_up=redis_part["redis"]["status"] == "up",
-            database_up=database["status"] == "up",
-        )
-    )  # fmt: skip
-    return [f"{c.message} ({c.alert})" for c in found if c.severity == "warning"]
+# The dashboard's conditions are this command's too: warnings are listed (exit 0), critical ones
+# are problems (exit 1), except these, which `problems` reports itself with more detail.
+CHECKED_HERE = frozenset({"HeraldRedisDown", "HeraldDatabaseDown", "HeraldServerHeartbeatMissing"})
 
 
 def _announced_backend(server_id: str, info: dict[str, Any]) -> Backend:
@@ -209,7 +205,7 @@ async def _redis(settings: Settings) -> dict[str, Any]:
     embedded = settings.configured_redis_url is None
     part: dict[str, Any] = {
         "redis": None, "queues": [], "deadLetters": None, "announced": {}, "live": [],
-        "minute": {},
+        "url": url,
     }  # fmt: skip
     if url is None:
         part["redis"] = {"status": "down", "embedded": True, "error": "no embedded Redis runs"}
@@ -251,9 +247,7 @@ async def _redis(settings: Settings) -> dict[str, Any]:
             for channel in Channel
         }
         part["announced"] = await Presence(client, "herald-status").announced()
-        snapshots = await live_snapshots(client, time.time())
-        part["live"] = _live(snapshots)
-        part["minute"] = {**monitoring.minute(settings, snapshots, counts), "queues": counts}
+        part["live"] = _live(await live_snapshots(client, time.time()))
     except Exception as exc:
         part["redis"] = {
             "status": "down",
@@ -265,6 +259,32 @@ async def _redis(settings: Settings) -> dict[str, Any]:
         await queues.close()
         await client.aclose()
     return part
+
+
+async def _conditions(
+    settings: Settings, url: str | None, database_up: bool
+) -> list[conditions.Condition]:
+    """The dashboard's alert conditions, observed the same way."""
+    facts = conditions.Facts(redis_up=False, database_up=database_up)
+    if url is not None:
+        import redis.asyncio as aioredis
+
+        from herald.delivery.queues import Queues
+
+        client = aioredis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+        )
+        queues = Queues(settings, url)
+        try:
+            facts = await asyncio.wait_for(
+                conditions.observe(settings, client, queues, database_up=database_up), 2 * TIMEOUT
+            )
+        except Exception:  # Redis stopped answering: the facts say so
+            pass
+        finally:
+            await queues.close()
+            await client.aclose()
+    return conditions.evaluate(facts)
 
 
 def _live(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,16 +2,29 @@
 warnings of `herald status`, the same ones `deploy/prometheus/alerts.yml` alerts on.
 
 Each check is a small function from `Facts` (what the cluster looks like over the last minute)
-to the conditions it finds; `CHECKS` lists them. To watch for something new, add what it needs
-to `Facts` (and to `facts()`, which both the API and `herald status` call), write a check, and
-append it to `CHECKS`; give it the name of its rule in alerts.yml when Prometheus has one.
+to the conditions it finds; `CHECKS` lists them. `observe` gathers the facts from Redis, the
+same way for the API (`GET /api/ops/alerts`, the dashboard's banner) and for `herald status`
+(critical conditions are its problems, exit 1; warnings are listed and exit 0). To watch for
+something new, add what it needs to `Facts` and to `observe`, write a check, and append it to
+`CHECKS`; give it the name of its rule in alerts.yml when Prometheus has one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from herald.core.config import Settings
+from herald.realtime.presence import Presence
+from herald.telemetry import monitoring
+from herald.telemetry.aggregator import live_snapshots
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from herald.delivery.queues import Queues
 
 # The thresholds, the same as in deploy/prometheus/alerts.yml (which uses 5-minute rates).
 API_ERROR_RATE = 0.05  # share of API answers that are 5xx
@@ -41,18 +54,23 @@ class Facts:
     database_up: bool = True
 
 
-def facts(
-    summary: Mapping[str, Any], heartbeats: Mapping[str, bool], *, redis_up: bool,
-    database_up: bool,
-) -> Facts:  # fmt: skip
-    """Facts from the cluster's one-minute summary (`Aggregator.summary`'s shape)."""
+async def observe(settings: Settings, redis: Redis, queues: Queues, *, database_up: bool) -> Facts:
+    """The cluster's last minute, read from Redis (`redis` decodes responses): every live
+    process's telemetry snapshot, the queues, and the API servers' presence heartbeats."""
+    try:
+        await redis.ping()
+    except Exception:
+        return Facts(redis_up=False, database_up=database_up)
+    counts = await queues.counts()
+    minute = monitoring.minute(settings, await live_snapshots(redis, time.time()), counts)
+    announced = await Presence(redis, "observer").announced()
     return Facts(
-        components=summary.get("components", {}),
-        escalations=summary.get("escalations", {}),
-        queue_wait=summary.get("queueWait", {}),
-        queues=summary.get("queues", {}),
-        heartbeats=heartbeats,
-        redis_up=redis_up,
+        components=minute["components"],
+        escalations=minute["escalations"],
+        queue_wait=minute["queueWait"],
+        queues=counts,
+        heartbeats={server: bool(info["alive"]) for server, info in announced.items()},
+        redis_up=True,
         database_up=database_up,
     )
 

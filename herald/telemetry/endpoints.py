@@ -166,16 +166,17 @@ async def metrics_summary(herald: HeraldDep) -> MetricsSummary:
 async def current_alerts(herald: HeraldDep) -> AlertsOut:
     """What needs a person now (the dashboard's banner): the conditions the Prometheus rules in
     deploy/prometheus/alerts.yml watch, read from the cluster's last minute."""
-    assert herald.telemetry.aggregator is not None
-    database_up, redis_up = await _dependencies(herald)
-    summary: dict[str, Any] = {}
-    beats: dict[str, bool] = {}
-    if redis_up:  # without Redis there is no cluster view, and Redis down is the alert
-        summary = await herald.telemetry.aggregator.summary(time.time())
-        beats = await _heartbeats(herald)
-    found = conditions.evaluate(
-        conditions.facts(summary, beats, redis_up=redis_up, database_up=database_up)
-    )
+    database_up = await _answers(ping(herald.engine))
+    try:
+        facts = await asyncio.wait_for(
+            conditions.observe(
+                herald.settings, herald.redis, herald.queues, database_up=database_up
+            ),
+            2 * CHECK,
+        )
+    except Exception:  # Redis stopped answering half-way: that is the alert
+        facts = conditions.Facts(redis_up=False, database_up=database_up)
+    found = conditions.evaluate(facts)
     return AlertsOut(checked_at=datetime.now(UTC), alerts=[AlertOut(**c.to_json()) for c in found])
 
 
