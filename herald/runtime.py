@@ -24,6 +24,7 @@ from herald.core.db import create_engine, create_sessionmaker, run_migrations_as
 from herald.core.group_commit import GroupCommit
 from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.core.redis import client as redis_client
+from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
@@ -132,7 +133,7 @@ class Herald:
         self.workers = DeliveryWorkers(
             self.settings,
             self.redis_url,
-            Processor(self.db, self.queues, senders, self.telemetry),
+            Processor(self.db, self.queues, senders, AcceptedOutcomes(self.redis), self.telemetry),
         )
         self.workers.start()
         self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ class SmtpSink:
     messages: list[Envelope] = field(default_factory=list)
     fail_with: str | None = None
     delay: float = 0.0  # seconds each message takes to accept, to keep jobs in flight
+    # Awaited after a message is accepted and before the 250 reply goes out: a fault to inject
+    # at the moment the channel has taken a message.
+    before_reply: Callable[[], Awaitable[None]] | None = None
     refusals: list[Envelope] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +69,8 @@ class SmtpSink:
             await asyncio.sleep(self.delay)
         self.messages.append(envelope)
         self.arrived.set()
+        if self.before_reply:
+            await self.before_reply()
         return "250 2.0.0 accepted"
 
     def to(self, address: str) -> list[Envelope]:

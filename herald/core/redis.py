@@ -20,6 +20,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,44 @@ _OWNER_KEY = "herald:embedded:owner"
 # clients wait for a free connection instead (and fail only if none frees up in time).
 POOL_SIZE = 100
 POOL_WAIT_SECONDS = 10.0
+# A command that has not answered in this long is on a dead connection. A blocking command
+# (BZPOPMIN) needs a longer read timeout than its own block: `client(socket_timeout=...)`.
+COMMAND_TIMEOUT = 5.0
 
 
-def client(url: str, **options: Any) -> aioredis.Redis:
+def quick_retry() -> Retry:
+    """Retry a dropped connection at once, a few times, then give up to the caller.
+
+    A blip (one connection cut, Redis restarted) is bridged inside the client in under half a
+    second. A longer outage is left to the caller's own loop (BullMQ's run-retry delay, the
+    reconciler, a request's enqueue timeout), which retries every second or so: redis-py's
+    default for BullMQ's clients backs off up to 20 s between tries, so delivery resumed up to
+    20 s after Redis came back.
+    """
+    return Retry(ExponentialBackoff(cap=0.2, base=0.025), retries=3)
+
+
+def client(
+    url: str,
+    *,
+    max_connections: int = POOL_SIZE,
+    socket_timeout: float = COMMAND_TIMEOUT,
+    **options: Any,
+) -> aioredis.Redis:
     """A Redis client whose commands queue for a connection when all are busy."""
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": COMMAND_TIMEOUT,
+        "socket_keepalive": True,
+        "retry": quick_retry(),
+        "retry_on_error": [BusyLoadingError],
+        **options,
+    }
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **options
+        url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_SECONDS,
+        socket_timeout=socket_timeout,
+        **settings,
     )
     return aioredis.Redis.from_pool(pool)
 

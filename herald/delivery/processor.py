@@ -8,6 +8,7 @@ the notification to the next tier or the dead-letter queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core.db import transaction, utcnow
+from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
 from herald.delivery.queues import Queues
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
+# Seconds between tries to record an outcome the channel already accepted.
+RECORD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0)
 
 
 class Processor:
@@ -44,11 +48,13 @@ class Processor:
         db: async_sessionmaker[AsyncSession],
         queues: Queues,
         senders: Mapping[Channel, ChannelSender],
+        accepted: AcceptedOutcomes,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.db = db
         self.queues = queues
         self.senders = senders
+        self.accepted = accepted
         self.telemetry = telemetry
 
     async def __call__(self, job: Job, token: str) -> str:
@@ -62,13 +68,15 @@ class Processor:
             "telemetryId": job.data.get("telemetryId"),
         }
         attempt = Attempt(self.telemetry, job, channel.value, tier.queue)
-        notification = await self._begin(sender, int(job.data["notificationId"]), tier)
-        if notification is None:
+        claim = await self._begin(sender, int(job.data["notificationId"]), tier)
+        if claim is None:
             attempt.finished("skipped")
             return "skipped"
+        notification, accepted_earlier = claim
         attempt.started(notification)
         try:
-            result = await sender.deliver(notification)
+            # An earlier run's channel accepted it but recording that failed: record, never resend.
+            result = accepted_earlier or await sender.deliver(notification)
         except PermanentDeliveryError as exc:
             attempt.sent(None, str(exc))
             await self._failed(sender, notification, tier, str(exc), to_tier=self._dlq(channel))
@@ -88,7 +96,10 @@ class Processor:
             attempt.finished("escalated" if next_tier else "retry")
             raise  # BullMQ retries with backoff, or (tier used up) records the job as failed
         attempt.sent(result)
-        await self._delivered(sender, notification, tier, result)
+        await self._record_delivered(sender, notification, tier, result, context)
+        if accepted_earlier:
+            await self.accepted.forget(channel, notification.id)
+            log.warning("delivery.recorded_late", extra=context)
         log.info("delivery.delivered", extra=context)
         attempt.finished("delivered")
         return "delivered"
@@ -98,7 +109,9 @@ class Processor:
 
     async def _begin(
         self, sender: ChannelSender, notification_id: int, tier: Tier
-    ) -> DeliveryState | None:
+    ) -> tuple[DeliveryState, DeliveryResult | None] | None:
+        """Claim the row for one attempt. Returns it with what an earlier attempt's channel
+        accepted but could not record, if anything (then this run only records it)."""
         async with transaction(self.db) as session:
             n = await session.get(sender.model, notification_id, with_for_update=True)
             if n is None or n.status in FINAL_STATUSES or n.status == Status.FAILED:
@@ -107,11 +120,40 @@ class Processor:
             if isinstance(n, InAppNotification) and n.expires_at <= now:
                 n.status = Status.EXPIRED
                 return None
-            n.status = sender.in_flight_status
-            n.attempts += 1
-            n.last_attempt_at = now
+            # Still mid-attempt after an earlier attempt: its outcome may be accepted, unrecorded.
+            mid_attempt = n.status == sender.in_flight_status and n.attempts > 0
+            accepted = await self.accepted.recall(sender.channel, n.id) if mid_attempt else None
+            if accepted is None:
+                n.status = sender.in_flight_status
+                n.attempts += 1
+                n.last_attempt_at = now
             n.queue_name = tier.queue
-            return n
+            return n, accepted
+
+    async def _record_delivered(
+        self,
+        sender: ChannelSender,
+        n: DeliveryState,
+        tier: Tier,
+        result: DeliveryResult,
+        context: dict[str, Any],
+    ) -> None:
+        """The channel took it: retry the recording, never the sending. If the database stays
+        away, remember the acceptance in Redis before failing the job, so its next run (in any
+        worker) records it instead of sending a second copy."""
+        for pause in (*RECORD_RETRY_PAUSES, None):
+            try:
+                await self._delivered(sender, n, tier, result)
+                return
+            except Exception as exc:
+                log.warning(
+                    "delivery.record_failed",
+                    extra={**context, "error": repr(exc), "retrying": pause is not None},
+                )
+                if pause is None:
+                    await self.accepted.remember(sender.channel, n.id, result)
+                    raise
+                await asyncio.sleep(pause)
 
     async def _delivered(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult

@@ -7,14 +7,23 @@ create a duplicate job.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bullmq import Queue
 
 from herald.core.config import Settings
+from herald.delivery import bullmq_clients
 from herald.delivery.ladder import Tier, all_queue_names, ladder
 from herald.notifications.models import Channel
 
+POOL_SIZE = 50
+# BullMQ keeps a delayed job in a sorted set scored by its due time in ms times 0x1000 (the low
+# 12 bits order the jobs due in the same millisecond).
+DELAYED_SCORE_SCALE = 0x1000
+# A delayed job due longer ago than this and still not promoted means no worker is waiting on
+# its queue (a worker promotes due jobs at least every 10 s, even when idle).
+OVERDUE_AFTER_MS = 15_000
 KEEP_COMPLETED = {"age": 3600, "count": 1000}
 KEEP_FAILED = {"age": 7 * 24 * 3600, "count": 10_000}
 # States in which a job will still run (or, in a dead-letter queue, waits for a person).
@@ -30,10 +39,13 @@ class Queues:
         self.settings = settings
         self.redis_url = redis_url
         self._queues: dict[str, Queue] = {}
+        # One pool for every queue: a request's enqueue takes a free connection rather than
+        # waiting behind other requests on its queue's single connection.
+        self._client = bullmq_clients.command_client(redis_url, max_connections=POOL_SIZE)
 
     def get(self, name: str) -> Queue:
         if name not in self._queues:
-            self._queues[name] = Queue(name, {"connection": self.redis_url})
+            self._queues[name] = bullmq_clients.queue(name, self._client)
         return self._queues[name]
 
     def tier(self, channel: Channel, index: int) -> Tier:
@@ -72,7 +84,13 @@ class Queues:
         return str(await self.get(queue).getJobState(job))
 
     async def requeue(
-        self, channel: Channel, notification_id: int, *, tier: int, telemetry_id: str | None
+        self,
+        channel: Channel,
+        notification_id: int,
+        *,
+        tier: int,
+        telemetry_id: str | None,
+        delay_ms: int = 0,
     ) -> bool:
         """Enqueue again unless a live job exists; a finished job of the same id (which would
         make `add` a no-op) is removed first. Returns whether a job was added."""
@@ -83,7 +101,9 @@ class Queues:
             return False
         if current != "unknown":
             await self.get(queue).remove(job)
-        await self.enqueue(channel, notification_id, tier=tier, telemetry_id=telemetry_id)
+        await self.enqueue(
+            channel, notification_id, tier=tier, delay_ms=delay_ms, telemetry_id=telemetry_id
+        )
         return True
 
     async def forget(self, channel: Channel, notification_id: int) -> None:
@@ -100,14 +120,25 @@ class Queues:
         return self.tier(channel, 0)
 
     async def counts(self) -> dict[str, dict[str, int]]:
+        """Jobs per state in every queue, and `overdue`: delayed jobs well past their due time."""
         states = ("waiting", "active", "delayed", "completed", "failed")
         result = {}
         for name in all_queue_names(self.settings):
             raw = await self.get(name).getJobCounts(*states)
             result[name] = {state: int(raw.get(state, 0)) for state in states}
+            result[name]["overdue"] = await self.overdue(name) if raw.get("delayed") else 0
         return result
 
+    async def overdue(self, queue: str, now_ms: int | None = None) -> int:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff = (now_ms - OVERDUE_AFTER_MS) * DELAYED_SCORE_SCALE
+        return int(await self._client.zcount(self.get(queue).keys["delayed"], "-inf", cutoff))
+
+    async def due_at(self, queue: str, job: str) -> float | None:
+        """When a delayed job is due, in ms since the epoch (None if it is not delayed)."""
+        score = await self._client.zscore(self.get(queue).keys["delayed"], job)
+        return None if score is None else score // DELAYED_SCORE_SCALE
+
     async def close(self) -> None:
-        for queue in self._queues.values():
-            await queue.close()
         self._queues.clear()
+        await self._client.aclose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -78,7 +78,11 @@ class Reconciler:
             for n in in_queue:
                 tier = self.queues.tier_of_queue(channel, n.queue_name)
                 if await self.queues.requeue(
-                    channel, n.id, tier=tier.index, telemetry_id=n.telemetry_id
+                    channel,
+                    n.id,
+                    tier=tier.index,
+                    telemetry_id=n.telemetry_id,
+                    delay_ms=remaining_delay_ms(n.updated_at, tier.delay_ms),
                 ):
                     total += 1
                     log.warning(
@@ -91,3 +95,11 @@ class Reconciler:
         if expired:
             log.info("delivery.inapp.expired", extra={"count": expired})
         return total
+
+
+def remaining_delay_ms(since: datetime, delay_ms: int) -> int:
+    """What is left of a retry tier's delay counted from the row's last change (its escalation
+    or last failure): a job lost while it waited in a retry tier (a Redis restarted without
+    persistence) keeps its wait instead of running at once."""
+    elapsed = (utcnow() - since).total_seconds() * 1000
+    return max(0, int(delay_ms - elapsed))

@@ -10,6 +10,7 @@ from typing import Any
 from bullmq import Worker
 
 from herald.core.config import Settings
+from herald.delivery import bullmq_clients
 from herald.delivery.ladder import ladder
 from herald.delivery.processor import Processor
 from herald.notifications.models import Channel
@@ -37,7 +38,9 @@ class DeliveryWorkers:
             for tier in ladder(self.settings, channel):
                 if tier.is_dead_letter:
                     continue
-                worker = Worker(tier.queue, self.processor, self._options(tier.concurrency))
+                worker = bullmq_clients.worker(
+                    tier.queue, self.processor, self.redis_url, self._options(tier.concurrency)
+                )
                 worker.on("error", _log_error(tier.queue))
                 self.workers.append(worker)
                 # We run it ourselves (autorun off) so that shutdown can always end it.
@@ -47,7 +50,6 @@ class DeliveryWorkers:
     def _options(self, concurrency: int) -> Any:
         s = self.settings
         return {
-            "connection": self.redis_url,
             "concurrency": concurrency,
             "autorun": False,
             "lockDuration": s.job_lock_ms,

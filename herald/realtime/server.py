@@ -21,6 +21,7 @@ from herald.notifications import inbox
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
+from herald.realtime.pubsub import PromptRedisManager
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -35,7 +36,7 @@ def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.Async
     # Pub/sub channels are server-wide in Redis, not per database: name the channel after the
     # database so two installations sharing one Redis server never hear each other.
     database = urlparse(redis_url).path.strip("/") or "0"
-    return socketio.AsyncRedisManager(
+    return PromptRedisManager(
         redis_url, channel=f"{SOCKETIO_CHANNEL}:{database}", write_only=write_only
     )
 

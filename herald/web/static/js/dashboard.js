@@ -188,9 +188,13 @@ function renderQueues(queues) {
     rows.push(el("tr", { class: "group" }, el("td", { colspan: 6 }, label)));
     for (const [name, c] of Object.entries(queues).filter(([n]) => n === prefix || n.startsWith(`${prefix}-`))) {
       rows.push(
-        el("tr", { "data-queue": name },
+        el("tr", { "data-queue": name, class: c.overdue ? "problem" : null },
           el("td", { class: "mono" }, name),
-          ...["waiting", "active", "delayed", "completed", "failed"].map((k) => el("td", { class: "num" }, c[k]))),
+          ...["waiting", "active"].map((k) => el("td", { class: "num" }, c[k])),
+          // A delayed job long past its due time means no worker promotes this queue's jobs.
+          el("td", { class: "num" }, c.delayed,
+            c.overdue ? el("span", { class: "pill bad", title: "delayed jobs past their due time" }, ` ${c.overdue} overdue`) : null),
+          ...["completed", "failed"].map((k) => el("td", { class: "num" }, c[k]))),
       );
     }
   }

@@ -1,0 +1,73 @@
+"""The Redis clients Herald hands BullMQ-Python, and the one place that reaches into how a
+BullMQ worker holds them.
+
+Left to itself, BullMQ-Python builds every client from a URL with redis-py's defaults: a 5 s
+socket timeout on each connection, the worker's blocking one included, and retries that back
+off up to 20 s. A worker waits for work with BZPOPMIN on its queue's marker key for up to its
+drain delay (5 s) or until the next delayed job is due (at most 10 s), so every long wait ended
+in a read timeout, then the retry's backoff: an idle worker picked a new job up seconds late,
+and a job delayed more than ~5 s (every retry tier's default) was never run at all.
+
+So Herald builds the clients: commands keep a timeout, the blocking connection's read timeout
+outlasts the longest block BullMQ can ask for, and a dropped connection is retried at once
+(`herald.core.redis.quick_retry`) so delivery resumes within a second or two of Redis returning.
+BullMQ has no option for a separate blocking client, hence `_use_blocking_client`; the tests
+in tests/test_bullmq_clients.py fail if BullMQ changes the attribute it waits on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from bullmq import Queue, Worker
+from bullmq.redis_connection import RedisConnection
+
+from herald.core.redis import COMMAND_TIMEOUT, client
+
+# BullMQ's scripts and job parsing expect str answers.
+_OPTIONS: dict[str, Any] = {"decode_responses": True}
+
+
+def command_client(redis_url: str, *, max_connections: int) -> aioredis.Redis:
+    """A pooled client for BullMQ's non-blocking commands and scripts."""
+    return client(redis_url, max_connections=max_connections, **_OPTIONS)
+
+
+def queue(name: str, commands: aioredis.Redis) -> Queue:
+    return Queue(name, {"connection": commands})
+
+
+def worker(
+    name: str,
+    processor: Callable[..., Awaitable[Any]],
+    redis_url: str,
+    options: dict[str, Any],
+) -> Worker:
+    """A worker whose commands run on a pool (one connection per job in flight, so concurrent
+    jobs do not queue behind each other as on one shared connection) and whose blocking wait
+    has a connection of its own that never times out before the block does."""
+    commands = command_client(redis_url, max_connections=int(options["concurrency"]) + 2)
+    made = Worker(name, processor, {**options, "connection": commands})
+    _use_blocking_client(made, blocking_client(redis_url, longest_block(made)))
+    return made
+
+
+def longest_block(made: Worker) -> float:
+    """The longest BZPOPMIN timeout this worker can ask for, in seconds."""
+    return float(max(made.opts["drainDelay"], made.maximumBlockTimeout))
+
+
+def blocking_client(redis_url: str, block_seconds: float) -> aioredis.Redis:
+    # The read timeout outlasts the block by a command timeout: a wait that runs longer than
+    # that is on a dead connection, and is retried on a new one.
+    return client(
+        redis_url, max_connections=1, socket_timeout=block_seconds + COMMAND_TIMEOUT, **_OPTIONS
+    )
+
+
+def _use_blocking_client(made: Worker, blocking: aioredis.Redis) -> None:
+    made.backend.blocking_connection = RedisConnection(blocking)
+    made.blockingRedisConnection = made.backend.blocking_connection
+    made.bclient = blocking
