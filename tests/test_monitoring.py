@@ -70,28 +70,38 @@ class TestEscalations:
             ("mail", "mail-retry-1"), ("mail-retry-1", "mail-retry-2"),
             ("mail-retry-2", "mail-dlq"),
         }  # fmt: skip
-        assert moves[("mail", "mail-retry-1")]["count"] == 1
-        assert moves[("mail", "mail-retry-1")]["perMinute"] > 0
+        # On the shared PostgreSQL, earlier tests' unsent emails may climb this ladder too (this
+        # Herald's reconciler sends them): the counts are at least ours, and agree everywhere.
+        first = moves[("mail", "mail-retry-1")]
+        assert first["count"] >= 1 and first["perMinute"] > 0
         tiers = {t["queue"]: t for t in s["escalations"]["tiers"]}
         assert set(tiers) == {
             "mail-retry-1", "mail-retry-2", "mail-dlq", "inapp-retry-1", "inapp-retry-2",
             "inapp-dlq",
         }  # fmt: skip
-        assert tiers["mail-dlq"]["tier"] == "dlq" and tiers["mail-dlq"]["current"] == 1
+        for queue, tier in tiers.items():
+            jobs = s["queues"][queue]
+            assert tier["current"] == jobs["waiting"] + jobs["active"] + jobs["delayed"]
+        assert tiers["mail-dlq"]["tier"] == "dlq" and tiers["mail-dlq"]["current"] >= 1
         assert tiers["mail-dlq"]["inflowPerMinute"] > 0
-        assert tiers["mail-retry-1"]["current"] == 0
 
         text = await prometheus(herald)
         labels = 'channel="email",from_queue="mail",to_queue="mail-retry-1"'
-        assert f"herald_escalations_total{{{labels}}} 1.0" in text
+        [counted] = re.findall(rf"herald_escalations_total{{{labels}}} ([0-9.]+)", text)
+        assert float(counted) >= first["count"]  # the counter, read a moment later
 
         async def growing() -> list[dict[str, Any]]:
             # Read from the snapshots each process publishes every second: a second or two late.
+            # (On the shared PostgreSQL, earlier tests' offline in-app notifications may reach
+            # inapp-dlq meanwhile, through this Herald's reconciler: only mail-dlq is ours.)
             alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
-            return [a for a in alerts["alerts"] if a["alert"] == "HeraldDeadLettersGrowing"]
+            return [
+                a for a in alerts["alerts"]
+                if a["alert"] == "HeraldDeadLettersGrowing" and "mail-dlq" in a["message"]
+            ]  # fmt: skip
 
         [growing] = await eventually(growing, timeout=10)
-        assert "mail-dlq" in growing["message"] and growing["severity"] == "warning"
+        assert growing["severity"] == "warning"
 
         result = await status(herald)
         report = json.loads(result.stdout)
