@@ -15,6 +15,7 @@ import socket
 
 import socketio
 
+from herald.channels.acks import AckListener
 from herald.channels.base import ChannelSender
 from herald.channels.email import EmailSender
 from herald.channels.inapp import InAppSender
@@ -78,6 +79,7 @@ class Herald:
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
         self._email: EmailSender | None = None
+        self._acks: AckListener | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -125,10 +127,15 @@ class Herald:
     async def _start_workers(self) -> None:
         host, port, capture = await self._smtp_target()
         self._emitter = redis_manager(self.redis_url, write_only=True)
+        self._acks = AckListener(self.redis_url)
+        self._acks.start()
+        acks = self._acks
         self._email = EmailSender(self.settings, host, port, capture=capture)
         senders: dict[Channel, ChannelSender] = {
             Channel.EMAIL: self._email,
-            Channel.INAPP: InAppSender(self._emitter, self.presence),
+            Channel.INAPP: InAppSender(
+                self._emitter, self.presence, acks, self.settings.inapp_ack_timeout
+            ),
         }
         self.workers = DeliveryWorkers(
             self.settings,
@@ -197,6 +204,8 @@ class Herald:
             await self.workers.close()
         if self._email:
             await self._email.pool.close()
+        if self._acks:
+            await self._acks.close()
         await self.telemetry.close()
         if self._mailbox_server:
             self._mailbox_server.close()

@@ -14,8 +14,12 @@ EVENTS = (
 
 
 class RecordingClient:
-    def __init__(self) -> None:
+    """With `ack=True` it acknowledges every notification it receives, as a real client does
+    (an in-app attempt counts as delivered only then); by default it leaves that to the test."""
+
+    def __init__(self, *, ack: bool = False) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
+        self.ack = ack
         self.events: dict[str, asyncio.Queue[Any]] = {name: asyncio.Queue() for name in EVENTS}
         for name in EVENTS:
             self.sio.on(name, self._recorder(name))
@@ -23,6 +27,8 @@ class RecordingClient:
     def _recorder(self, name: str) -> Any:
         async def record(data: Any = None) -> None:
             await self.events[name].put(data)
+            if self.ack and name == "notification:new":
+                await self.sio.emit("notification:ack", {"id": data["id"]})
 
         return record
 

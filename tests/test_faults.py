@@ -94,7 +94,7 @@ class TestRedisReturns:
         herald: RunningHerald = await herald_factory(redis_url=await own.start())
         assert isinstance(herald.herald.sio.manager, PromptRedisManager)  # type: ignore[union-attr]
         user = await herald.member()
-        client = RecordingClient()
+        client = RecordingClient(ack=True)
         await client.connect(herald.url)
         try:
             await client.authenticate(user["token"])

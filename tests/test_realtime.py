@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
 
 from herald.notifications.models import InAppNotification
+from herald.realtime import pubsub
 from tests.conftest import RunningHerald, eventually
 from tests.realtime_client import RecordingClient
 
 
-async def next_notification(client: RecordingClient, notification_id: int) -> dict:
+async def next_notification(
+    client: RecordingClient, notification_id: int, timeout: float = 20
+) -> dict:
     """The `notification:new` with this id (an earlier login's notification may arrive too)."""
     while True:
-        event = await client.next("notification:new", timeout=20)
+        event = await client.next("notification:new", timeout=timeout)
         if event["id"] == notification_id:
             return event
 
@@ -23,7 +30,7 @@ class TestSocketDelivery:
     ) -> None:
         user = await herald.signup()
         first = await herald.login(user)
-        client = RecordingClient()
+        client = RecordingClient(ack=True)
         await client.connect(herald.url)
         try:
             welcome = await client.authenticate(first["sessionToken"])
@@ -90,3 +97,80 @@ class TestBadToken:
         finally:
             await listener.close()
             await intruder.close()
+
+
+class TestDeliveredMeansAcknowledged:
+    async def test_an_emit_nobody_acknowledges_is_a_failed_attempt_until_the_ack(
+        self, herald_factory: Any
+    ) -> None:
+        herald: RunningHerald = await herald_factory(inapp_ack_timeout=1)
+        user = await herald.member()
+        client = RecordingClient()  # receives, but acknowledges only when the test says so
+        await client.connect(herald.url)
+        try:
+            await client.authenticate(user["token"])
+            login = await herald.login(user)
+            nid = login["loginInAppNotification"]["notificationId"]
+            event = await next_notification(client, nid)
+
+            history = await eventually(lambda: failed_attempts(herald, nid))
+            assert history[0]["error"] == "not acknowledged within 1 s"
+            assert (await inapp_record(herald, nid))["status"] != "delivered"
+
+            assert await client.sio.call("notification:ack", {"id": event["id"]}) == {
+                "acked": [nid]
+            }
+        finally:
+            await client.close()
+        body = await inapp_record(herald, nid)
+        assert body["status"] == "delivered"
+        assert "acknowledged" in [h["status"] for h in body["deliveryHistory"]]
+
+    async def test_an_emit_lost_while_the_server_resubscribes_arrives_on_a_later_attempt(
+        self, herald_factory: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Pub/sub keeps nothing: an emit published while the API server's subscription is
+        down is lost. The attempt is not counted delivered; the next one emits again."""
+        herald: RunningHerald = await herald_factory(inapp_ack_timeout=1.5)
+        user = await herald.member()
+        client = RecordingClient(ack=True)
+        await client.connect(herald.url)
+        try:
+            await client.authenticate(user["token"])
+            monkeypatch.setattr(pubsub, "RESUBSCRIBE_SECONDS", 2.5)  # a long gap, for sure
+            await kill_subscriptions(herald.herald.redis)
+            login = await herald.login(user)
+            nid = login["loginInAppNotification"]["notificationId"]
+            event = await next_notification(client, nid, timeout=30)
+            assert event["id"] == nid
+
+            async def delivered() -> dict[str, Any] | None:
+                body = await inapp_record(herald, nid)
+                return body if body["status"] == "delivered" else None
+
+            body = await eventually(delivered)
+        finally:
+            await client.close()
+        statuses = [(h["status"], h["error"]) for h in body["deliveryHistory"]]
+        assert statuses[0] == ("failed", "not acknowledged within 1.5 s"), statuses
+        assert statuses[-1][0] in {"delivered", "acknowledged"}, statuses
+
+
+async def kill_subscriptions(redis: aioredis.Redis) -> None:
+    """Cut this Herald's pub/sub connections (those on its Redis database), as a network blip
+    or a Redis failover would."""
+    db = int(redis.connection_pool.connection_kwargs.get("db", 0))
+    for c in await redis.client_list():
+        if int(c.get("sub", 0)) > 0 and int(c["db"]) == db:
+            await redis.client_kill_filter(_id=c["id"])
+
+
+async def inapp_record(herald: RunningHerald, nid: int) -> dict[str, Any]:
+    r = await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def failed_attempts(herald: RunningHerald, nid: int) -> list[dict[str, Any]] | None:
+    history = (await inapp_record(herald, nid))["deliveryHistory"]
+    return [h for h in history if h["status"] == "failed"] or None

@@ -148,7 +148,7 @@ class TestQuietWorkers:
         self, herald: RunningHerald, smtp: SmtpSink
     ) -> None:
         user = await herald.member()
-        client = RecordingClient()
+        client = RecordingClient(ack=True)
         await client.connect(herald.url)
         try:
             await client.authenticate(user["token"])

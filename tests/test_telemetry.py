@@ -148,11 +148,12 @@ class TestStageTimeline:
             }
 
             path = f"/api/ops/telemetry/notification/inapp/{event['id']}"
-            timeline = await timeline_with(herald, path, "ack")
+            timeline = await timeline_with(herald, path, "ack", "channel")
             names = [s["stage"] for s in timeline["stages"]]
-            assert names == ["server", "database", "queue", "worker", "channel", "ack"]
-            channel, ack = timeline["stages"][-2:]
-            assert channel["detail"]["outcome"] == "socket emitted"
+            # The in-app attempt ends when the client's ack reaches the worker.
+            assert names == ["server", "database", "queue", "worker", "ack", "channel"]
+            ack, channel = timeline["stages"][-2:]
+            assert channel["detail"]["outcome"] == "socket acknowledged"
             assert channel["detail"]["socketId"] == ack["detail"]["socketId"]
             assert all(s["offsetMs"] >= 0 for s in timeline["stages"])
         finally:

@@ -36,6 +36,7 @@ TARGETS = (
     Target("inapp", "drainPerSecond", "In-app deliveries/s per worker", ">=", None, seed=20),
     Target("email", "perSecond", "Emails/s per worker into SMTP", ">=", 300, seed=5),
     Target("sockets", "kbPerSocket", "Memory per idle socket, KB", "<", 30),
+    Target("quiet", "worstMs", "In-app after a quiet gap (worst), ms", "<", 50, seed=100),
 )
 
 # Every figure a scenario must report (the smoke test holds the bench to this).
@@ -54,6 +55,7 @@ REQUIRED = {
     "email": ("perSecond", "drained", "workerCpuShare", "sinkCpuShare"),
     "sockets": ("sockets", "kbPerSocket", "baseRssMb"),
     "ceiling": ("bullmqJobsPerSecond", "socketioEmitsPerSecond", "loadgenCpuShare"),
+    "quiet": ("after6sMs", "worstMs"),
 }
 
 # Herald's rate over its engine's bare rate, when both ran.

@@ -38,13 +38,15 @@ class Sizes:
     socket_levels: tuple[int, ...]
     ceiling_jobs: int
     ceiling_emits: int
+    quiet_gaps: tuple[float, ...]
 
     @classmethod
     def of(cls, quick: bool, clients: int = 2000, rate: float = 300) -> Sizes:
         if quick:
             return cls(4, 16, min(clients, 200), min(rate, 100), 4, 500, 500, (500, 1000),
-                       3000, 3000)  # fmt: skip
-        return cls(20, 32, clients, rate, 20, 5000, 5000, (5000, 10000), 20000, 20000)
+                       3000, 3000, (0.5, 6))  # fmt: skip
+        return cls(20, 32, clients, rate, 20, 5000, 5000, (5000, 10000), 20000, 20000,
+                   (0.5, 2, 6, 15, 30, 60))  # fmt: skip
 
 
 @dataclass
@@ -316,12 +318,43 @@ async def ceiling(ctx: Context) -> Figures:
     }
 
 
+# --- quiet: one notification after each silence ----------------------------------------------
+async def quiet(ctx: Context) -> Figures:
+    """Trigger → `notification:new` for one notification after each quiet gap: what a system
+    with a few notifications a minute shows its users. Workers must wake at once."""
+    async with (
+        running(ctx, "quiet") as stack,
+        agents(http_agent, 1, "http") as (http,),
+        agents(swarm_agent, 1, "swarm") as (swarm,),
+    ):
+        api = await stack.api()
+        await stack.worker()
+        [(user, token)] = await stack.users(1)
+        await _connect([swarm], url(api), [[{"token": token}]])
+        await swarm.call("watch", event="notification:new", ack=True)
+        latencies: list[float] = []
+        figures: Figures = {}
+        for count, gap in enumerate((1.0, *ctx.sizes.quiet_gaps), start=1):  # 1 s: warm-up
+            ctx.say(f"  one notification after {gap:g} s of quiet")
+            await asyncio.sleep(gap)
+            run = await http.call("at_rate", url=url(api), token=stack.admin_token, users=[user],
+                                  channels=["inapp"], rate=1, seconds=1)  # fmt: skip
+            arrivals = await swarm.call("wait_for", count=count, timeout=30, quiet=1)
+            [(_, sent, _)] = run["sends"]
+            if count > 1:
+                latencies.append(arrivals["last"] - sent)
+                figures[f"after{gap:g}sMs"] = round(latencies[-1] * 1000, 1)
+    figures["worstMs"] = round(max(latencies) * 1000, 1)
+    return figures
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Figures]]] = {
     "ingest": ingest,
     "inapp": inapp,
     "email": email,
     "sockets": sockets,
     "ceiling": ceiling,
+    "quiet": quiet,
 }
 
 

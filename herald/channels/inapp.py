@@ -1,18 +1,22 @@
-"""The in-app channel: an emit to the recipient's Socket.IO room, from any process.
+"""The in-app channel: an emit to the recipient's sockets, from any process, and its ack.
 
 It emits through a write-only Redis manager, so a worker with no sockets of its own reaches the
-user on whichever API server they are connected to.
+user on whichever API server they are connected to. The attempt succeeds when a client
+acknowledges the notification: an emit alone may have been dropped on the way.
 """
 
 from __future__ import annotations
 
 import socketio
 
+from herald.channels.acks import AckListener
 from herald.channels.base import DeliveryResult
 from herald.delivery.errors import DeliveryError
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
 from herald.realtime.presence import Presence
+
+NOT_ACKNOWLEDGED = "not acknowledged"
 
 
 class InAppSender:
@@ -20,9 +24,17 @@ class InAppSender:
     model: type[DeliveryState] = InAppNotification
     in_flight_status: str = Status.QUEUED
 
-    def __init__(self, emitter: socketio.AsyncRedisManager, presence: Presence):
+    def __init__(
+        self,
+        emitter: socketio.AsyncRedisManager,
+        presence: Presence,
+        acks: AckListener,
+        ack_timeout: float,
+    ):
         self.emitter = emitter
         self.presence = presence
+        self.acks = acks
+        self.ack_timeout = ack_timeout
 
     async def deliver(self, notification: DeliveryState) -> DeliveryResult:
         assert isinstance(notification, InAppNotification)
@@ -30,9 +42,19 @@ class InAppSender:
         if not sockets:
             raise DeliveryError("recipient offline")
         event = inapp_event(notification)
-        # One emit per socket, each only if that connection has not had this notification yet
-        # (catch-up may have sent it first): a client never sees an id twice on one connection.
-        for sid in sockets:
-            if await self.presence.first_sight(sid, notification.id):
-                await self.emitter.emit("notification:new", event, to=sid, namespace="/")
-        return DeliveryResult("websocket", socket_id=sockets[0])
+        self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
+        # Emit to each socket only if that connection has not had the notification yet (catch-up
+        # may have sent it first; its ack counts all the same), unless the last attempt went
+        # unacknowledged: its emit was most likely lost on the way, so send it again (a client
+        # that merely acked late drops the repeat by its id).
+        resend = (notification.failure_reason or "").startswith(NOT_ACKNOWLEDGED)
+        try:
+            for sid in sockets:
+                if await self.presence.first_sight(sid, notification.id) or resend:
+                    await self.emitter.emit("notification:new", event, to=sid, namespace="/")
+            acked_by = await self.acks.wait(notification.id, self.ack_timeout)
+        finally:
+            self.acks.forget(notification.id)
+        if acked_by is None:
+            raise DeliveryError(f"{NOT_ACKNOWLEDGED} within {self.ack_timeout:g} s")
+        return DeliveryResult("websocket", socket_id=acked_by)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     email_timeout: float = Field(10.0, gt=0, validation_alias=_h("EMAIL_TIMEOUT"))
     session_ttl_hours: float = Field(24 * 7, gt=0, validation_alias=_h("SESSION_TTL_HOURS"))
     inapp_ttl_hours: float = Field(24, gt=0, validation_alias=_h("INAPP_TTL_HOURS"))
+    # An in-app attempt counts as delivered only when a client acknowledges the notification
+    # (`notification:ack`) within this many seconds; otherwise it failed ("not acknowledged").
+    inapp_ack_timeout: float = Field(10.0, gt=0, validation_alias=_h("INAPP_ACK_TIMEOUT"))
     # Base of the exponential backoff between attempts inside one tier.
     backoff_delay: int = Field(1000, ge=0, validation_alias=_h("BACKOFF_DELAY"))
     # How long a request waits for Redis before leaving a notification `pending` for the

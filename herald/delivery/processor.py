@@ -79,7 +79,10 @@ class Processor:
             result = accepted_earlier or await sender.deliver(notification)
         except PermanentDeliveryError as exc:
             attempt.sent(None, str(exc))
-            await self._failed(sender, notification, tier, str(exc), to_tier=self._dlq(channel))
+            if not await self._failed(
+                sender, notification, tier, str(exc), to_tier=self._dlq(channel)
+            ):
+                return self._settled_meanwhile(attempt)
             log.warning("delivery.dead_lettered", extra={**context, "error": str(exc)})
             attempt.finished("dead-lettered")
             return "dead-lettered"
@@ -88,7 +91,8 @@ class Processor:
             attempt.sent(None, reason)
             last_in_tier = job.attemptsMade + 1 >= tier.attempts
             next_tier = self.queues.tier(channel, tier.index + 1) if last_in_tier else None
-            await self._failed(sender, notification, tier, reason, to_tier=next_tier)
+            if not await self._failed(sender, notification, tier, reason, to_tier=next_tier):
+                return self._settled_meanwhile(attempt)
             log.info(
                 "delivery.attempt.failed",
                 extra={**context, "error": reason, "escalatedTo": next_tier and next_tier.queue},
@@ -101,6 +105,12 @@ class Processor:
             await self.accepted.forget(channel, notification.id)
             log.warning("delivery.recorded_late", extra=context)
         log.info("delivery.delivered", extra=context)
+        attempt.finished("delivered")
+        return "delivered"
+
+    @staticmethod
+    def _settled_meanwhile(attempt: Attempt) -> str:
+        # A client acknowledged it (catch-up, another socket) while this attempt waited.
         attempt.finished("delivered")
         return "delivered"
 
@@ -171,10 +181,14 @@ class Processor:
     async def _failed(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
         *, to_tier: Tier | None,
-    ) -> None:  # fmt: skip
+    ) -> bool:  # fmt: skip
+        """Record a failed attempt and hand the notification on. False (and nothing recorded)
+        when it reached a final state meanwhile: a client acknowledged it while we waited."""
         now = utcnow()
         fields: dict[str, Any] = {"status": Status.QUEUED, "failure_reason": reason}
         async with transaction(self.db) as session:
+            if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
+                return False
             session.add(self._attempt(n, tier, Status.FAILED, reason, None))
             if to_tier is not None:
                 await self.queues.enqueue(
@@ -192,17 +206,29 @@ class Processor:
                 if to_tier.is_dead_letter:
                     fields.update(status=Status.FAILED, failed_at=now)
             await self._update(session, n, fields)
+        return True
 
     @staticmethod
-    async def _update(session: AsyncSession, n: DeliveryState, fields: dict[str, Any]) -> None:
-        # One UPDATE statement: loading the row into the session first cost a SELECT and the
-        # ORM's bookkeeping on every attempt.
+    async def _update(
+        session: AsyncSession,
+        n: DeliveryState,
+        fields: dict[str, Any],
+        *,
+        unless_final: bool = False,
+    ) -> bool:
+        """One UPDATE statement (loading the row into the session first cost a SELECT and the
+        ORM's bookkeeping on every attempt); with `unless_final`, only if the row is not
+        delivered or otherwise final. Returns whether the row was updated."""
         model = type(n)
-        await session.execute(
-            update(model).where(model.id == n.id).values(**fields, updated_at=utcnow())
-        )
+        statement = update(model).where(model.id == n.id)
+        if unless_final:
+            statement = statement.where(model.status.not_in(FINAL_STATUSES))
+        result = await session.execute(statement.values(**fields, updated_at=utcnow()))
+        if unless_final and result.rowcount == 0:  # type: ignore[attr-defined]
+            return False
         for key, value in fields.items():
             setattr(n, key, value)
+        return True
 
     @staticmethod
     def _attempt(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.config import Settings
 from herald.core.db import utcnow
-from herald.delivery.queues import Queues, job_id
+from herald.delivery.queues import LIVE_STATES, Queues, job_id
 from herald.notifications.inbox import expire_due
-from herald.notifications.models import MODEL_OF, Status
+from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Status
 from herald.notifications.service import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,29 @@ class Reconciler:
             except Exception as exc:  # Redis or the database is away: try again next round
                 log.warning("delivery.reconciler.error", extra={"error": repr(exc)})
             await asyncio.sleep(self.settings.reconcile_interval)
+
+    async def _lost(
+        self, model: type[DeliveryState], channel: Channel, rows: Sequence[DeliveryState]
+    ) -> list[DeliveryState]:
+        """The rows with no live job that have not moved on since they were read. Checking
+        hundreds of jobs takes a while, and meanwhile a row can be delivered and its finished
+        job removed: without the second look such a row was reported lost and re-enqueued."""
+        jobless = []
+        for n in rows:
+            queue = self.queues.tier_of_queue(channel, n.queue_name).queue
+            if await self.queues.state(queue, job_id(channel, n.id)) not in LIVE_STATES:
+                jobless.append(n)
+        if not jobless:
+            return []
+        async with self.db() as session:
+            result = await session.execute(
+                select(model.id, model.updated_at).where(
+                    model.id.in_([n.id for n in jobless]),
+                    model.status.in_([Status.QUEUED, Status.SENDING]),
+                )
+            )
+            now = {row_id: updated_at for row_id, updated_at in result}
+        return [n for n in jobless if now.get(n.id) == n.updated_at]
 
     async def run_once(self) -> int:
         cutoff = utcnow() - timedelta(seconds=self.settings.reconcile_grace)
@@ -75,7 +99,7 @@ class Reconciler:
             if pending:
                 await self.dispatcher.dispatch(pending, by="reconciler")
                 total += len(pending)
-            for n in in_queue:
+            for n in await self._lost(model, channel, in_queue):
                 tier = self.queues.tier_of_queue(channel, n.queue_name)
                 if await self.queues.requeue(
                     channel,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from herald.channels.acks import publish_acks
 from herald.core.db import transaction, utcnow
 from herald.delivery.queues import Queues
 from herald.notifications.models import Channel, DeliveryAttempt, InAppNotification, Status
@@ -89,6 +90,8 @@ async def acknowledge(herald: Herald, user_id: int, ids: Sequence[int], sid: str
         )  # fmt: skip
     for notification_id in dead:  # received after all: it leaves the dead-letter queue
         await herald.queues.forget(Channel.INAPP, notification_id)
+    if acked:  # wake the worker attempts that wait for these acks
+        await publish_acks(herald.redis, herald.redis_url, acked, sid)
     return acked
 
 

@@ -53,7 +53,7 @@ class Attempt:
         elif result.method == "smtp":
             detail.update(outcome="smtp accepted", response=result.response)
         else:
-            detail.update(outcome="socket emitted", socketId=result.socket_id)
+            detail.update(outcome="socket acknowledged", socketId=result.socket_id)
         self._stage("channel", f"channel:{self.channel}", **detail)
 
     def finished(self, outcome: str) -> None:
