@@ -214,6 +214,31 @@ def dlq_show(channel: str, notification_id: int) -> None:
     click.echo(json.dumps(block.model_dump(mode="json", by_alias=True), indent=2))
 
 
+@main.group()
+def notifications() -> None:
+    """Read notifications: one whole record, as the API gives it."""
+
+
+@notifications.command("show")
+@click.argument("channel", type=CHANNEL)
+@click.argument("notification_id", type=int)
+def notifications_show(channel: str, notification_id: int) -> None:
+    """Print every field of one notification (recipient, content, state, audit trail) as JSON."""
+    from herald.notifications import records
+    from herald.notifications.models import Channel
+
+    async def work(herald: Herald) -> Any:
+        async with herald.db() as session:
+            n = await records.load(session, Channel(channel), notification_id)
+            return None if n is None else await records.record(session, n)
+
+    found = _with_herald(work)
+    if found is None:
+        click.echo(f"herald: no {channel} notification {notification_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(found.model_dump(mode="json", by_alias=True), indent=2))
+
+
 def _selection(ids: tuple[int, ...], all_: bool) -> list[int] | None:
     if not ids and not all_:
         raise click.UsageError("give notification ids, or --all")
@@ -351,6 +376,29 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     report = asyncio.run(status_.gather(settings, status_.target(settings, backends, lb)))
     click.echo(json.dumps(report, indent=2) if as_json else status_.render(report))
     sys.exit(0 if report["ok"] else 1)
+
+
+# --- Trying a live Herald ---------------------------------------------------------------------
+@main.command("try")
+@click.argument(
+    "script",
+    type=click.Choice(["login-notification", "friend-request-notification", "notification-toast"]),
+)
+@click.option(
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="The Herald (or load balancer) to try.",
+)
+@click.option(
+    "--timeout", type=float, default=15.0, show_default=True, help="Seconds each step may take."
+)
+def try_(script: str, url: str, timeout: float) -> None:
+    """Run one of the seed's test scripts against a live Herald, printing each step: a login
+    alert arriving in real time, a friend request and its acceptance, a notification toast."""
+    from herald.tryouts import run
+
+    sys.exit(0 if asyncio.run(run(script, url, click.echo, timeout)) else 1)
 
 
 # --- Benchmarks -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 
 import socketio
 
@@ -61,7 +62,14 @@ class Herald:
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
-            self.redis, settings.effective_server_id, ttl_seconds=3 * settings.presence_heartbeat
+            self.redis,
+            settings.effective_server_id,
+            ttl_seconds=3 * settings.presence_heartbeat,
+            announce={
+                "host": settings.host,
+                "port": settings.port,
+                "hostname": socket.gethostname(),
+            },
         )
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     telemetry_sample_rate: float = Field(
         1.0, ge=0, le=1, validation_alias=_h("TELEMETRY_SAMPLE_RATE")
     )
+    # Connection analytics: a user who signs in on a socket again within this many seconds of
+    # one of theirs disconnecting counts as a reconnection.
+    reconnect_window: float = Field(60.0, gt=0, validation_alias=_h("RECONNECT_WINDOW"))
     # --- The API's limits -----------------------------------------------------------------
     # Largest request body accepted; bigger ones get 413 before any endpoint reads them.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_h("MAX_BODY_BYTES"))

@@ -5,7 +5,7 @@ its server's heartbeat lives. When a server dies without saying goodbye, the fir
 to notice sweeps its sockets away, so no user stays "online" through a dead server.
 
 Keys:
-  herald:servers                   hash  server id -> JSON (pid, started)
+  herald:servers                   hash  server id -> JSON (pid, last beat, where it listens)
   herald:server:{id}:alive         string with a TTL, renewed every heartbeat
   herald:server:{id}:sockets       set   "user:sid" of the sockets on that server
   herald:presence:user:{user}      hash  sid -> server id
@@ -32,7 +32,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -119,11 +119,20 @@ class ServerPresence:
 
 
 class Presence:
-    def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float = 15.0):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        server_id: str,
+        ttl_seconds: float = 15.0,
+        announce: dict[str, Any] | None = None,
+    ):
         self.redis = redis
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
         self._record = redis.register_script(_RECORD_SENT)
+        # Where this server listens ({host, port, hostname}), so `herald status` finds the
+        # servers that actually run instead of assuming a topology.
+        self.announce = announce or {}
 
     # --- sockets ------------------------------------------------------------------------
     async def add(self, user_id: int, sid: str) -> None:
@@ -178,7 +187,7 @@ class Presence:
         return cast(set[str], await self.redis.smembers(_server_sockets(server_id)))
 
     async def heartbeat(self) -> None:
-        info = json.dumps({"pid": os.getpid(), "heartbeatAt": time.time()})
+        info = json.dumps({"pid": os.getpid(), "heartbeatAt": time.time(), **self.announce})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(_alive(self.server_id), "1", px=self.ttl_ms)
             pipe.hset(SERVERS, self.server_id, info)
@@ -207,6 +216,17 @@ class Presence:
             pipe.hdel(SERVERS, server_id)
             await pipe.execute()
         return len(members)
+
+    async def announced(self) -> dict[str, dict[str, Any]]:
+        """Every server that has beaten: id -> its last announcement, with `alive` (its
+        heartbeat still lives). A dead one stays here until a live server sweeps it."""
+        raw = cast(dict[str, str], await self.redis.hgetall(SERVERS))
+        ids = sorted(raw)
+        alive = await self.redis.mget([_alive(s) for s in ids]) if ids else []
+        return {
+            server_id: {**json.loads(raw[server_id]), "alive": beat is not None}
+            for server_id, beat in zip(ids, alive, strict=True)
+        }
 
     async def servers(self) -> list[ServerPresence]:
         result = []

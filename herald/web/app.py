@@ -20,6 +20,7 @@ from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
+from herald.realtime.endpoints import client_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
 from herald.social.endpoints import router as social_router
@@ -44,6 +45,7 @@ ROUTERS = (
     ops_router,
     delivery_router,
     realtime_router,
+    client_router,
     inbox_router,
     telemetry_router,
     metrics_router,
