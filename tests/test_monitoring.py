@@ -156,7 +156,7 @@ class TestAlertRules:
             [PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "SUCCESS: 8 rules found" in checked.stdout
+        assert "SUCCESS: 9 rules found" in checked.stdout
         tested = subprocess.run(
             [PROMTOOL, "test", "rules", str(ROOT / "tests" / "prometheus" / "alerts_test.yml")],
             capture_output=True, text=True, timeout=60,
@@ -175,13 +175,14 @@ class TestAlertRules:
             ]},
             queue_wait={"mail": {"p95Ms": 45_000}},
             heartbeats={"server2": False, "server1": True},
+            queues={"mail-retry-1": {"delayed": 3, "overdue": 2}, "mail": {"overdue": 0}},
             redis_up=False, database_up=False,
         )  # fmt: skip
         found = conditions.evaluate(tripped)
         assert {c.alert for c in found} == {
             "HeraldApiErrorRate", "HeraldDeliveryFailureRate", "HeraldDeadLettersGrowing",
             "HeraldQueueWaitHigh", "HeraldServerHeartbeatMissing", "HeraldRedisDown",
-            "HeraldDatabaseDown",
+            "HeraldDatabaseDown", "HeraldDelayedJobsOverdue",
         }  # fmt: skip
         assert {c.alert for c in found} <= rules
         assert conditions.evaluate(conditions.Facts()) == []

@@ -352,11 +352,6 @@ def problems(report: dict[str, Any]) -> list[str]:
         f"no worker takes jobs from {q['queue']}" for q in main_queues if not q["workerConnections"]
     ]
     found += [
-        f"{q['overdue']} delayed job(s) in {q['queue']} are overdue: no worker promotes them"
-        for q in report["queues"]
-        if q.get("overdue")
-    ]
-    found += [
         f"{p['name']} (pid {p['pid']}) is not running"
         for p in report["processes"]
         if not p["alive"]

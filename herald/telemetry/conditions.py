@@ -126,6 +126,17 @@ def heartbeats(f: Facts) -> Iterable[Condition]:
             )  # fmt: skip
 
 
+def delayed_jobs_overdue(f: Facts) -> Iterable[Condition]:
+    # A retry tier's job long past its due time: no worker is waiting on that queue.
+    for queue, states in sorted(f.queues.items()):
+        if states.get("overdue"):
+            yield Condition(
+                "HeraldDelayedJobsOverdue", "critical",
+                f"{states['overdue']} delayed job(s) in {queue} are overdue: "
+                "no worker promotes them",
+            )  # fmt: skip
+
+
 def dependencies(f: Facts) -> Iterable[Condition]:
     if not f.redis_up:
         yield Condition("HeraldRedisDown", "critical", "Redis does not answer")
@@ -135,6 +146,7 @@ def dependencies(f: Facts) -> Iterable[Condition]:
 
 CHECKS: list[Check] = [
     dependencies, heartbeats, api_errors, delivery_failures, dead_letters_growing, queue_wait,
+    delayed_jobs_overdue,
 ]  # fmt: skip
 
 
