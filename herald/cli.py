@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -217,6 +219,31 @@ def dlq_show(channel: str, notification_id: int) -> None:
     click.echo(json.dumps(block.model_dump(mode="json", by_alias=True), indent=2))
 
 
+@main.group()
+def notifications() -> None:
+    """Read notifications: one whole record, as the API gives it."""
+
+
+@notifications.command("show")
+@click.argument("channel", type=CHANNEL)
+@click.argument("notification_id", type=int)
+def notifications_show(channel: str, notification_id: int) -> None:
+    """Print every field of one notification (recipient, content, state, audit trail) as JSON."""
+    from herald.notifications import records
+    from herald.notifications.models import Channel
+
+    async def work(herald: Herald) -> Any:
+        async with herald.db() as session:
+            n = await records.load(session, Channel(channel), notification_id)
+            return None if n is None else await records.record(session, n)
+
+    found = _with_herald(work)
+    if found is None:
+        click.echo(f"herald: no {channel} notification {notification_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(found.model_dump(mode="json", by_alias=True), indent=2))
+
+
 def _selection(ids: tuple[int, ...], all_: bool) -> list[int] | None:
     if not ids and not all_:
         raise click.UsageError("give notification ids, or --all")
@@ -356,8 +383,37 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
+# --- Trying a live Herald ---------------------------------------------------------------------
+@main.command("try")
+@click.argument(
+    "script",
+    type=click.Choice(["login-notification", "friend-request-notification", "notification-toast"]),
+)
+@click.option(
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="The Herald (or load balancer) to try.",
+)
+@click.option(
+    "--timeout", type=float, default=15.0, show_default=True, help="Seconds each step may take."
+)
+def try_(script: str, url: str, timeout: float) -> None:
+    """Run one of the seed's test scripts against a live Herald, printing each step: a login
+    alert arriving in real time, a friend request and its acceptance, a notification toast."""
+    from herald.tryouts import run
+
+    sys.exit(0 if asyncio.run(run(script, url, click.echo, timeout)) else 1)
+
+
 # --- Benchmarks -------------------------------------------------------------------------------
 BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling", "quiet")
+CHAOS_SCENARIOS = (
+    "worker-killed",
+    "db-connections-terminated",
+    "redis-restarted-empty",
+    "api-killed",
+)
 
 
 @main.command()
@@ -387,8 +443,14 @@ BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling", "quiet")
     help="Sample every Herald process with py-spy (pip install py-spy); folded stacks "
     "go to OUT/profiles/.",
 )
+@click.option(
+    "--peer",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Then run the same scenarios on the peer in this folder (../shared/peers/seedstack: "
+    "Node.js 20 and DATABASE_URL needed) and report Herald ÷ peer.",
+)
 def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, out: Path,
-          docs: Path | None, profile: bool) -> None:  # fmt: skip
+          docs: Path | None, profile: bool, peer: Path | None) -> None:  # fmt: skip
     """Measure throughput, latency and memory of a whole local Herald against its targets.
 
     Runs SCENARIOS (default: all) one after another, each on a fresh Herald: `herald api` and
@@ -408,7 +470,8 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     result = asyncio.run(
         run(names, quick=quick, sizes=Sizes.of(quick, clients, rate),
             database_url=settings.database_url, redis_url=settings.configured_redis_url,
-            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None)
+            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None,
+            peer=peer)
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
@@ -419,7 +482,92 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     click.echo(
         f"\n{table}\nwritten: {out}/bench.json, {out}/bench.md" + (f", {docs}" if docs else "")
     )
-    failed = [n for n, f in result["scenarios"].items() if "error" in f]
+    failed = [n for n, f in {**result["scenarios"], **{f"peer {k}": v for k, v in
+                                                       result["peer"].items()}}.items()
+              if "error" in f]  # fmt: skip
     if failed or result["missing"]:
         click.echo(f"herald bench: failed {failed}, missing {result['missing']}", err=True)
         sys.exit(1)
+
+
+# --- Fault runs -------------------------------------------------------------------------------
+@main.command()
+@click.argument("scenarios", nargs=-1, type=click.Choice(CHAOS_SCENARIOS))
+@click.option(
+    "--quick", is_flag=True, help="Short runs at 10 triggers/s: all of it in about a minute."
+)
+@click.option("--url", help="A running Herald on this machine (an API server or its load balancer) "
+              "instead of a fresh one.")  # fmt: skip
+@click.option("--token", envvar="HERALD_ADMIN_TOKEN", help="Its admin token (with --url).")
+@click.option(
+    "--database-url", help="With --url: its PostgreSQL, whose connections are terminated."
+)
+@click.option("--redis-url", help="With --url: its Redis.")
+@click.option(
+    "--allow-redis-restart",
+    is_flag=True,
+    help="An external Redis may have its clients cut and its database EMPTIED.",
+)
+@click.option("--sink-port", type=int, help="With --url: run an SMTP sink on this port, to count "
+              "arrivals (point the deployment's EMAIL_HOST/EMAIL_PORT at it).")  # fmt: skip
+@click.option("--timeout", type=float, help="Stop everything after this many seconds "
+              "[default: 120 with --quick, else 900].")  # fmt: skip
+def chaos(scenarios: tuple[str, ...], quick: bool, url: str | None, token: str | None,
+          database_url: str | None, redis_url: str | None, allow_redis_restart: bool,
+          sink_port: int | None, timeout: float | None) -> None:  # fmt: skip
+    """Put Herald through the faults an operator meets and count what each lost, duplicated and
+    answered with an error: a worker SIGKILLed mid-drain, its PostgreSQL connections terminated
+    every 0.25 s, Redis gone and back empty, an API server SIGKILLed; all under steady email
+    triggers.
+
+    Without --url it starts a fresh Herald as `herald bench` does (two `herald api`, a `herald
+    worker`, SQLite or a scratch database on DATABASE_URL's PostgreSQL, the embedded Redis or
+    REDIS_URL's, whose database it EMPTIES), sends its email to an SMTP sink of its own, and
+    stops all of it at the end. With --url it works on a running Herald on this machine: it
+    kills none of its processes, so only the database and Redis faults run. Exits 1 when a
+    scenario lost a notification or could not finish.
+    """
+    from herald.chaos import run as chaos_run
+    from herald.chaos.faults import Sizes
+    from herald.chaos.target import ChaosError, local, running
+
+    settings = _settings()
+    configure_logging("warning")
+    names = list(scenarios or CHAOS_SCENARIOS)
+    bound = timeout or (120.0 if quick else 900.0)
+
+    async def go() -> list[chaos_run.Outcome]:
+        if url:
+            if not token:
+                raise ChaosError("--url needs --token (or HERALD_ADMIN_TOKEN)")
+            target = running(
+                url, token, database_url=database_url, redis_url=redis_url,
+                allow_redis_restart=allow_redis_restart, sink_port=sink_port,
+            )  # fmt: skip
+        else:
+            click.echo(f"a fresh Herald in {work}")
+            target = local(work, database_url=settings.database_url,
+                           redis_url=settings.configured_redis_url,
+                           allow_redis_restart=allow_redis_restart)  # fmt: skip
+        async with target as t:
+            return await chaos_run.run_all(t, names, Sizes.of(quick), click.echo)
+
+    work = Path(tempfile.mkdtemp(prefix="herald-chaos-"))
+    try:
+        outcomes = asyncio.run(asyncio.wait_for(go(), bound))
+    except ChaosError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        click.echo(f"herald chaos: {exc}", err=True)
+        sys.exit(2)
+    except TimeoutError:
+        click.echo(
+            f"herald chaos: not finished within {bound:g} s; stopped (logs: {work})", err=True
+        )
+        sys.exit(1)
+    click.echo("\n" + chaos_run.table(outcomes))
+    failed = any(o.failed for o in outcomes)
+    if failed:
+        click.echo(f"the Herald processes' logs are kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(1 if failed else 0)

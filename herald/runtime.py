@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import socketio
@@ -63,7 +64,7 @@ class Herald:
             self.embedded_redis = EmbeddedRedis(settings.data_dir, settings.redis_server)
             redis_url = self.embedded_redis.url
         self.redis_url = redis_url
-        self.engine = create_engine(settings.effective_database_url)
+        self.engine = create_engine(settings.effective_database_url, settings.db_busy_timeout)
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
         self.redis = redis_client(self.redis_url, decode_responses=True)
@@ -73,7 +74,14 @@ class Herald:
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
-            self.redis, settings.effective_server_id, ttl_seconds=3 * settings.presence_heartbeat
+            self.redis,
+            settings.effective_server_id,
+            ttl_seconds=3 * settings.presence_heartbeat,
+            announce={
+                "host": settings.host,
+                "port": settings.port,
+                "hostname": socket.gethostname(),
+            },
         )
         self.admin_token = self._admin_token()
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
@@ -192,9 +200,14 @@ class Herald:
             await asyncio.sleep(self.settings.presence_heartbeat)
 
     async def stop(self) -> None:
+        self.reconciler.stopping = True  # a cancellation swallowed mid-query must not keep it
         for task in (self._reconciler, self._heartbeat):
             if task:
                 task.cancel()
+        # Wait for them briefly, so nothing of theirs runs on after the engines close.
+        loops = [t for t in (self._reconciler, self._heartbeat) if t]
+        if loops:
+            await asyncio.wait(loops, timeout=5)
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await self.presence.leave()

@@ -8,6 +8,8 @@ command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 # Debian's Chromium, driven by Playwright (executable_path) in the web page tests.
 command -v chromium >/dev/null 2>&1 || PACKAGES+=(chromium)
+# promtool (in Debian's prometheus package) loads deploy/prometheus/alerts.yml in the tests.
+command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
 missing=()
 for pkg in "${PACKAGES[@]+"${PACKAGES[@]}"}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -236,8 +236,8 @@ class TestOverdueDelayedJobs:
 
         server = Backend("api", "127.0.0.1", herald.settings.port)
         report = await status.gather(herald.settings, status.Target([server], None, None, []))
-        assert (
-            "1 delayed job(s) in mail-retry-1 are overdue: no worker promotes them"
-            in (report["problems"])
-        )
+        overdue = "1 delayed job(s) in mail-retry-1 are overdue: no worker promotes them"
+        assert f"{overdue} (HeraldDelayedJobsOverdue)" in report["problems"]
+        alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
+        assert overdue in [a["message"] for a in alerts["alerts"]]  # the dashboard's banner
         assert not report["ok"]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from email import message_from_bytes, policy
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
 from herald.commerce.models import Purchase
 from herald.core.security import hash_token
-from herald.web.idempotency import Idempotency
+from herald.web.idempotency import Idempotency, parse_record
 from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
 
 BASKET = {"items": [{"name": "Tea", "quantity": 1, "unitAmount": 350}]}
@@ -135,7 +135,7 @@ class TestIdempotency:
     ) -> None:
         """A client may repeat the moment it has read the first answer, while the endpoint's
         stack is still unwinding (a CI run once saw `idempotency_in_flight` that way)."""
-        store = herald.herald.redis
+        store = aioredis.from_url(herald.herald.redis_url)  # records are bytes
         seen_at_end: list[Any] = []
 
         async def endpoint(scope: Any, receive: Any, send: Any) -> None:
@@ -155,8 +155,9 @@ class TestIdempotency:
         scope = {"type": "http", "method": "POST", "path": "/x", "query_string": b"",
                  "headers": headers, "client": ("10.0.0.9", 1)}  # fmt: skip
         await Idempotency(endpoint, store, ttl_seconds=60)(scope, receive, client)
-        [record] = seen_at_end
-        assert json.loads(record)["state"] == "done" and json.loads(record)["status"] == 201
+        await store.aclose()
+        [record] = [parse_record(value) for value in seen_at_end]
+        assert record.state == "done" and record.status == 201
 
     async def test_malformed_key_is_422(self, herald: RunningHerald) -> None:
         r = await herald.http.post(
@@ -300,11 +301,11 @@ class TestIdempotencyKeepsNoCredentials:
         first = await herald.http.post("/api/logins", json=body, headers=headers)
         assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
         token = first.json()["sessionToken"]
-        stored = [
-            await herald.herald.redis.get(k)
-            for k in await herald.herald.redis.keys("herald:idempotency:*")
-        ]
-        assert stored and all(token not in (v or "") for v in stored)
+        store = aioredis.from_url(herald.herald.redis_url)  # records are bytes
+        stored = [await store.get(k) for k in await store.keys("herald:idempotency:*")]
+        await store.aclose()
+        assert stored and all(token.encode() not in (v or b"") for v in stored)
+        assert all(not parse_record(v).kept for v in stored if v)
         again = await herald.http.post("/api/logins", json=body, headers=headers)
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "idempotency_key_used"

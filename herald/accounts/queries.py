@@ -31,6 +31,7 @@ def user_fields(user: User) -> dict[str, Any]:
         "email": user.email,
         "email_verified": user.email_verified,
         "created_at": user.created_at,
+        "updated_at": user.updated_at,
     }
 
 

@@ -20,6 +20,7 @@ class UserOut(CamelModel):
     email: str
     email_verified: bool
     created_at: datetime
+    updated_at: datetime
 
 
 class SignupOut(UserOut):

@@ -140,6 +140,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "| Herald ÷ its own engine, same run | Herald | Engine | Ratio |",
                   "|---|---:|---:|---:|"]  # fmt: skip
         lines += [f"| {label} | {_fmt(h)} | {_fmt(e)} | {h / e:.2f} |" for label, h, e in ratios]
+    lines += _peer_table(results, report.get("peer") or {})
     lines += ["", "Every figure, by scenario:", ""]
     for scenario, figures in results.items():
         if isinstance(figures, dict) and "error" not in figures:
@@ -148,6 +149,34 @@ def markdown(report: dict[str, Any]) -> str:
             shown = f"**failed**: {figures.get('error') if isinstance(figures, dict) else figures}"
         lines.append(f"- **{scenario}**: {shown}")
     return "\n".join(lines) + "\n"
+
+
+# Figures held side by side with the peer: (label, scenario, key, higher is better).
+PEER_FIGURES = (
+    ("ingest, triggers/s", "ingest", "perSecond", True),
+    ("ingest p99, ms", "ingest", "p99Ms", False),
+    ("in-app trigger → socket p50, ms", "inapp", "p50Ms", False),
+    ("in-app trigger → socket p99, ms", "inapp", "p99Ms", False),
+    ("in-app deliveries/s, one worker", "inapp", "drainPerSecond", True),
+    ("email drain, one worker, messages/s", "email", "perSecond", True),
+    ("KB per idle socket", "sockets", "kbPerSocket", False),
+    ("worst in-app latency after a quiet gap, ms", "quiet", "worstMs", False),
+)
+
+
+def _peer_table(herald: dict[str, Any], peer: dict[str, Any]) -> list[str]:
+    """Herald beside the peer, as a ratio where 1.0 or more means Herald is as good or better."""
+    rows = []
+    for label, scenario, key, higher_better in PEER_FIGURES:
+        h, p = (herald.get(scenario) or {}).get(key), (peer.get(scenario) or {}).get(key)
+        if h is None or p is None:
+            continue
+        ratio = h / max(p, 1e-9) if higher_better else p / max(h, 1e-9)
+        rows.append(f"| {label} | {_fmt(h)} | {_fmt(p)} | {ratio:.2f} |")
+    if not rows:
+        return []
+    return ["", "| Same run, one API and one worker each | Herald | seedstack | Herald ÷ peer |",
+            "|---|---:|---:|---:|", *rows]  # fmt: skip
 
 
 def update_docs(path: Path, table: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from herald.bench.agent import Agent, call_all
 from herald.bench.ceiling import ceiling_agent
 from herald.bench.http import http_agent
+from herald.bench.peer import PeerStack
 from herald.bench.sink import sink_agent
 from herald.bench.sockets import swarm_agent
 from herald.bench.stack import BenchStack, Proc
@@ -59,11 +60,21 @@ class Context:
     smtp_port: int
     say: Callable[[str], None]
     profile_dir: Path | None = None
+    # The peer's prepared folder: when set, `running` starts the peer instead of Herald.
+    peer: Path | None = None
 
 
 @contextlib.asynccontextmanager
 async def running(ctx: Context, name: str) -> AsyncIterator[BenchStack]:
-    stack = BenchStack(ctx.work_dir / name, database_url=ctx.database_url,
+    if ctx.peer is not None:
+        stack: BenchStack = PeerStack(
+            ctx.work_dir / f"peer-{name}",
+            folder=ctx.peer,
+            database_url=ctx.database_url,
+            smtp_port=ctx.smtp_port,
+        )
+    else:
+        stack = BenchStack(ctx.work_dir / name, database_url=ctx.database_url,
                        redis_url=ctx.redis_url, smtp_port=ctx.smtp_port,
                        profile_dir=ctx.profile_dir)  # fmt: skip
     await stack.start()
@@ -248,7 +259,7 @@ async def email(ctx: Context) -> Figures:
     n = ctx.sizes.emails
     async with running(ctx, "email") as stack, agents(http_agent, 1, "http") as (http,):
         api = await stack.api()
-        recipients = [{"email": f"reader{i}@example.com"} for i in range(n)]
+        recipients = [{"userId": uid} for uid, _ in await stack.users(n)]
         count = await _queued(http, api, stack, _batches(recipients, "email"))
         await ctx.sink.call("reset")
 

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # How long a request waits for Redis before leaving a notification `pending` for the
     # reconciler; the API answers either way.
     enqueue_timeout: float = Field(2.0, gt=0, validation_alias=_h("ENQUEUE_TIMEOUT"))
+    # Seconds a SQLite writer waits for the write lock before the request answers 503.
+    db_busy_timeout: float = Field(30.0, gt=0, validation_alias=_h("DB_BUSY_TIMEOUT"))
     # BullMQ's job lock: a worker that dies mid-job loses its lock after `job_lock_ms`, and a
     # stalled-job check (every `stalled_interval_ms`) puts the job back to run again.
     job_lock_ms: int = Field(30_000, ge=500, validation_alias=_h("JOB_LOCK_MS"))
@@ -91,6 +93,9 @@ class Settings(BaseSettings):
     telemetry_sample_rate: float = Field(
         1.0, ge=0, le=1, validation_alias=_h("TELEMETRY_SAMPLE_RATE")
     )
+    # Connection analytics: a user who signs in on a socket again within this many seconds of
+    # one of theirs disconnecting counts as a reconnection.
+    reconnect_window: float = Field(60.0, gt=0, validation_alias=_h("RECONNECT_WINDOW"))
     # --- The API's limits -----------------------------------------------------------------
     # Largest request body accepted; bigger ones get 413 before any endpoint reads them.
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_h("MAX_BODY_BYTES"))

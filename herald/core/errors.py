@@ -69,3 +69,16 @@ class TooManyRequests(ApiError):
             {"retryAfter": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
+
+
+class ServiceUnavailable(ApiError):
+    """A component the request needs is away for now (the database): retry after a moment."""
+
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int, *, code: str | None = None):
+        super().__init__(
+            message, {"retryAfter": retry_after}, code=code,
+            headers={"Retry-After": str(retry_after)},
+        )  # fmt: skip

@@ -8,7 +8,10 @@ Here the first caller starts a writer; callers that arrive while it commits join
 batch. An idle server adds no wait: a lone request is written at once, as before.
 
 A caller returns only once its rows are committed (ids assigned). If a batch fails, each
-caller's rows are retried in a transaction of their own, so one bad request fails alone.
+caller's rows are retried in a transaction of their own, so one bad request fails alone. A batch
+whose connection dropped is written once more, whether it holds one request or many
+(herald.core.dbfaults: a commit whose answer was lost is looked up by its first row's id, never
+written twice); when the database is away, every caller gets that error (the API's 503) at once.
 
 Only new rows. Batching work that locks existing rows (claiming a notification, recording an
 outcome, an acknowledgement) made transactions of one process hold many rows' locks at once,
@@ -23,9 +26,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from herald.core.db import transaction
+from herald.core import dbfaults
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,9 @@ class GroupCommit:
         try:
             await self._commit([row for rows, _ in batch for row in rows])
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+            if len(batch) == 1 or dbfaults.is_unavailable(exc):  # each alone would fail again
+                for _, done in batch:
+                    _settle(done, exc)
                 return
             log.warning("group_commit.split", extra={"size": len(batch), "error": repr(exc)})
             for rows, done in batch:  # one by one, so only the bad request fails
@@ -79,8 +84,19 @@ class GroupCommit:
             _settle(done, None)
 
     async def _commit(self, rows: Sequence[object]) -> None:
-        async with transaction(self.db) as session:
+        async def insert(session: AsyncSession) -> None:
             session.add_all(rows)
+
+        async def landed(session: AsyncSession) -> bool:
+            # All rows or none: one is enough. Its id was assigned at the flush before COMMIT.
+            if not rows:
+                return True
+            first = rows[0]
+            model = type(first)
+            found = await session.scalar(select(model.id).where(model.id == first.id))  # type: ignore[attr-defined]
+            return found is not None
+
+        await dbfaults.write(self.db, insert, landed=landed)
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:

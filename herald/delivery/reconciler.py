@@ -40,9 +40,10 @@ class Reconciler:
         self.db = db
         self.queues = queues
         self.dispatcher = dispatcher
+        self.stopping = False
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self.run_once()
             except Exception as exc:  # Redis or the database is away: try again next round

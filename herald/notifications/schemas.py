@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -64,6 +65,7 @@ class DeliveryTracking(CamelModel):
     discarded_at: datetime | None
     discard_reason: str | None
     created_at: datetime
+    updated_at: datetime
     delivery_history: list[AttemptOut]
     escalation_history: list[EscalationOut]
 
@@ -84,6 +86,41 @@ class InAppTracking(DeliveryTracking):
     read_at: datetime | None
 
 
+@dataclass
+class Histories:
+    """The audit trail of some notifications of one channel, by notification id."""
+
+    attempts: dict[int, list[DeliveryAttempt]] = field(default_factory=lambda: defaultdict(list))
+    escalations: dict[int, list[Escalation]] = field(default_factory=lambda: defaultdict(list))
+
+
+async def histories(session: AsyncSession, channel: Channel, ids: Sequence[int]) -> Histories:
+    """Every attempt and escalation of these notifications, oldest first, in two queries."""
+    found = Histories()
+    for a in await session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.channel == channel.value, DeliveryAttempt.notification_id.in_(ids))
+        .order_by(DeliveryAttempt.id)
+    ):
+        found.attempts[a.notification_id].append(a)
+    for e in await session.scalars(
+        select(Escalation)
+        .where(Escalation.channel == channel.value, Escalation.notification_id.in_(ids))
+        .order_by(Escalation.id)
+    ):
+        found.escalations[e.notification_id].append(e)
+    return found
+
+
+def retry_history(attempts: list[DeliveryAttempt]) -> list[RetryOut]:
+    """The seed's `retryHistory`: the attempts that failed."""
+    return [
+        RetryOut(attempt=a.attempt, timestamp=a.timestamp, queue=a.queue_name, error=a.error)
+        for a in attempts
+        if a.error is not None
+    ]
+
+
 async def tracking(
     session: AsyncSession, notifications: Sequence[DeliveryState]
 ) -> dict[tuple[Channel, int], EmailTracking | InAppTracking]:
@@ -93,25 +130,9 @@ async def tracking(
         rows = [n for n in notifications if n.channel is channel]
         if not rows:
             continue
-        ids = [n.id for n in rows]
-        attempts: dict[int, list[DeliveryAttempt]] = defaultdict(list)
-        escalations: dict[int, list[Escalation]] = defaultdict(list)
-        for a in await session.scalars(
-            select(DeliveryAttempt)
-            .where(
-                DeliveryAttempt.channel == channel.value, DeliveryAttempt.notification_id.in_(ids)
-            )
-            .order_by(DeliveryAttempt.id)
-        ):
-            attempts[a.notification_id].append(a)
-        for e in await session.scalars(
-            select(Escalation)
-            .where(Escalation.channel == channel.value, Escalation.notification_id.in_(ids))
-            .order_by(Escalation.id)
-        ):
-            escalations[e.notification_id].append(e)
+        found = await histories(session, channel, [n.id for n in rows])
         for n in rows:
-            result[(channel, n.id)] = _tracking(n, attempts[n.id], escalations[n.id])
+            result[(channel, n.id)] = _tracking(n, found.attempts[n.id], found.escalations[n.id])
     return result
 
 
@@ -144,18 +165,14 @@ def _tracking(
         "discarded_at": n.discarded_at,
         "discard_reason": n.discard_reason,
         "created_at": n.created_at,
+        "updated_at": n.updated_at,
         "delivery_history": [AttemptOut.model_validate(a) for a in attempts],
         "escalation_history": [EscalationOut.model_validate(e) for e in escalations],
     }
     if isinstance(n, EmailNotification):
-        retries = [
-            RetryOut(attempt=a.attempt, timestamp=a.timestamp, queue=a.queue_name, error=a.error)
-            for a in attempts
-            if a.error is not None
-        ]
         return EmailTracking(
             **common, recipient=n.recipient_email, subject=n.subject, message_id=n.message_id,
-            retry_history=retries,
+            retry_history=retry_history(attempts),
         )  # fmt: skip
     assert isinstance(n, InAppNotification)
     return InAppTracking(

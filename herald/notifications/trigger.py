@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import EmailStr, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
+from herald.core import dbfaults
 from herald.core.errors import InvalidField
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
@@ -113,8 +115,11 @@ async def _recipients(
 ) -> dict[int, User]:
     """The recipients' user rows; 422 naming the first recipient that can't be reached."""
     ids = {r.user_id for r in data.recipients if r.user_id is not None}
-    async with herald.db() as session:
-        users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}
+
+    async def query(session: AsyncSession) -> dict[int, User]:
+        return {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}
+
+    users = await dbfaults.read(herald.db, query)  # once more if the connection dropped
     for i, r in enumerate(data.recipients):
         if r.user_id is not None and r.user_id not in users:
             raise InvalidField(f"recipients.{i}.userId", f"no user {r.user_id}")

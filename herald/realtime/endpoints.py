@@ -1,4 +1,5 @@
-"""Operations on live connections: who is online where, and broadcasts (admin token)."""
+"""Live connections: what a client needs to connect (public), and, with the admin token, who is
+online where and broadcasts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,25 @@ from herald.realtime.presence import AUTHENTICATED_ROOM
 from herald.web.deps import AdminDep, HeraldDep
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
+client_router = APIRouter(prefix="/api", tags=["realtime"])
+
+
+class ClientConfig(CamelModel):
+    ws_max_reconnect_attempts: int = Field(
+        description="WS_MAX_RECONNECT_ATTEMPTS: reconnection attempts before a client gives up "
+        "and offers a retry (0: never give up)"
+    )
+    ws_heartbeat_interval: int = Field(description="WS_HEARTBEAT_INTERVAL: ping interval (ms)")
+
+
+@client_router.get("/client-config")
+async def client_config(herald: HeraldDep) -> ClientConfig:
+    """The Socket.IO settings a client should follow; no token needed."""
+    s = herald.settings
+    return ClientConfig(
+        ws_max_reconnect_attempts=s.ws_max_reconnect_attempts,
+        ws_heartbeat_interval=s.ws_heartbeat_interval,
+    )
 
 
 class BroadcastIn(CamelInput):

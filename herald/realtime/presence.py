@@ -5,11 +5,25 @@ its server's heartbeat lives. When a server dies without saying goodbye, the fir
 to notice sweeps its sockets away, so no user stays "online" through a dead server.
 
 Keys:
-  herald:servers                   hash  server id -> JSON (pid, started)
+  herald:servers                   hash  server id -> JSON (pid, last beat, where it listens)
   herald:server:{id}:alive         string with a TTL, renewed every heartbeat
   herald:server:{id}:sockets       set   "user:sid" of the sockets on that server
   herald:presence:user:{user}      hash  sid -> server id
-  herald:seen:{sid}                set   notification ids already sent on that connection
+  herald:sent:{sid}                set   notification ids already sent on that connection,
+                                         the newest SENT_LIMIT of them
+
+The sent set bounds a connection's memory in Redis: it grew by one member per notification for
+as long as the socket lived (300 -> 9,900 members in a 5-minute soak). It now keeps the newest
+`SENT_LIMIT` ids, which covers what it guards against: catch-up and a worker racing to send the
+same notification, a job that runs again (a retry, a stalled job) seconds or minutes later, a
+socket that authenticates again with its backlog still unacknowledged (at most 500 of those,
+the catch-up limit). An id older than the newest `SENT_LIMIT` counts as not sent: if it ever
+comes again, the connection gets it again, so what the limit can cost is a duplicate (which
+the client drops by id), never a lost notification.
+
+It is a set of integers that never holds more than 512, so Redis keeps it in its compact
+`intset` encoding (2-4 bytes an id, 1-2 KB when full); a sorted set (ZADD + ZREMRANGEBYRANK)
+was the obvious tool but takes ~57 KB at 500 members. So a short script does the trimming.
 """
 
 from __future__ import annotations
@@ -18,12 +32,53 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 SERVERS = "herald:servers"
-SEEN_TTL = 48 * 3600
+SENT_TTL = 48 * 3600
+# A whole catch-up (herald.notifications.inbox.CATCH_UP_LIMIT) fits.
+SENT_LIMIT = 500
+
+# Past this many members a set leaves Redis's compact encoding (`set-max-intset-entries`), and
+# never goes back: the sent set is trimmed before it would.
+SENT_MOST = 512
+
+# Record ids as sent on one connection. When what it holds and what comes would pass
+# ARGV[2] ids, only the newest ARGV[1] of them stay (trimming to a little below the most means
+# one sort per dozen notifications, not one per notification). KEYS[1]: the set; ARGV[3]: its
+# TTL (s); ARGV[4...]: the ids. Returns 1 per id that was not in the set before, else 0.
+_RECORD_SENT = """
+local key, keep, most = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local added, incoming, coming = {}, {}, 0
+for i = 4, #ARGV do
+  local new = incoming[ARGV[i]] == nil and redis.call('SISMEMBER', key, ARGV[i]) == 0
+  if new then
+    incoming[ARGV[i]] = tonumber(ARGV[i])
+    coming = coming + 1
+  end
+  added[#added + 1] = new and 1 or 0
+end
+local floor = -math.huge
+local count = redis.call('SCARD', key) + coming
+if count > most then
+  local held = redis.call('SMEMBERS', key)
+  local all = {}
+  for _, id in ipairs(held) do all[#all + 1] = tonumber(id) end
+  for _, id in pairs(incoming) do all[#all + 1] = id end
+  table.sort(all)
+  floor = all[count - keep + 1]
+  for _, id in ipairs(held) do
+    if tonumber(id) < floor then redis.call('SREM', key, id) end
+  end
+end
+for text, id in pairs(incoming) do
+  if id >= floor then redis.call('SADD', key, text) end
+end
+redis.call('EXPIRE', key, ARGV[3])
+return added
+"""
 
 
 def user_room(user_id: int) -> str:
@@ -46,7 +101,12 @@ def _user(user_id: int) -> str:
     return f"herald:presence:user:{user_id}"
 
 
-def _seen(sid: str) -> str:
+def _sent(sid: str) -> str:
+    return f"herald:sent:{sid}"
+
+
+def _legacy_seen(sid: str) -> str:
+    # The unbounded set of Herald versions before the sent set; deleted with the connection.
     return f"herald:seen:{sid}"
 
 
@@ -59,10 +119,20 @@ class ServerPresence:
 
 
 class Presence:
-    def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float = 15.0):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        server_id: str,
+        ttl_seconds: float = 15.0,
+        announce: dict[str, Any] | None = None,
+    ):
         self.redis = redis
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
+        self._record = redis.register_script(_RECORD_SENT)
+        # Where this server listens ({host, port, hostname}), so `herald status` finds the
+        # servers that actually run instead of assuming a topology.
+        self.announce = announce or {}
 
     # --- sockets ------------------------------------------------------------------------
     async def add(self, user_id: int, sid: str) -> None:
@@ -75,7 +145,7 @@ class Presence:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(_user(user_id), sid)
             pipe.srem(_server_sockets(self.server_id), f"{user_id}:{sid}")
-            pipe.delete(_seen(sid))
+            pipe.delete(_sent(sid), _legacy_seen(sid))
             await pipe.execute()
 
     async def sockets(self, user_id: int) -> list[str]:
@@ -92,20 +162,21 @@ class Presence:
         cannot slip one of them in out of order; returns those not sent before."""
         if not notification_ids:
             return []
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for notification_id in notification_ids:
-                pipe.sadd(_seen(sid), notification_id)
-            pipe.expire(_seen(sid), SEEN_TTL)
-            added = await pipe.execute()
-        return [i for i, new in zip(notification_ids, added, strict=False) if new]
+        added = await self._record_sent(sid, notification_ids)
+        return [i for i, new in zip(notification_ids, added, strict=True) if new]
 
     async def first_sight(self, sid: str, notification_id: int) -> bool:
         """Record that this connection was sent this notification; False if it already was."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(_seen(sid), notification_id)
-            pipe.expire(_seen(sid), SEEN_TTL)
-            added, _ = await pipe.execute()
-        return bool(added)
+        [added] = await self._record_sent(sid, [notification_id])
+        return added
+
+    async def _record_sent(self, sid: str, notification_ids: list[int]) -> list[bool]:
+        """Add the ids to the connection's sent set in one step (so two processes cannot both
+        see an id as new), keeping at least the newest SENT_LIMIT; which ids were new."""
+        added = await self._record(
+            keys=[_sent(sid)], args=[SENT_LIMIT, SENT_MOST, SENT_TTL, *notification_ids]
+        )
+        return [bool(a) for a in added]
 
     # --- servers ------------------------------------------------------------------------
     # (The client decodes responses, so Redis hands back str; the casts tell mypy.)
@@ -116,7 +187,7 @@ class Presence:
         return cast(set[str], await self.redis.smembers(_server_sockets(server_id)))
 
     async def heartbeat(self) -> None:
-        info = json.dumps({"pid": os.getpid(), "heartbeatAt": time.time()})
+        info = json.dumps({"pid": os.getpid(), "heartbeatAt": time.time(), **self.announce})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(_alive(self.server_id), "1", px=self.ttl_ms)
             pipe.hset(SERVERS, self.server_id, info)
@@ -140,11 +211,22 @@ class Presence:
             for member in members:
                 user_id, _, sid = member.partition(":")
                 pipe.hdel(_user(int(user_id)), sid)
-                pipe.delete(_seen(sid))
+                pipe.delete(_sent(sid), _legacy_seen(sid))
             pipe.delete(_server_sockets(server_id), _alive(server_id))
             pipe.hdel(SERVERS, server_id)
             await pipe.execute()
         return len(members)
+
+    async def announced(self) -> dict[str, dict[str, Any]]:
+        """Every server that has beaten: id -> its last announcement, with `alive` (its
+        heartbeat still lives). A dead one stays here until a live server sweeps it."""
+        raw = cast(dict[str, str], await self.redis.hgetall(SERVERS))
+        ids = sorted(raw)
+        alive = await self.redis.mget([_alive(s) for s in ids]) if ids else []
+        return {
+            server_id: {**json.loads(raw[server_id]), "alive": beat is not None}
+            for server_id, beat in zip(ids, alive, strict=True)
+        }
 
     async def servers(self) -> list[ServerPresence]:
         result = []

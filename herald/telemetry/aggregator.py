@@ -19,9 +19,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from herald.telemetry import monitoring
 from herald.telemetry.window import Bin, merged
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from herald.runtime import Herald
     from herald.telemetry.service import Telemetry
 
@@ -41,6 +44,17 @@ def _bins_from(data: dict[str, Any]) -> dict[str, Bin]:
     return {component: Bin.from_json(b) for component, b in data.items()}
 
 
+async def live_snapshots(
+    redis: Redis, now: float, *, exclude: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest snapshot of every process that published in the last few seconds: every
+    live API server and worker of the cluster announces itself this way."""
+    names = await redis.zrangebyscore(PROCESSES, now - SNAPSHOT_TTL, "+inf")
+    others = [str(n) for n in names if n != exclude]
+    raw = await redis.mget([SNAPSHOT_PREFIX + n for n in others]) if others else []
+    return [json.loads(r) for r in raw if r]
+
+
 class Aggregator:
     def __init__(self, herald: Herald, telemetry: Telemetry) -> None:
         self.herald = herald
@@ -57,6 +71,7 @@ class Aggregator:
         return {
             "process": self.process,
             "serverId": self.herald.settings.effective_server_id,
+            "pid": os.getpid(),
             "roles": {"api": self.herald.run_api, "workers": self.herald.run_workers},
             "second": second,
             "lastSecond": _bins_json(window.second(second)),
@@ -101,11 +116,7 @@ class Aggregator:
     async def snapshots(self, now: float, *, current: bool) -> list[dict[str, Any]]:
         """The latest snapshot of every live process. This one's is made fresh, and with
         `current` it includes the second in progress (the summary wants the latest)."""
-        redis = self.telemetry.redis
-        names = await redis.zrangebyscore(PROCESSES, now - SNAPSHOT_TTL, "+inf")
-        others = [str(n) for n in names if n != self.process]
-        raw = await redis.mget([SNAPSHOT_PREFIX + n for n in others]) if others else []
-        found = [json.loads(r) for r in raw if r]
+        found = await live_snapshots(self.telemetry.redis, now, exclude=self.process)
         return [self.snapshot(now + 1 if current else now), *found]
 
     async def aggregate(self, now: float) -> dict[str, Any]:
@@ -113,7 +124,8 @@ class Aggregator:
         second = int(now) - 1
         snapshots = await self.snapshots(now, current=False)
         fresh = [_bins_from(s["lastSecond"]) for s in snapshots if s["second"] == second]
-        components = {c: b.summary(1.0) for c, b in sorted(merged(fresh).items())}
+        bins, _ = monitoring.split(merged(fresh))
+        components = {c: b.summary(1.0) for c, b in sorted(bins.items())}
         return {
             "second": second,
             "at": datetime.fromtimestamp(second + 1, UTC).isoformat(),
@@ -126,12 +138,10 @@ class Aggregator:
     async def summary(self, now: float) -> dict[str, Any]:
         """The last minute across the cluster: the JSON summary."""
         snapshots = await self.snapshots(now, current=True)
-        covered = max((float(s["covered"]) for s in snapshots), default=1.0)
-        minute = merged([_bins_from(s["minute"]) for s in snapshots])
+        state = await self._cluster_state()
         return {
             "generatedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            "windowSeconds": covered,
-            "components": {c: b.summary(covered) for c, b in sorted(minute.items())},
+            **monitoring.minute(self.herald.settings, snapshots, state["queues"]),
             "processes": [
                 {
                     "process": s["process"],
@@ -141,7 +151,7 @@ class Aggregator:
                 }
                 for s in snapshots
             ],
-            **(await self._cluster_state()),
+            **state,
         }
 
     async def _cluster_state(self) -> dict[str, Any]:

@@ -5,24 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field
 
+from herald.core.db import ping
 from herald.core.errors import NotFound
 from herald.core.schemas import CamelModel
 from herald.notifications.models import MODEL_OF, Channel
+from herald.telemetry import conditions
 from herald.web.deps import AdminDep, HeraldDep
 from herald.web.errors import errors
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
 
 router = APIRouter(
     prefix="/api/ops", tags=["telemetry"], dependencies=[AdminDep], responses=errors(404)
 )
 metrics_router = APIRouter()
 
+CHECK = 2.0  # seconds a dependency has to answer
 TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
 
 
@@ -68,6 +75,27 @@ class MetricsSummary(CamelModel):
     queues: dict[str, dict[str, int]]
     queue_depth: dict[str, int]
     connections: dict[str, Any]
+    escalations: dict[str, Any] = Field(
+        description="perMinute: escalations between tiers; tiers: per retry tier and DLQ, "
+        "inflow per minute and jobs in it now"
+    )
+    connection_rates: dict[str, Any] = Field(
+        description="connects, disconnects and reconnections per minute: cluster and per server"
+    )
+    queue_wait: dict[str, dict[str, Any]] = Field(
+        description="per queue: how long jobs waited for a worker (p50/p95/p99 ms)"
+    )
+
+
+class AlertOut(CamelModel):
+    alert: str = Field(description="the matching rule in deploy/prometheus/alerts.yml")
+    severity: str = Field(description="critical (something is down) or warning")
+    message: str
+
+
+class AlertsOut(CamelModel):
+    checked_at: datetime
+    alerts: list[AlertOut]
 
 
 def _timeline(telemetry_id: str, events: list[dict[str, Any]]) -> TimelineOut:
@@ -134,10 +162,55 @@ async def metrics_summary(herald: HeraldDep) -> MetricsSummary:
     return MetricsSummary.model_validate(summary)
 
 
+@router.get("/alerts")
+async def current_alerts(herald: HeraldDep) -> AlertsOut:
+    """What needs a person now (the dashboard's banner): the conditions the Prometheus rules in
+    deploy/prometheus/alerts.yml watch, read from the cluster's last minute."""
+    database_up = await _answers(ping(herald.engine))
+    try:
+        facts = await asyncio.wait_for(
+            conditions.observe(
+                herald.settings, herald.redis, herald.queues, database_up=database_up
+            ),
+            2 * CHECK,
+        )
+    except Exception:  # Redis stopped answering half-way: that is the alert
+        facts = conditions.Facts(redis_up=False, database_up=database_up)
+    found = conditions.evaluate(facts)
+    return AlertsOut(checked_at=datetime.now(UTC), alerts=[AlertOut(**c.to_json()) for c in found])
+
+
+async def _answers(probe: Awaitable[Any]) -> bool:
+    try:
+        await asyncio.wait_for(probe, CHECK)
+    except Exception:
+        return False
+    return True
+
+
+async def _dependencies(herald: Herald) -> tuple[bool, bool]:
+    """(database up, Redis up)."""
+    database, redis = await asyncio.gather(
+        _answers(ping(herald.engine)), _answers(herald.redis.ping())
+    )
+    return database, redis
+
+
+async def _heartbeats(herald: Herald) -> dict[str, bool]:
+    announced = await asyncio.wait_for(herald.presence.announced(), CHECK)
+    return {server: bool(info["alive"]) for server, info in announced.items()}
+
+
 @metrics_router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(herald: HeraldDep) -> Response:
-    """This process's metrics in Prometheus's text format; queue gauges read fresh."""
+    """This process's metrics in Prometheus's text format; the gauges of the cluster's state
+    (queues, presence heartbeats, Redis and the database) read fresh."""
+    metrics = herald.telemetry.metrics
+    database_up, redis_up = await _dependencies(herald)
+    metrics.set_dependencies({"database": database_up, "redis": redis_up})
     with contextlib.suppress(Exception):  # Redis away: the gauges keep their last values
-        counts = await asyncio.wait_for(herald.queues.counts(), 2)
-        herald.telemetry.metrics.set_queue_counts(counts)
-    return Response(herald.telemetry.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        metrics.set_queue_counts(await asyncio.wait_for(herald.queues.counts(), CHECK))
+        beats = await _heartbeats(herald)
+        alive = sum(beats.values())
+        metrics.set_presence(alive=alive, missing=len(beats) - alive)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

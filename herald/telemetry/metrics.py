@@ -4,7 +4,9 @@ Each Herald keeps its own `CollectorRegistry` (not prometheus_client's global on
 Herald apps in one process, as in the tests, never collide. Every observation goes to both a
 Prometheus metric and the window (`window.Window`), which the JSON summary and the live view
 read. Components in the window: `api`, `sockets`, `queue:<name>` per queue (each tier is its own
-queue) and `channel:<email|inapp>`.
+queue) and `channel:<email|inapp>`; and, counted for the monitoring sections of the summary rather
+than as components, `wait:<queue>` (time a job waited), `escalation:<from>><to>` (a notification
+moved up the ladder) and `connection:<connect|disconnect|reconnect>` (Socket.IO connections).
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ from herald.telemetry.window import Window
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+# A job may wait minutes for a worker: the queue-wait alert (30 s) needs buckets above it.
+WAIT_BUCKETS = (*LATENCY_BUCKETS, 60.0, 120.0, 300.0, 600.0)
 # Job outcomes that count as errors of their queue (the attempt did not deliver).
 FAILED_OUTCOMES = frozenset({"retry", "escalated", "dead-lettered"})
+# Window components that are not components of their own but feed the monitoring sections.
+WAIT, ESCALATION, CONNECTION = "wait:", "escalation:", "connection:"
+MONITORING_PREFIXES = (WAIT, ESCALATION, CONNECTION)
+# Where an attempt's outcome sends a notification: (queue, outcome) -> (channel, next queue).
+Routes = dict[tuple[str, str], tuple[str, str]]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, routes: Routes | None = None) -> None:
+        self.routes = routes or {}
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.window = Window()
@@ -49,7 +59,7 @@ class Metrics:
         )  # fmt: skip
         self.job_wait = Histogram(
             "herald_job_wait_seconds", "Time a job waited in its queue before its first attempt",
-            ["queue"], buckets=LATENCY_BUCKETS, registry=r,
+            ["queue"], buckets=WAIT_BUCKETS, registry=r,
         )  # fmt: skip
         self.deliveries = Counter(
             "herald_channel_deliveries", "Channel sends (SMTP conversations, socket emits)",
@@ -72,6 +82,24 @@ class Metrics:
         self.queue_jobs = Gauge(
             "herald_queue_jobs", "Jobs per queue and state (the whole cluster, read from Redis)",
             ["queue", "state"], registry=r,
+        )  # fmt: skip
+        self.escalations = Counter(
+            "herald_escalations", "Notifications moved to the next tier or the dead-letter queue",
+            ["channel", "from_queue", "to_queue"], registry=r,
+        )  # fmt: skip
+        self.connection_events = Counter(
+            "herald_socket_connection_events",
+            "Socket.IO connects, disconnects, and reconnections (an authenticated user connecting "
+            "again soon after a disconnect)", ["kind"], registry=r,
+        )  # fmt: skip
+        self.presence_servers = Gauge(
+            "herald_presence_servers",
+            "API servers by presence heartbeat: alive, or missing (announced, heartbeat lapsed)",
+            ["state"], registry=r,
+        )  # fmt: skip
+        self.dependency_up = Gauge(
+            "herald_dependency_up", "1 when this server reaches the dependency, else 0",
+            ["dependency"], registry=r,
         )  # fmt: skip
         self.stage_events = Counter(
             "herald_telemetry_stage_events", "Stage events by result", ["result"], registry=r
@@ -96,7 +124,18 @@ class Metrics:
         self.job_duration.labels(queue).observe(seconds)
         if wait is not None:
             self.job_wait.labels(queue).observe(max(wait, 0.0))
+            self.window.observe(WAIT + queue, max(wait, 0.0) * 1000)
         self.window.observe(f"queue:{queue}", seconds * 1000, outcome not in FAILED_OUTCOMES)
+        route = self.routes.get((queue, outcome))
+        if route is not None:
+            channel, to_queue = route
+            self._child(self.escalations, channel, queue, to_queue).inc()
+            self.window.observe(f"{ESCALATION}{queue}>{to_queue}", 0.0)
+
+    def observe_connection(self, kind: str) -> None:
+        """`connect`, `disconnect` or `reconnect`."""
+        self._child(self.connection_events, kind).inc()
+        self.window.observe(CONNECTION + kind, 0.0)
 
     def observe_send(self, channel: str, ok: bool, seconds: float) -> None:
         self.deliveries.labels(channel, "delivered" if ok else "failed").inc()
@@ -122,6 +161,14 @@ class Metrics:
         for queue, states in counts.items():
             for state, n in states.items():
                 self.queue_jobs.labels(queue, state).set(n)
+
+    def set_presence(self, alive: int, missing: int) -> None:
+        self.presence_servers.labels("alive").set(alive)
+        self.presence_servers.labels("missing").set(missing)
+
+    def set_dependencies(self, up: dict[str, bool]) -> None:
+        for dependency, ok in up.items():
+            self.dependency_up.labels(dependency).set(1 if ok else 0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

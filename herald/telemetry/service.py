@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import TYPE_CHECKING
 
 from herald.core.config import Settings
 from herald.core.redis import client as redis_client
-from herald.telemetry.metrics import Metrics
+from herald.delivery.ladder import ladder
+from herald.notifications.models import Channel
+from herald.telemetry.metrics import Metrics, Routes
 from herald.telemetry.stages import StageRecorder
 
 if TYPE_CHECKING:
@@ -22,15 +25,27 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 3.0  # seconds; the loop also checks a flag at least once a second
 
 
+def routes(settings: Settings) -> Routes:
+    """Where each tier's escalating attempts go: the next tier, or (a permanent error) the DLQ."""
+    found: Routes = {}
+    for channel in Channel:
+        tiers = ladder(settings, channel)
+        for tier, after in itertools.pairwise(tiers):
+            found[(tier.queue, "escalated")] = (channel.value, after.queue)
+            found[(tier.queue, "dead-lettered")] = (channel.value, tiers[-1].queue)
+    return found
+
+
 class Telemetry:
     def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
         self.server_id = settings.effective_server_id
         # Its own client with short timeouts: a slow Redis must not hold telemetry writes (and
         # the memory behind them) for long; the recorder drops events for a while instead.
         self.redis = redis_client(
             redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
-        self.metrics = Metrics()
+        self.metrics = Metrics(routes(settings))
         self.stages = StageRecorder(
             self.redis,
             self.server_id,
@@ -49,7 +64,7 @@ class Telemetry:
         from herald.telemetry.sockets import instrument
 
         if herald.sio is not None:
-            instrument(herald.sio, self.metrics)
+            instrument(herald.sio, self.metrics, self.redis, self.settings.reconnect_window)
             self.live = LiveView(herald.sio, herald.admin_token, herald.redis_url)
         self.aggregator = Aggregator(herald, self)
 

@@ -16,9 +16,11 @@ from herald.accounts.auth_endpoints import router as auth_router
 from herald.accounts.endpoints import router as accounts_router
 from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
+from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
+from herald.realtime.endpoints import client_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
 from herald.social.endpoints import router as social_router
@@ -44,6 +46,7 @@ ROUTERS = (
     ops_router,
     delivery_router,
     realtime_router,
+    client_router,
     inbox_router,
     telemetry_router,
     metrics_router,
@@ -53,6 +56,8 @@ ROUTERS = (
 
 def create_app(settings: Settings, *, api: bool = True, workers: bool = True) -> ASGIApp:
     herald = Herald(settings, api=api, workers=workers)
+    # Idempotency records are binary (compressed), so they get a client that returns bytes.
+    idempotency_redis = redis_client(herald.redis_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +66,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
             yield
         finally:
             await herald.stop()
+            await idempotency_redis.aclose()
 
     app = FastAPI(
         title="Herald",
@@ -81,7 +87,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
     app.add_middleware(
         Idempotency,
-        redis=herald.redis,
+        redis=idempotency_redis,
         ttl_seconds=int(settings.idempotency_ttl_hours * 3600),
         credential_live=functools.partial(credential_live, herald),
     )

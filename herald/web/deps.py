@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import ClientInfo, session_for_token
+from herald.core import dbfaults
 from herald.core.errors import Forbidden, Unauthorized
 from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
 from herald.core.ratelimit import RateLimiter
@@ -71,6 +72,11 @@ async def require_admin(request: Request, credentials: AdminCredentials) -> None
 AdminDep = Depends(require_admin)
 
 
+async def _session_for(herald: Herald, token: str) -> tuple[User, Session] | None:
+    # A read: once more on a fresh connection if the first one dropped under it.
+    return await dbfaults.read(herald.db, lambda db: session_for_token(db, token))
+
+
 async def credential_live(herald: Herald, authorization: bytes) -> bool:
     """Whether an `Authorization: Bearer` header holds the admin token or a live session."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -78,8 +84,7 @@ async def credential_live(herald: Herald, authorization: bytes) -> bool:
         return False
     if _is_admin(herald, token):
         return True
-    async with herald.db() as db:
-        return await session_for_token(db, token) is not None
+    return await _session_for(herald, token) is not None
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,7 @@ class Authenticated:
 async def current_session(request: Request, credentials: SessionCredentials) -> Authenticated:
     if credentials is None:
         raise Unauthorized("session token required (Authorization: Bearer <token>)")
-    herald = _herald(request)
-    async with herald.db() as db:
-        found = await session_for_token(db, credentials.credentials)
+    found = await _session_for(_herald(request), credentials.credentials)
     if found is None:
         raise Unauthorized("invalid or expired session token", code="invalid_token")
     return Authenticated(*found)
@@ -139,8 +142,7 @@ async def get_caller(
     herald = _herald(request)
     if _is_admin(herald, credentials.credentials):
         return Caller(None)
-    async with herald.db() as db:
-        found = await session_for_token(db, credentials.credentials)
+    found = await _session_for(herald, credentials.credentials)
     if found is None:
         raise Unauthorized("invalid or expired token", code="invalid_token")
     return Caller(found[0])

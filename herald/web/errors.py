@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from herald.core.errors import ApiError
+from herald.core import dbfaults
+from herald.core.errors import ApiError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait when the database is away: a dropped connection was already
+# retried once, so this is a restart or failover, which takes seconds, not milliseconds.
+DATABASE_RETRY_AFTER = 2
 
 
 class ErrorDetail(BaseModel):
@@ -87,6 +94,24 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body("validation_error", "invalid body", details), 422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    # Registered for the exception classes (not in the catch-all below) so the answer passes
+    # through the middleware: it carries X-Request-ID, and telemetry counts a 503.
+    async def database_away(request: Request, exc: Exception) -> JSONResponse:
+        if not dbfaults.is_unavailable(exc):
+            raise exc  # a bad statement or a bug: the catch-all's 500
+        log.warning(
+            "http.database_unavailable",
+            extra={"route": _route(request), "method": request.method, "error": repr(exc)},
+        )
+        error = ServiceUnavailable(
+            "the database is unavailable; retry shortly", DATABASE_RETRY_AFTER,
+            code="database_unavailable",
+        )  # fmt: skip
+        return await api_error(request, error)
+
+    for kind in (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(kind, database_away)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

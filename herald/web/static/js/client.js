@@ -84,14 +84,30 @@ window.addEventListener("storage", (event) => {
 function setConnection(kind, text) {
   $("conn").dataset.state = kind;
   $("conn-text").textContent = text;
+  $("conn-retry").hidden = true;
 }
 
-function connect() {
+$("conn-retry").addEventListener("click", () => {
+  setConnection("connecting", "Connecting…");
+  state.socket?.connect();
+});
+
+// The server's WS_MAX_RECONNECT_ATTEMPTS (0: keep trying), from /api/client-config.
+let clientConfig = null;
+async function reconnectionAttempts() {
+  clientConfig ??= await api("/api/client-config").catch(() => ({ wsMaxReconnectAttempts: 0 }));
+  return clientConfig.wsMaxReconnectAttempts || Infinity;
+}
+
+async function connect() {
+  const attempts = await reconnectionAttempts();
+  if (!state.session) return; // signed out while the config loaded
   const socket = io({
     auth: { token: state.session.token },
     transports: ["websocket", "polling"],
     reconnectionDelay: 500,
     reconnectionDelayMax: 5000,
+    reconnectionAttempts: attempts,
   });
   state.socket = socket;
   setConnection("connecting", "Connecting…");
@@ -120,7 +136,11 @@ function connect() {
     setConnection("reconnecting", `Reconnecting (attempt ${attempt})…`),
   );
   socket.io.on("reconnect", () => refreshInbox().catch(failed)); // reads made while away
-  socket.io.on("reconnect_failed", () => setConnection("offline", "Offline"));
+  // Out of attempts: say so and let the person try again when they choose.
+  socket.io.on("reconnect_failed", () => {
+    setConnection("offline", `Offline: gave up after ${attempts} attempts`);
+    $("conn-retry").hidden = false;
+  });
 
   socket.on("notification:new", (n) => {
     socket.emit("notification:ack", { ids: [n.id] });

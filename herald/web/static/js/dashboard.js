@@ -90,7 +90,8 @@ function onStage(event) {
       el("span", {}, el("span", { class: `pill ${stageClass(event)}` }, event.stage.replace("_", " "))),
       el("span", {},
         el("button", { type: "button", title: "Show the timeline", onclick: () => showTimeline(event.telemetryId) }, event.telemetryId),
-        " ", el("span", { class: "hint" }, [what, outcome].filter(Boolean).join(" · "))),
+        " ", el("span", { class: "hint" }, [what, outcome].filter(Boolean).join(" · ")),
+        " ", recordButton(event)),
     ),
   );
   while (list.children.length > 60) list.lastElementChild.remove();
@@ -105,7 +106,7 @@ function stageClass(event) {
 // --- polling: dead letters, mailbox, summary -------------------------------------------------
 async function poll() {
   try {
-    await Promise.all([refreshDeadLetters(), refreshMailbox(), refreshSummary()]);
+    await Promise.all([refreshDeadLetters(), refreshMailbox(), refreshSummary(), refreshAlerts()]);
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
       sessionStorage.removeItem(TOKEN_KEY);
@@ -139,10 +140,41 @@ async function refreshSummary() {
         el("span", { class: "meta" }, [p.roles.api && "api", p.roles.workers && "workers"].filter(Boolean).join(" + "))),
     ),
   );
+  state.connectionRates = s.connectionRates;
+  renderEscalations(s.escalations);
+  renderConnectionRates(s.connectionRates);
   if (!state.socket?.connected) {
     renderQueues(s.queues);
     renderServers(s.connections);
   }
+}
+
+// --- monitoring: alerts, escalations, connection analytics ------------------------------------
+async function refreshAlerts() {
+  const { alerts } = await call("/api/ops/alerts");
+  const banner = $("alerts");
+  banner.hidden = !alerts.length;
+  banner.replaceChildren(...alerts.map((a) =>
+    el("div", { class: `alert ${a.severity}`, "data-alert": a.alert },
+      a.message, el("span", { class: "meta" }, a.alert))));
+}
+
+function renderEscalations(escalations) {
+  $("tiers").replaceChildren(...escalations.tiers.map((t) =>
+    el("tr", { "data-queue": t.queue },
+      el("td", { class: "mono" }, t.queue),
+      el("td", { class: "num" }, t.inflowPerMinute),
+      el("td", { class: "num" }, t.current))));
+  $("moves").replaceChildren(...escalations.perMinute.map((m) =>
+    el("li", {}, el("span", { class: "mono" }, `${m.fromQueue} → ${m.toQueue}`),
+      el("span", { class: "meta" }, `${m.perMinute}/min`))));
+  if (!escalations.perMinute.length) $("moves").replaceChildren(el("li", { class: "empty" }, "No escalations in the last minute."));
+}
+
+const rates = (r) => (r ? `${r.perMinute.connects} · ${r.perMinute.disconnects} · ${r.perMinute.reconnections}` : "–");
+
+function renderConnectionRates(connectionRates) {
+  $("conn-rates").textContent = `cluster /min: ${rates(connectionRates.cluster)} (connects · disconnects · reconnections)`;
 }
 
 function rateClass(rate) {
@@ -176,10 +208,11 @@ function renderServers(connections) {
         el("td", { class: "mono" }, s.serverId),
         el("td", {}, el("span", { class: `pill ${s.alive ? "ok" : "bad"}` }, s.alive ? "alive" : "gone")),
         el("td", { class: "num" }, s.sockets),
-        el("td", { class: "num" }, s.users)),
+        el("td", { class: "num" }, s.users),
+        el("td", { class: "num" }, rates(state.connectionRates?.servers.find((r) => r.serverId === s.serverId)))),
     ),
   );
-  if (!connections.servers.length) $("servers").replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "empty" }, "No API server has reported yet.")));
+  if (!connections.servers.length) $("servers").replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "empty" }, "No API server has reported yet.")));
 }
 
 // --- dead letters -------------------------------------------------------------------------------
@@ -251,21 +284,50 @@ function discard(channel, id) {
 }
 
 async function inspect(channel, id) {
-  const n = await call(`/api/ops/dlq/${channel}/${id}`);
+  try {
+    const n = await call(`/api/notifications/${channel}/${id}`);
+    showDialog(`${channel} #${id} · ${n.type} · ${n.status}`, recordView(channel, n));
+  } catch (error) {
+    showDialog(`${channel} #${id}`, el("p", { class: "error" }, error.message));
+  }
+}
+
+// One notification, whole: GET /api/notifications/{channel}/{id}.
+function recordView(channel, n) {
+  const meta = n.metadata;
   const history = el("table", {},
     el("thead", {}, el("tr", {}, ...["#", "When", "Queue", "Status", "Error"].map((h) => el("th", {}, h)))),
-    el("tbody", {}, ...n.deliveryHistory.map((a) =>
+    el("tbody", {}, ...meta.deliveryHistory.map((a) =>
       el("tr", {}, el("td", {}, a.attempt), el("td", {}, new Date(a.timestamp).toLocaleTimeString()),
         el("td", { class: "mono" }, a.queueName), el("td", {}, a.status), el("td", { class: "wrap" }, a.error || "")))));
-  const escalations = el("ul", { class: "list" }, ...n.escalationHistory.map((e) =>
+  const escalations = el("ul", { class: "list" }, ...meta.escalationHistory.map((e) =>
     el("li", {}, el("span", {}, `${e.fromQueue} → ${e.toQueue}`), el("span", { class: "meta" }, e.reason))));
-  showDialog(`${channel} #${id} · ${n.type} · ${n.status}`, el("div", {},
-    el("p", { class: "hint" }, n.failureReason || ""),
+  const r = n.recipient;
+  const facts = [
+    ["Recipient", [r.username, r.email, r.userId && `user ${r.userId}`].filter(Boolean).join(" · ")],
+    [channel === "email" ? "Subject" : "Title", channel === "email" ? n.subject : n.title],
+    ["Queue", `${n.queueName || "–"} · attempt ${n.attempts} of ${n.maxAttempts}`],
+    ["Created", new Date(n.createdAt).toLocaleString()],
+    ["Updated", new Date(n.updatedAt).toLocaleString()],
+    n.deliveredAt && ["Delivered", new Date(n.deliveredAt).toLocaleString()],
+    n.failureReason && ["Failure", n.failureReason],
+  ].filter(Boolean);
+  const dead = n.status === "failed" && !n.discardedAt;
+  return el("div", { "data-testid": "record" },
+    el("dl", { class: "facts" }, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    el("h3", {}, channel === "email" ? "Content (text)" : "Message"),
+    el("pre", {}, channel === "email" ? n.content.text : n.message),
     el("h3", {}, "Attempts"), el("div", { class: "table-wrap" }, history),
     el("h3", {}, "Escalations"), escalations,
     el("div", { class: "row", style: "margin-top: 1rem" },
-      el("button", { type: "button", onclick: () => { $("dialog").close(); replay(channel, [id]); } }, "Replay"),
-      el("button", { class: "secondary", type: "button", onclick: () => showNotificationTimeline(channel, id) }, "Stage timeline"))));
+      dead && el("button", { type: "button", onclick: () => { $("dialog").close(); replay(channel, [n.id]); } }, "Replay"),
+      el("button", { class: "secondary", type: "button", onclick: () => showNotificationTimeline(channel, n.id) }, "Stage timeline")));
+}
+
+function recordButton(stage) {
+  if (!stage.channel || !stage.notificationId) return null;
+  const label = `Record of ${stage.channel} ${stage.notificationId}`;
+  return el("button", { class: "quiet small", type: "button", "aria-label": label, onclick: () => inspect(stage.channel, stage.notificationId) }, "Record");
 }
 
 // --- timelines ------------------------------------------------------------------------------------
@@ -275,7 +337,7 @@ function timelineView(t) {
       el("span", { class: "mono" }, `+${s.offsetMs.toFixed(1)} ms`),
       el("span", {}, el("span", { class: `pill ${stageClass(s)}` }, s.stage.replace("_", " "))),
       el("span", { class: "hint" }, [s.component, s.serverId, s.channel && `${s.channel} #${s.notificationId}`,
-        s.detail.outcome, s.detail.queue, s.detail.error].filter(Boolean).join(" · ")))));
+        s.detail.outcome, s.detail.queue, s.detail.error].filter(Boolean).join(" · "), " ", recordButton(s)))));
 }
 
 async function showTimeline(id) {
