@@ -199,7 +199,10 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             if loop.time() > deadline:
                 return  # it never completed (refused, or gone)
             await asyncio.sleep(0.005)
-        await authenticate(sid, auth)
+        # As if the client had sent `authenticate` itself: through the server's event dispatch,
+        # so the socket metrics and connection analytics (telemetry/sockets.py, which wraps
+        # it) see this sign-in as they see any other.
+        await sio._trigger_event("authenticate", "/", sid, auth)
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
