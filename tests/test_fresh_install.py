@@ -13,9 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 from herald.core.redis import free_port
 
@@ -113,3 +115,18 @@ def test_docs_load_nothing_from_elsewhere(fresh_herald: tuple[Path, int]) -> Non
         assert asset.startswith(("/", "data:")), asset  # no CDN
         if asset.startswith("/"):
             assert httpx.get(f"http://127.0.0.1:{port}{asset}").status_code == 200, asset
+
+
+def test_the_embedded_redis_needs_its_password(fresh_herald: tuple[Path, int]) -> None:
+    folder, _ = fresh_herald
+    url = (folder / "herald-data" / "redis" / "redis.url").read_text().strip()
+    parts = urlsplit(url)
+    assert (
+        parts.password
+        and stat.S_IMODE((folder / "herald-data" / "redis" / "password").stat().st_mode) == 0o600
+    )
+    anonymous = redis.Redis(host=parts.hostname, port=parts.port or 6379)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+    assert redis.Redis.from_url(url).ping()

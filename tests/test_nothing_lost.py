@@ -49,7 +49,7 @@ async def own_redis(tmp_path: Path) -> Any:
                 if f.is_dir():
                     for g in f.iterdir():
                         g.unlink()
-                else:
+                elif f.name != "password":  # the same server, its data lost: same password
                     f.unlink()
         server = EmbeddedRedis(tmp_path / "own-redis", port=port)
         await server.start()

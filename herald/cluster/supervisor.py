@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from herald.cluster import haproxy
 from herald.cluster.processes import Managed, Manifest, adopt, died, spawn, stop
@@ -97,7 +98,7 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[Managed]:
     deadline = time.monotonic() + settings.cluster_start_timeout
     try:
         redis_url = _redis(settings, layout, record, deadline)
-        say(f"redis     {redis_url}")
+        say(f"redis     {_without_password(redis_url)}")
         try:
             run_migrations(settings.effective_database_url)
         except Exception as exc:
@@ -304,3 +305,12 @@ def _wait_balancer(
         if time.monotonic() > deadline:
             raise _timed_out("haproxy", process.log)
         time.sleep(0.2)
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be shown: a password in it is replaced by `***`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -126,12 +129,34 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @functools.cached_property
+    def password(self) -> str:
+        """Made once and kept (mode 600) in the data folder, as the admin token is: any local
+        process could otherwise reach the queues and presence on 127.0.0.1. URL-safe."""
+        path = self.dir / "password"
+        if not path.exists():
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            draft = path.with_name(f".password.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(24))
+            with contextlib.suppress(FileExistsError):  # another process of the folder won
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip()
 
     async def start(self, timeout: float = 15.0) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
+        # The password goes in a private config file, not the command line that `ps` shows.
+        config = self.dir / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
         args = [
             self.binary,
+            str(config.resolve()),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.dir.resolve()),
