@@ -49,8 +49,17 @@ def fuzz(url: str, callers: dict[str, Callable[[], dict[str, str]]]) -> list[str
                     except Unsatisfiable:
                         pass  # no parameters: there is no invalid input to make
                     except Exception as exc:  # one failing operation must not hide the rest
-                        failures.append(f"{operation.label} [{caller}, {mode.value}]: {exc}")
+                        failures.append(f"{operation.label} [{caller}, {mode.value}]: {_why(exc)}")
     return failures
+
+
+def _why(exc: Exception) -> str:
+    """The failure with what it groups: Hypothesis reports a failure that did not repeat as a
+    group whose members say what the first call got."""
+    parts = [str(exc)]
+    if isinstance(exc, BaseExceptionGroup):
+        parts += [f"  {type(e).__name__}: {e}"[:2000] for e in exc.exceptions]
+    return "\n".join(parts)
 
 
 def _property(
