@@ -16,20 +16,17 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import NamedTuple
-from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 
-from herald.core.redis import client
+from herald.core.redis import client, pubsub_channel
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_SECONDS = 0.5
 
 
 def ack_channel(redis_url: str) -> str:
-    # Pub/sub channels are server-wide, not per database: two installations sharing one Redis
-    # server must not hear each other's acks.
-    return f"herald:acks:{urlparse(redis_url).path.strip('/') or '0'}"
+    return pubsub_channel("herald:acks", redis_url)
 
 
 class Ack(NamedTuple):
@@ -52,7 +49,6 @@ class AckListener:
         self.redis = client(redis_url, max_connections=2, decode_responses=True)
         self._waiting: dict[int, asyncio.Future[Ack]] = {}
         self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="inapp-acks")
@@ -79,18 +75,19 @@ class AckListener:
                 future.set_result(Ack(message["sid"], message.get("transport", "websocket")))
 
     async def _listen(self) -> None:
+        subscribed = False
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(ack_channel(self.redis_url))
-                self.subscribed.set()
+                subscribed = True
                 async for message in pubsub.listen():
                     if message["type"] == "message":
                         self._heard(message["data"])
             except Exception as exc:  # Redis is away: subscribe again shortly
-                if self.subscribed.is_set():
+                if subscribed:
                     log.warning("inapp.acks.subscription_lost", extra={"error": repr(exc)})
-                self.subscribed.clear()
+                subscribed = False
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

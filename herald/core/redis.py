@@ -20,6 +20,7 @@ import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import redis
 import redis.asyncio as aioredis
@@ -79,6 +80,13 @@ def client(
         **settings,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def pubsub_channel(name: str, redis_url: str) -> str:
+    """A pub/sub channel of this installation. Channels are server-wide in Redis, not per
+    database: named after the database, two installations sharing one server never hear each
+    other."""
+    return f"{name}:{urlparse(redis_url).path.strip('/') or '0'}"
 
 
 def find_redis_server(explicit: str | None = None) -> str:

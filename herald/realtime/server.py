@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import socketio
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import session_for_token
 from herald.core.db import utcnow
+from herald.core.redis import pubsub_channel
 from herald.notifications import inbox
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
@@ -43,11 +43,8 @@ CONNECT_WAIT_SECONDS = 10.0
 
 
 def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
-    # Pub/sub channels are server-wide in Redis, not per database: name the channel after the
-    # database so two installations sharing one Redis server never hear each other.
-    database = urlparse(redis_url).path.strip("/") or "0"
     return PromptRedisManager(
-        redis_url, channel=f"{SOCKETIO_CHANNEL}:{database}", write_only=write_only
+        redis_url, channel=pubsub_channel(SOCKETIO_CHANNEL, redis_url), write_only=write_only
     )
 
 
