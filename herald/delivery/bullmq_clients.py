@@ -11,8 +11,9 @@ and a job delayed more than ~5 s (every retry tier's default) was never run at a
 So Herald builds the clients: commands keep a timeout, the blocking connection's read timeout
 outlasts the longest block BullMQ can ask for, and a dropped connection is retried at once
 (`herald.core.redis.quick_retry`) so delivery resumes within a second or two of Redis returning.
-BullMQ has no option for a separate blocking client, hence `_use_blocking_client`; the tests
-in tests/test_bullmq_clients.py fail if BullMQ changes the attribute it waits on.
+BullMQ has no option for a separate blocking client, hence `_use_blocking_client`; if BullMQ
+stops waiting on the attribute it sets, tests/test_retry_tiers.py fails (a 15 s tier delay that
+never runs, a quiet worker that wakes late).
 """
 
 from __future__ import annotations
