@@ -78,22 +78,30 @@ async def observe(settings: Settings, redis: Redis, queues: Queues, *, database_
 Check = Callable[[Facts], Iterable[Condition]]
 
 
+def _error_rate_above(f: Facts, component: str, threshold: float) -> float | None:
+    """The component's error rate over the last minute when it exceeds `threshold` on enough
+    events to mean something; else None."""
+    c = f.components.get(component)
+    rate = (c["errorRate"] or 0) if c and c["count"] >= MIN_SAMPLES else 0
+    return rate if rate > threshold else None
+
+
 def api_errors(f: Facts) -> Iterable[Condition]:
-    api = f.components.get("api")
-    if api and api["count"] >= MIN_SAMPLES and (api["errorRate"] or 0) > API_ERROR_RATE:
+    rate = _error_rate_above(f, "api", API_ERROR_RATE)
+    if rate is not None:
         yield Condition(
             "HeraldApiErrorRate", "warning",
-            f"{api['errorRate']:.0%} of API answers were 5xx in the last minute",
+            f"{rate:.0%} of API answers were 5xx in the last minute",
         )  # fmt: skip
 
 
 def delivery_failures(f: Facts) -> Iterable[Condition]:
     for channel in ("email", "inapp"):
-        c = f.components.get(f"channel:{channel}")
-        if c and c["count"] >= MIN_SAMPLES and (c["errorRate"] or 0) > DELIVERY_FAILURE_RATE:
+        rate = _error_rate_above(f, f"channel:{channel}", DELIVERY_FAILURE_RATE)
+        if rate is not None:
             yield Condition(
                 "HeraldDeliveryFailureRate", "warning",
-                f"{c['errorRate']:.0%} of {channel} sends failed in the last minute",
+                f"{rate:.0%} of {channel} sends failed in the last minute",
             )  # fmt: skip
 
 
