@@ -17,6 +17,8 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from herald.bench.stack import BenchStack, Proc, StackError, _healthy, _plain, _said
 from herald.core.db import utcnow
 from herald.core.redis import EmbeddedRedis, free_port
@@ -62,15 +64,25 @@ class PeerStack(BenchStack):
             await conn.execute((self.folder / "schema.sql").read_text())
         finally:
             await conn.close()
-        redis_url = await self._redis.start()
+        redis_url = await self._open_redis()
         self.env.update(
             DATABASE_URL=self._pg, REDIS_URL=redis_url, ADMIN_TOKEN=self.admin_token,
             SOCKETIO_KEY=f"peer-{secrets.token_hex(3)}",
         )  # fmt: skip
 
+    async def _open_redis(self) -> str:
+        """The embedded Redis, without the password Herald's own requires: the peer reads only
+        host, port and database from REDIS_URL. Bench-only, on 127.0.0.1, for this run."""
+        client = aioredis.from_url(await self._redis.start())
+        try:
+            await client.config_set("requirepass", "")
+        finally:
+            await client.aclose()
+        return self.redis_url
+
     @property
     def redis_url(self) -> str:
-        return self._redis.url
+        return f"redis://127.0.0.1:{self._redis.port}/0"
 
     def _spawn_node(self, name: str, script: str, port: int | None = None) -> Proc:
         log = self.work_dir / f"{name}.log"
