@@ -7,6 +7,7 @@ lines are the SQLite pragmas that make it safe to share between processes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -73,7 +75,40 @@ def create_engine(url: str, busy_timeout: float = 30.0) -> AsyncEngine:
             engine.sync_engine, "connect", partial(_sqlite_pragmas, int(busy_timeout * 1000))
         )
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20)
+    ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_BEFORE_PING = 5.0
+
+
+def ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only if it sat idle, not on every checkout.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and asyncpg's ping is a transaction
+    of its own (BEGIN, an empty statement, ROLLBACK): three round trips before each of the hot
+    path's transactions. A connection in steady use has just proved itself; one that sat idle
+    may have been dropped by the server or a restart. A connection that breaks while in use
+    fails its statement once; SQLAlchemy then discards every connection older than the
+    failure, and the caller's retry (503 + Retry-After, a job's next attempt) gets a new one.
+    """
+    pool = engine.sync_engine
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool replaces it and tries again
+            raise DisconnectionError(f"idle connection is gone: {exc!r}") from exc
 
 
 def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
@@ -21,7 +21,9 @@ from herald.notifications.models import (
     DeliveryAttempt,
     InAppNotification,
     Status,
+    attempt_row,
 )
+from herald.realtime import sessions
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -70,40 +72,74 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
 
 
 async def acknowledge(
-    herald: Herald, user_id: int, ids: Sequence[int], sid: str, transport: str = "websocket"
-) -> list[int]:
-    """Mark the user's own notifications received on this socket; returns the ids acked.
-    `transport` is what the acking socket really uses (`polling` or `websocket`)."""
+    herald: Herald,
+    user_id: int,
+    session_id: int,
+    ids: Sequence[int],
+    sid: str,
+    transport: str = "websocket",
+) -> list[int] | None:
+    """Mark the user's own notifications received on this socket; returns the ids acked, or
+    None if the socket's session has ended (then nothing is marked). `transport` is what the
+    acking socket really uses (`polling` or `websocket`).
+
+    This runs once per notification a client receives, so it is a few plain statements in one
+    transaction: the rows are locked in id order (an attempt's claim and other acks lock them
+    too), and the session check rides along in the same query."""
     now = utcnow()
-    dead: list[int] = []
-    acked: list[int] = []
-    traced: list[tuple[str | None, int]] = []
     async with transaction(herald.db) as session:
-        rows = await session.scalars(
-            select(_MODEL)
-            .where(_MODEL.id.in_(ids), _MODEL.user_id == user_id, _MODEL.acked_at.is_(None))
-            .with_for_update()
-        )
-        for row in rows:
-            if row.status == Status.FAILED:
-                dead.append(row.id)
-            row.acked_at, row.socket_id = now, sid
-            if row.status != Status.DELIVERED:
-                row.status, row.delivered_at = Status.DELIVERED, now
-            if row.delivered_via != "catch-up":  # a worker's emit can't tell the transport
-                row.delivered_via = transport
-            session.add(_history(row, "acknowledged", sid, transport))
-            acked.append(row.id)
-            traced.append((row.telemetry_id, row.id))
-    for telemetry_id, notification_id in traced:
-        herald.telemetry.stages.event(
-            telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
-            notification_id=notification_id, detail={"socketId": sid},
+        rows = (
+            await session.execute(
+                select(
+                    _MODEL.id,
+                    _MODEL.status,
+                    _MODEL.telemetry_id,
+                    _MODEL.queue_name,
+                    _MODEL.attempts,
+                    _MODEL.delivered_via,
+                )
+                .where(
+                    _MODEL.id.in_(ids),
+                    _MODEL.user_id == user_id,
+                    _MODEL.acked_at.is_(None),
+                    sessions.live(session_id),
+                )
+                .order_by(_MODEL.id)
+                .with_for_update(of=_MODEL)
+            )  # fmt: skip
+        ).all()
+        if not rows:
+            return [] if await sessions.is_live(session, session_id) else None
+        acked = [row.id for row in rows]
+        await session.execute(
+            update(_MODEL)
+            .where(_MODEL.id.in_(acked))
+            .values(
+                acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
+                delivered_at=func.coalesce(_MODEL.delivered_at, now),
+                # A worker's emit can't tell the transport; a catch-up says so itself.
+                delivered_via=case((_MODEL.delivered_via == "catch-up", "catch-up"),
+                                   else_=transport),
+            )
         )  # fmt: skip
-    for notification_id in dead:  # received after all: it leaves the dead-letter queue
-        await herald.queues.forget(Channel.INAPP, notification_id)
-    if acked:  # wake the worker attempts that wait for these acks
-        await publish_acks(herald.redis, herald.redis_url, acked, sid, transport)
+        await session.execute(
+            insert(DeliveryAttempt),
+            [
+                attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
+                            row.queue_name or "inapp", method=transport, socket_id=sid)
+                for row in rows
+            ],
+        )  # fmt: skip
+    for row in rows:
+        herald.telemetry.stages.event(
+            row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
+            notification_id=row.id, detail={"socketId": sid},
+        )  # fmt: skip
+    for row in rows:  # received after all: it leaves the dead-letter queue
+        if row.status == Status.FAILED:
+            await herald.queues.forget(Channel.INAPP, row.id)
+    # Wake the worker attempts that wait for these acks.
+    await publish_acks(herald.redis, herald.redis_url, acked, sid, transport)
     return acked
 
 

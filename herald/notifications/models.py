@@ -123,11 +123,33 @@ class DeliveryAttempt(Base):
     ) -> DeliveryAttempt:  # fmt: skip
         """The audit row for what just happened to `n`, numbered as its current attempt."""
         return cls(
-            channel=n.channel.value, notification_id=n.id, attempt=n.attempts,
-            timestamp=utcnow(), status=status, error=error, queue_name=queue_name,
-            delivery_method=method, socket_id=socket_id, message_id=message_id,
-            smtp_response=smtp_response,
-        )  # fmt: skip
+            **attempt_row(
+                n.channel,
+                n.id,
+                n.attempts,
+                status,
+                queue_name,
+                error=error,
+                method=method,
+                socket_id=socket_id,
+                message_id=message_id,
+                smtp_response=smtp_response,
+            )
+        )
+
+
+def attempt_row(
+    channel: Channel, notification_id: int, attempt: int, status: str, queue_name: str, *,
+    error: str | None = None, method: str | None = None, socket_id: str | None = None,
+    message_id: str | None = None, smtp_response: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """An audit row's values for a bulk INSERT, when there is no ORM object to build it from."""
+    return {
+        "channel": channel.value, "notification_id": notification_id, "attempt": attempt,
+        "timestamp": utcnow(), "status": status, "error": error, "queue_name": queue_name,
+        "delivery_method": method, "socket_id": socket_id, "message_id": message_id,
+        "smtp_response": smtp_response,
+    }  # fmt: skip
 
 
 class Escalation(Base):

@@ -210,23 +210,24 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def on_authenticate(sid: str, data: Any = None) -> None:
         await authenticate(sid, data)
 
-    async def signed_in_ids(sid: str, data: Any) -> tuple[int, list[int] | None]:
-        """The socket's user and the ids an ack or read names; Refused otherwise. The session
-        the socket authenticated with is checked on every event: it may have ended since."""
+    async def signed_in(sid: str, data: Any) -> tuple[dict[str, Any], list[int] | None]:
+        """The socket's session state and the ids an ack or read names; Refused otherwise."""
         state = await sio.get_session(sid)
         if state.get("userId") is None:
             await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
             raise Refused(NOT_AUTHENTICATED["message"])
-        async with herald.db() as session:
-            live = await sessions.is_live(session, state["sessionId"])
-        if not live:
-            await sio.emit("auth:error", SESSION_ENDED, to=sid)
-            sio.start_background_task(sio.disconnect, sid)
-            raise Refused(SESSION_ENDED["message"])
         try:
-            return state["userId"], parse_ids(data)
+            return state, parse_ids(data)
         except ValueError as exc:
             raise Refused(str(exc)) from None
+
+    async def session_ended(sid: str) -> Refused:
+        """The session the socket authenticated with has ended since: say so and let it go.
+        Every event checks, as a logout's disconnect may not have reached this server. Raise
+        what it returns at once: the answer must leave before the disconnect runs."""
+        await sio.emit("auth:error", SESSION_ENDED, to=sid)
+        sio.start_background_task(sio.disconnect, sid)
+        return Refused(SESSION_ENDED["message"])
 
     def transport_of(sid: str) -> str:
         """What the socket really uses, `polling` or `websocket`; `unknown` once it is gone."""
@@ -244,20 +245,31 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
         transport = transport_of(sid)  # first: a client may ack and close at once
         try:
-            user_id, ids = await signed_in_ids(sid, data)
+            state, ids = await signed_in(sid, data)
             if ids is None:
                 raise Refused("acknowledge ids, not all")
+            # The session check is part of the acknowledgement's own query.
+            acked = await inbox.acknowledge(
+                herald, state["userId"], state["sessionId"], ids, sid, transport
+            )
+            if acked is None:
+                raise await session_ended(sid)
         except Refused as refused:
             return {"error": str(refused)}
-        return {"acked": await inbox.acknowledge(herald, user_id, ids, sid, transport)}
+        return {"acked": acked}
 
     @sio.on("notification:markRead")
     @answers_errors
     async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
         try:
-            user_id, ids = await signed_in_ids(sid, data)
+            state, ids = await signed_in(sid, data)
+            async with herald.db() as session:
+                live = await sessions.is_live(session, state["sessionId"])
+            if not live:
+                raise await session_ended(sid)
         except Refused as refused:
             return {"error": str(refused)}
+        user_id = state["userId"]
         marked = await inbox.mark_read(herald, user_id, ids)
         await announce_read(herald, user_id, marked, everything=ids is None)
         return {"marked": marked}
