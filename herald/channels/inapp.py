@@ -11,6 +11,7 @@ import socketio
 
 from herald.channels.acks import AckListener
 from herald.channels.base import DeliveryResult
+from herald.delivery.bullmq_clients import release_slot
 from herald.delivery.errors import DeliveryError
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
@@ -52,6 +53,7 @@ class InAppSender:
             for sid in sockets:
                 if await self.presence.first_sight(sid, notification.id) or resend:
                     await self.emitter.emit("notification:new", event, to=sid, namespace="/")
+            release_slot()  # from here on this attempt only waits
             acked_by = await self.acks.wait(notification.id, self.ack_timeout)
         finally:
             self.acks.forget(notification.id)

@@ -85,16 +85,26 @@ def _raised_by_driver(exc: BaseException) -> bool:
 
 
 async def read(maker: async_sessionmaker[AsyncSession], query: Work[T]) -> T:
-    """Run a read-only `query`; once more on a fresh connection if the first one dropped."""
+    """Run a read-only `query` (one statement: it runs outside a transaction); once more on a
+    fresh connection if the first one dropped."""
     try:
         async with maker() as session:
+            await _outside_a_transaction(session)
             return await query(session)
     except Exception as exc:
         if not is_dropped(exc):
             raise
         log.warning("db.retry", extra={"phase": "read", "error": repr(exc)})
     async with maker() as session:
+        await _outside_a_transaction(session)
         return await query(session)
+
+
+async def _outside_a_transaction(session: AsyncSession) -> None:
+    # On PostgreSQL a lone SELECT in a transaction costs a BEGIN and a ROLLBACK, two round trips
+    # for nothing (asyncpg's autocommit mode skips both). SQLite's BEGIN costs no round trip.
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 async def write(

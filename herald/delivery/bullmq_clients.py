@@ -20,12 +20,15 @@ starts a fetch for every free slot at once: with ten slots and a short queue, ni
 the `moveToActive` script for nothing each time one job arrives (counted: 23 runs of that
 script per in-app job at 20 notifications/s), and each turn of its loop waits on the set of all
 slots' tasks. This one fetches one job at a time, only when a slot is free, and blocks on the
-queue's marker only when the last fetch found nothing, as the Node.js worker does.
+queue's marker only when the last fetch found nothing, as the Node.js worker does. A job that
+only waits (an in-app attempt waiting for the client's ack) can give its slot back
+(`release_slot`), so the concurrency setting bounds the work in flight, not the waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,6 +87,22 @@ def _use_blocking_client(made: Worker, blocking: aioredis.Redis) -> None:
     made.bclient = blocking
 
 
+# The job running in this task may give its worker slot back (see `release_slot`).
+_release_slot: contextvars.ContextVar[Callable[[], None]] = contextvars.ContextVar("release_slot")
+# How many jobs past its concurrency a worker keeps that only wait (per slot).
+WAITING_PER_SLOT = 50
+
+
+def release_slot() -> None:
+    """The running job only waits from now on (an in-app attempt waiting for the client's
+    ack): its worker may start another job in its place. The job itself stays active, its
+    lock renewed, until it returns. A no-op outside a worker, or when the worker already has
+    WAITING_PER_SLOT such jobs per slot."""
+    release = _release_slot.get(None)
+    if release is not None:
+        release()
+
+
 class LeanWorker(Worker):
     """A BullMQ worker whose fetch loop asks Redis for a job only when a slot is free."""
 
@@ -94,12 +113,35 @@ class LeanWorker(Worker):
             self.opts["stalledInterval"] / 1000, self.runStalledJobsCheck, self.emit
         )
         self.running = True
-        slots = asyncio.Semaphore(int(self.opts["concurrency"]))
+        concurrency = int(self.opts["concurrency"])
+        slots = asyncio.Semaphore(concurrency)
+        waiting = 0  # jobs that gave their slot back and still run
         tokens = (f"{self.id}:{n}" for n in itertools.count(1))
 
-        def finished(task: asyncio.Future[Any]) -> None:
-            self.processing.discard(task)
-            slots.release()
+        def start(job: Any) -> None:
+            released = False
+
+            def release() -> None:
+                nonlocal released, waiting
+                if not released and waiting < concurrency * WAITING_PER_SLOT:
+                    released, waiting = True, waiting + 1
+                    slots.release()
+
+            def finished(task: asyncio.Future[Any]) -> None:
+                nonlocal waiting
+                self.processing.discard(task)
+                if released:
+                    waiting -= 1
+                else:
+                    slots.release()
+
+            context = contextvars.copy_context()
+            context.run(_release_slot.set, release)
+            task = asyncio.get_running_loop().create_task(
+                self.processJob(job, job.token), context=context
+            )
+            self.processing.add(task)
+            task.add_done_callback(finished)
 
         try:
             while not self.closing:
@@ -111,9 +153,7 @@ class LeanWorker(Worker):
                 if job is None:
                     slots.release()
                     continue
-                task = asyncio.ensure_future(self.processJob(job, job.token))
-                self.processing.add(task)
-                task.add_done_callback(finished)
+                start(job)
         finally:
             self.running = False
             self.stalledCheckTimer.stop()
