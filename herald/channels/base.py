@@ -14,6 +14,8 @@ class DeliveryResult:
     socket_id: str | None = None
     message_id: str | None = None
     response: str | None = None
+    # The row already says delivered (a client's ack wrote it): the attempt adds its audit row.
+    recorded: bool = False
 
 
 class ChannelSender(Protocol):

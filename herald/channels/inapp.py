@@ -59,4 +59,5 @@ class InAppSender:
             self.acks.forget(notification.id)
         if acked_by is None:
             raise DeliveryError(f"{NOT_ACKNOWLEDGED} within {self.ack_timeout:g} s")
-        return DeliveryResult(acked_by.transport, socket_id=acked_by.sid)
+        # The ack's own transaction marked the row delivered before the ack reached us.
+        return DeliveryResult(acked_by.transport, socket_id=acked_by.sid, recorded=True)

@@ -89,20 +89,23 @@ async def read(maker: async_sessionmaker[AsyncSession], query: Work[T]) -> T:
     fresh connection if the first one dropped."""
     try:
         async with maker() as session:
-            await _outside_a_transaction(session)
+            await outside_a_transaction(session)
             return await query(session)
     except Exception as exc:
         if not is_dropped(exc):
             raise
         log.warning("db.retry", extra={"phase": "read", "error": repr(exc)})
     async with maker() as session:
-        await _outside_a_transaction(session)
+        await outside_a_transaction(session)
         return await query(session)
 
 
-async def _outside_a_transaction(session: AsyncSession) -> None:
-    # On PostgreSQL a lone SELECT in a transaction costs a BEGIN and a ROLLBACK, two round trips
-    # for nothing (asyncpg's autocommit mode skips both). SQLite's BEGIN costs no round trip.
+async def outside_a_transaction(session: AsyncSession) -> None:
+    """Run the session's statements each on its own, for work that is one statement.
+
+    On PostgreSQL a lone statement in a transaction costs a BEGIN and a COMMIT or ROLLBACK, two
+    round trips for nothing (asyncpg's autocommit mode skips both). On SQLite a BEGIN costs no
+    round trip, and the session keeps its usual transaction."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core.db import transaction, utcnow
+from herald.core.dbfaults import outside_a_transaction
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
@@ -122,6 +123,9 @@ class Processor:
     ) -> tuple[DeliveryState, DeliveryResult | None] | None:
         """Claim the row for one attempt. Returns it with what an earlier attempt's channel
         accepted but could not record, if anything (then this run only records it)."""
+        fresh = await self._claim_waiting(sender, notification_id, tier)
+        if fresh is not None:
+            return fresh, None
         async with transaction(self.db) as session:
             n = await session.get(sender.model, notification_id, with_for_update=True)
             if n is None or n.status in FINAL_STATUSES or n.status == Status.FAILED:
@@ -139,6 +143,34 @@ class Processor:
                 n.last_attempt_at = now
             n.queue_name = tier.queue
             return n, accepted
+
+    async def _claim_waiting(
+        self, sender: ChannelSender, notification_id: int, tier: Tier
+    ) -> DeliveryState | None:
+        """The common case in one statement: a row that waits for an attempt and is not left
+        mid-attempt by an earlier one. None for anything else (gone, final, expired, or an
+        earlier attempt's outcome may be pending): `_begin` then looks at the row in full."""
+        model, now = sender.model, utcnow()
+        statement = (
+            update(model)
+            .where(
+                model.id == notification_id,
+                model.status.not_in([*FINAL_STATUSES, Status.FAILED]),
+                ~((model.status == sender.in_flight_status) & (model.attempts > 0)),
+            )
+            .values(
+                status=sender.in_flight_status, attempts=model.attempts + 1, last_attempt_at=now,
+                queue_name=tier.queue, updated_at=now,
+            )
+            .returning(model)
+        )  # fmt: skip
+        if model is InAppNotification:
+            statement = statement.where(InAppNotification.expires_at > now)
+        async with self.db() as session:
+            await outside_a_transaction(session)  # one statement: no BEGIN and COMMIT
+            n = (await session.scalars(statement)).one_or_none()
+            await session.commit()
+        return n
 
     async def _record_delivered(
         self,
@@ -168,6 +200,12 @@ class Processor:
     async def _delivered(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult
     ) -> None:
+        if result.recorded:  # only the audit row is left to write
+            async with self.db() as session:
+                await outside_a_transaction(session)
+                session.add(self._attempt(n, tier, Status.DELIVERED, None, result))
+                await session.commit()
+            return
         now = utcnow()
         fields: dict[str, Any] = {"status": Status.DELIVERED, "delivered_at": now}
         if sender.channel is Channel.EMAIL:
