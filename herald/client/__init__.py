@@ -26,6 +26,7 @@ from herald.client.errors import (
     ServerError,
     ServiceUnavailable,
     Unauthorized,
+    UnexpectedResponse,
     ValidationError,
 )
 from herald.client.models import (
@@ -70,6 +71,7 @@ __all__ = [
     "SubscriberPage",
     "TriggerResult",
     "Unauthorized",
+    "UnexpectedResponse",
     "ValidationError",
     "sign_client_token",
 ]

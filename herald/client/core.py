@@ -19,7 +19,12 @@ import httpx
 from pydantic import BaseModel
 
 from herald.client import models
-from herald.client.errors import HeraldConnectionError, error_for, retry_after
+from herald.client.errors import (
+    HeraldConnectionError,
+    UnexpectedResponse,
+    error_for,
+    retry_after,
+)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -99,7 +104,10 @@ def exchange(call: Call[T], policy: RetryPolicy) -> Generator[Step, Outcome, T]:
         outcome = yield Send(call.request)
         if isinstance(outcome, httpx.Response):
             if outcome.is_success:
-                return call.parse(outcome)
+                try:
+                    return call.parse(outcome)
+                except ValueError as problem:  # not JSON, or pydantic's ValidationError
+                    raise UnexpectedResponse(outcome, problem) from problem
             delay = policy.after_response(call, attempt, outcome)
             if delay is None:
                 raise error_for(outcome)

@@ -16,6 +16,19 @@ class HeraldConnectionError(HeraldError):
     not safe: a POST without an idempotency key whose request may have reached the server."""
 
 
+class UnexpectedResponse(HeraldError):
+    """A success whose body is not what the call answers (not JSON, or not its shape): a proxy
+    in the way, or a Herald of another version. `body` is the text received."""
+
+    def __init__(self, response: httpx.Response, problem: Exception) -> None:
+        self.status: int = response.status_code
+        self.body: str = response.text
+        super().__init__(
+            f"{response.request.method} {response.request.url.path} answered {self.status} "
+            f"with an unexpected body: {problem}"
+        )
+
+
 class HeraldAPIError(HeraldError):
     """Herald answered with an error. `body` is the server's JSON as it came
     (`{"error": {"code", "message", "details"}}`); `code`, `message` and `details` are read
