@@ -1,0 +1,51 @@
+// Herald's own JS client (clients/js) in Node, driven by Herald's Python tests.
+// Usage: node herald_client.mjs <url> <token>
+// Prints one JSON line per client event ({event, data}); reads one JSON command per line on
+// stdin ({"do": "inbox" | "markRead" | "refreshUnreadCount" | "drop" | "close", ...}) and
+// prints its result as {event: "result", data: {do, value | error}}.
+import { createInterface } from "node:readline";
+import { createHeraldClient } from "../../clients/js/src/index.js";
+
+const [url, token] = process.argv.slice(2);
+const say = (event, data) => console.log(JSON.stringify({ event, data }));
+const herald = createHeraldClient({ url, token, reconnectionDelay: 200, reconnectionDelayMax: 500 });
+for (const event of ["notification", "read", "unreadCount", "status", "authError", "reconnect"]) {
+  herald.on(event, (data) => say(event, data));
+}
+// What the server sends, as it comes: the client must drop repeats and ack every copy.
+herald.socket.on("notification:new", (n) => say("raw:notification:new", { id: n.id }));
+
+const commands = {
+  inbox: (args) => herald.inbox(args),
+  markRead: ({ ids }) => herald.markRead(ids),
+  refreshUnreadCount: () => herald.refreshUnreadCount(),
+  unreadCount: () => herald.unreadCount,
+  // The transport drops under the socket, as when a network goes away.
+  drop: () => {
+    herald.socket.io.engine.close();
+  },
+  connect: () => {
+    herald.connect();
+  },
+  close: () => {
+    herald.close();
+  },
+  exit: () => {
+    herald.close();
+    setTimeout(() => process.exit(0), 50);
+  },
+};
+
+createInterface({ input: process.stdin }).on("line", async (line) => {
+  const command = JSON.parse(line);
+  try {
+    const value = await commands[command.do](command);
+    say("result", { do: command.do, value: value ?? null });
+  } catch (error) {
+    say("result", { do: command.do, error: { message: error.message, status: error.status, code: error.code } });
+  }
+});
+setTimeout(() => {
+  say("timeout", {});
+  process.exit(3);
+}, 60_000);
