@@ -18,6 +18,7 @@ import pytest
 from herald.client import sign_client_token
 from tests.conftest import RunningHerald, eventually
 from tests.realtime_client import RecordingClient
+from tests.test_web_pages import browser, contexts  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).parent.parent
 DRIVER = ROOT / "tests" / "js" / "herald_client.mjs"
@@ -194,3 +195,51 @@ async def test_the_js_client_comes_back_and_catches_up(
 
 async def _acked(herald: RunningHerald, notification_id: int) -> bool:
     return bool((await status(herald, notification_id))["ackedAt"])
+
+
+def test_the_vendored_copy_is_the_client() -> None:
+    """`herald/web/static/vendor/herald-client.js` is `clients/js/src/index.js` as
+    `make web-assets` copies it: only its socket.io-client import points at the vendored file."""
+    source = (ROOT / "clients/js/src/index.js").read_text()
+    vendored = (ROOT / "herald/web/static/vendor/herald-client.js").read_text()
+    assert vendored == source.replace(
+        'import { io } from "socket.io-client";', 'import { io } from "./socket.io.esm.min.js";'
+    ), "run `make web-assets` and commit herald/web/static/vendor/herald-client.js"
+
+
+async def test_the_js_client_in_chromium_with_a_signed_token(
+    herald_factory: Any,
+    contexts: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The vendored client in a real Chromium page on Herald's origin (its CSP applies), signed
+    in with a token the application signed: live notifications, the inbox, markRead."""
+    herald = await herald_factory(client_token_secret=CLIENT_SECRET)
+    recipient, token = await subscriber_with_token(herald)
+    waiting = await trigger(herald, recipient, "Before the page opened")
+    page = await (await contexts()).new_page()
+    await page.goto(herald.url + "/")
+    await page.evaluate(
+        """async (token) => {
+            const { createHeraldClient } = await import("/static/vendor/herald-client.js");
+            const herald = createHeraldClient({ url: location.origin, token });
+            window.seen = [];
+            window.unread = [];
+            herald.on("notification", (n) => window.seen.push(n));
+            herald.on("unreadCount", (n) => window.unread.push(n));
+            window.app = herald;
+            await herald.ready;
+        }""",
+        token,
+    )
+    await page.wait_for_function("window.seen.length === 1")
+    live = await trigger(herald, recipient, "While the page is open")
+    await page.wait_for_function("window.seen.length === 2")
+    seen = await page.evaluate("window.seen.map((n) => [n.id, n.title])")
+    assert seen == [[waiting, "Before the page opened"], [live, "While the page is open"]]
+    await page.wait_for_function("window.app.unreadCount === 2")
+    inbox = await page.evaluate("window.app.inbox().then((p) => p.items.map((i) => i.id))")
+    assert inbox == [live, waiting]
+    marked = await page.evaluate(f"window.app.markRead([{live}])")
+    assert marked == {"marked": [live]}
+    await page.wait_for_function("window.app.unreadCount === 1")
+    await eventually(lambda: _acked(herald, live))
