@@ -100,7 +100,7 @@ async def live(herald_factory: Any) -> RunningHerald:
 class TestSubscribers:
     async def test_upsert_get_list_bulk_delete(self, live: RunningHerald, clients: Any) -> None:
         herald = clients(live.url, ADMIN_TOKEN)
-        ext = f"app-user/{uuid.uuid4().hex[:8]}"  # any text is an id, a slash included
+        ext = f"auth0|{uuid.uuid4().hex[:8]}"  # the application's own id, as it spells it
         made = await herald("upsert_subscriber", ext, email="ada@example.com", name="Ada")
         assert (made.subscriber_id, made.email, made.name) == (ext, "ada@example.com", "Ada")
         changed = await herald("upsert_subscriber", ext, locale="fr", data={"plan": "pro"})
@@ -128,7 +128,11 @@ class TestSubscribers:
         assert {ext, *(s["subscriberId"] for s in batch)} <= set(seen)
         assert len(seen) == len(set(seen))  # no subscriber twice across pages
 
-        await herald("delete_subscriber", ext)
+        changed = await herald("upsert_subscriber", ext, name=None)  # None clears a field
+        assert (changed.name, changed.email) == (None, "ada@example.com")
+
+        deleted = await herald("delete_subscriber", ext)
+        assert deleted.deleted and deleted.notifications_removed == 0
         with pytest.raises(NotFound) as missing:
             await herald("get_subscriber", ext)
         assert missing.value.status == 404 and missing.value.body["error"]["code"]

@@ -13,7 +13,7 @@ same calls on either, built on httpx.
 """
 
 from herald.client.aio import AsyncHeraldClient
-from herald.client.core import RetryPolicy
+from herald.client.core import UNSET, RetryPolicy
 from herald.client.errors import (
     BadRequest,
     Conflict,
@@ -70,6 +70,7 @@ __all__ = [
     "Subscriber",
     "SubscriberPage",
     "TriggerResult",
+    "UNSET",
     "Unauthorized",
     "UnexpectedResponse",
     "ValidationError",

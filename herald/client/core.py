@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from enum import Enum
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -37,6 +38,15 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRY_STATUSES = frozenset({429, 503})
 # Errors raised before a byte of the request left: retrying those is always safe.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+
+# A subscriber field left out of an upsert keeps its value; None clears it.
+UNSET: Final = _Unset.UNSET
+Maybe: TypeAlias = T | None | Literal[_Unset.UNSET]
 
 
 @dataclass(frozen=True)
@@ -198,15 +208,18 @@ class Calls:
         self,
         subscriber_id: str,
         *,
-        email: str | None = None,
-        name: str | None = None,
-        locale: str | None = None,
-        timezone: str | None = None,
-        data: Mapping[str, Any] | None = None,
+        email: Maybe[str] = UNSET,
+        name: Maybe[str] = UNSET,
+        locale: Maybe[str] = UNSET,
+        timezone: Maybe[str] = UNSET,
+        data: Maybe[Mapping[str, Any]] = UNSET,
     ) -> Call[models.Subscriber]:
-        body = _drop_none(
-            {"email": email, "name": name, "locale": locale, "timezone": timezone, "data": data}
-        )
+        """Create or update the subscriber with the application's own id. A field left out
+        keeps its value, None clears it; `data` is replaced whole."""
+        fields = {"email": email, "name": name, "locale": locale, "timezone": timezone}
+        body: dict[str, Any] = {k: v for k, v in fields.items() if v is not UNSET}
+        if data is not UNSET:
+            body["data"] = dict(data) if data is not None else None
         return self.call(
             "PUT", f"api/subscribers/{_segment(subscriber_id)}", _model(models.Subscriber),
             json=body,

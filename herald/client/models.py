@@ -43,7 +43,12 @@ class BulkResult(HeraldModel):
 
 
 class DeletedSubscriber(HeraldModel):
-    """What a delete removed; the counts are whatever the server reports (see `model_extra`)."""
+    """What a delete removed with the subscriber: their notifications, of each channel."""
+
+    deleted: bool
+    notifications_removed: int = 0
+    emails_removed: int = 0
+    inapp_removed: int = 0
 
 
 class CreatedNotification(HeraldModel):
