@@ -231,15 +231,15 @@ async def test_the_js_client_in_chromium_with_a_signed_token(
         }""",
         token,
     )
-    await page.wait_for_function("window.seen.length === 1")
+    await page.wait_for_function("() => window.seen.length === 1")
     live = await trigger(herald, recipient, "While the page is open")
-    await page.wait_for_function("window.seen.length === 2")
+    await page.wait_for_function("() => window.seen.length === 2")
     seen = await page.evaluate("window.seen.map((n) => [n.id, n.title])")
     assert seen == [[waiting, "Before the page opened"], [live, "While the page is open"]]
-    await page.wait_for_function("window.app.unreadCount === 2")
+    await page.wait_for_function("() => window.app.unreadCount === 2")
     inbox = await page.evaluate("window.app.inbox().then((p) => p.items.map((i) => i.id))")
     assert inbox == [live, waiting]
     marked = await page.evaluate(f"window.app.markRead([{live}])")
     assert marked == {"marked": [live]}
-    await page.wait_for_function("window.app.unreadCount === 1")
+    await page.wait_for_function("() => window.app.unreadCount === 1")
     await eventually(lambda: _acked(herald, live))
