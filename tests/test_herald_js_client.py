@@ -197,6 +197,35 @@ async def _acked(herald: RunningHerald, notification_id: int) -> bool:
     return bool((await status(herald, notification_id))["ackedAt"])
 
 
+async def test_a_token_function_renews_an_expiring_token(
+    herald_factory: Any, node_client: Any
+) -> None:
+    """Herald ends the socket when its signed token expires; Socket.IO would stay away after
+    that, but a token function gives the client a fresh token and it signs in again."""
+    herald = await herald_factory(client_token_secret=CLIENT_SECRET)
+    recipient, _ = await subscriber_with_token(herald)
+    client = await node_client(herald.url, f"sign:{CLIENT_SECRET}:{recipient['subscriberId']}:2")
+    first = await client.next("status", lambda s: s["state"] == "online")
+    ended = await client.next("status", lambda s: s.get("reason") == "io server disconnect")
+    assert ended["state"] == "reconnecting"
+    again = await client.next("status", lambda s: s["state"] == "online", timeout=15)
+    assert again["reconnects"] == 1 and again["socketId"] != first["socketId"]
+    assert len(client.of("tokenSigned")) >= 2 and client.of("authError") == []
+    missed = await trigger(herald, recipient, "After renewal")
+    assert (await client.next("notification"))["id"] == missed
+
+
+async def test_a_fixed_token_that_expires_says_so(herald_factory: Any, node_client: Any) -> None:
+    herald = await herald_factory(client_token_secret=CLIENT_SECRET)
+    recipient, _ = await subscriber_with_token(herald)
+    token = sign_client_token(CLIENT_SECRET, recipient["subscriberId"], ttl=2)
+    client = await node_client(herald.url, token)
+    await client.next("status", lambda s: s["state"] == "online")
+    ended = await client.next("status", lambda s: s.get("reason") == "io server disconnect")
+    assert ended["state"] == "offline"
+    assert "new token" in (await client.next("authError"))["message"]
+
+
 def test_the_vendored_copy_is_the_client() -> None:
     """`herald/web/static/vendor/herald-client.js` is `clients/js/src/index.js` as
     `make web-assets` copies it: only its socket.io-client import points at the vendored file."""

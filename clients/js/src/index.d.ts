@@ -114,6 +114,8 @@ export class HeraldClient {
   on<E extends keyof Events>(event: E, listener: (value: Events[E]) => void): () => void;
   off<E extends keyof Events>(event: E, listener: (value: Events[E]) => void): void;
   connect(): this;
+  /** A new token (or token function) for the next connect and every request from now. */
+  setToken(token: Token): this;
   close(): void;
   inbox(options?: { unread?: boolean; page?: number; limit?: number }): Promise<InboxPage>;
   refreshUnreadCount(): Promise<number>;

@@ -130,7 +130,14 @@ export class HeraldClient {
     const socket = io(this.#url || undefined, {
       ...this.#socketOptions,
       // Called on every (re)connect: a token function can hand a fresh token each time.
-      auth: (send) => this.#currentToken().then((token) => send({ token }), () => send({})),
+      auth: (send) =>
+        this.#currentToken().then(
+          (token) => send({ token }),
+          (error) => {
+            this.#emit("authError", { message: `no token: ${error?.message ?? error}` });
+            send({});
+          },
+        ),
     });
     this.socket = socket;
     this.#status("connecting");
@@ -143,8 +150,22 @@ export class HeraldClient {
       this.#emit("authError", error ?? {});
     });
     socket.on("disconnect", (reason) => {
-      if (reason === "io client disconnect") this.#status("offline", { reason });
-      else this.#status("reconnecting", { reason });
+      if (reason === "io client disconnect") {
+        this.#status("offline", { reason });
+      } else if (reason === "io server disconnect") {
+        // Herald ended the session: the token expired (or the session was revoked), and
+        // Socket.IO does not reconnect by itself after that. A token function gives a fresh
+        // token, so connect again; a fixed token needs the application (setToken, connect).
+        if (typeof this.#token === "function") {
+          this.#status("reconnecting", { reason });
+          socket.connect();
+        } else {
+          this.#status("offline", { reason });
+          this.#emit("authError", { message: "Herald ended the session: a new token is needed" });
+        }
+      } else {
+        this.#status("reconnecting", { reason });
+      }
     });
     socket.io.on("reconnect_attempt", (attempt) => this.#status("reconnecting", { attempt }));
     socket.io.on("reconnect_failed", () =>
@@ -156,6 +177,13 @@ export class HeraldClient {
       this.#emit("read", read);
     });
     socket.on("notification:broadcast", (b) => this.#emit("broadcast", b));
+    return this;
+  }
+
+  /** A new token (or token function) for the next connect and every request from now. */
+  setToken(token) {
+    if (!token) throw new TypeError("setToken needs a token");
+    this.#token = token;
     return this;
   }
 
