@@ -22,6 +22,7 @@ import pytest
 
 from herald.client import (
     AsyncHeraldClient,
+    Forbidden,
     HeraldClient,
     HeraldConnectionError,
     NotFound,
@@ -148,6 +149,26 @@ class TestSubscribers:
             same = await asyncio.to_thread(lambda: [s.subscriber_id for s in pages])
         assert {b["subscriberId"] for b in batch} <= set(ids)
         assert same == ids
+
+
+class TestApiKeys:
+    async def test_a_trigger_only_key_triggers_and_nothing_else(
+        self, live: RunningHerald, clients: Any
+    ) -> None:
+        admin = clients(live.url, ADMIN_TOKEN)
+        made = await admin("create_api_key", "billing-service", ["trigger"])
+        assert made.key and made.key.startswith(f"hk_{made.prefix}_") and made.scopes == ["trigger"]
+        ext = f"billing-{uuid.uuid4().hex[:6]}"
+        await admin("upsert_subscriber", ext, email=f"{ext}@example.com")
+
+        billing = clients(live.url, made.key)
+        sent = await billing(
+            "trigger", type="invoice", title="Invoice", message="Due", recipients=[ext]
+        )
+        assert sent.notifications[0].subscriber_id == ext
+        with pytest.raises(Forbidden) as refused:
+            await billing("upsert_subscriber", ext, name="Mallory")
+        assert refused.value.status == 403 and "subscribers" in refused.value.message
 
 
 class TestTriggerAndInbox:

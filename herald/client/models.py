@@ -136,9 +136,10 @@ class Marked(HeraldModel):
 
 
 class ApiKey(HeraldModel):
-    id: int | str
+    id: int
     name: str
     prefix: str
     scopes: list[str]
     created_at: datetime | None = None
+    revoked_at: datetime | None = None
     key: str | None = None  # only in the answer to its creation
