@@ -5,6 +5,7 @@ connection) on a real socket."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from herald.client import (
     AsyncHeraldClient,
+    Conflict,
     Forbidden,
     HeraldClient,
     HeraldConnectionError,
@@ -367,8 +369,10 @@ def scripted() -> Iterator[Any]:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                status, headers = entry
-                if status >= 300:
+                status, headers, *error = entry
+                if error:
+                    body = json.dumps({"error": error[0]}).encode()
+                elif status >= 300:
                     body = b'{"error": {"code": "busy", "message": "try later", "details": null}}'
                 elif self.path.startswith("/api/subscribers/"):
                     body = b'{"subscriberId": "x"}'
@@ -460,6 +464,24 @@ class TestRetries:
         server = scripted(DROP)
         await clients(server.url, "key", retry=FAST)("get_subscriber", "x")  # a read: safe
         assert len(server.seen) == 2
+
+    async def test_a_retry_finding_its_first_request_running_waits_for_it(
+        self, scripted: Any, clients: Any
+    ) -> None:
+        """The first request reached Herald but its answer was lost; the retry (same key)
+        arrives while it still runs: 409 idempotency_in_flight, Retry-After: 1, then the
+        answer."""
+        in_flight = {"code": "idempotency_in_flight", "message": "still running"}
+        server = scripted(DROP, (409, {"Retry-After": "1"}, in_flight))
+        herald = clients(server.url, "key", retry=FAST)
+        assert (await herald("trigger", **TRIGGER, idempotency_key="k-2")).count == 0
+        assert herald.statuses == [409, 200] and len(server.seen) == 3
+        assert server.gaps[1] >= 0.95
+
+        server = scripted((409, {}, {"code": "conflict", "message": "another conflict"}))
+        with pytest.raises(Conflict):  # any other 409 is the caller's to handle
+            await clients(server.url, "key", retry=FAST)("trigger", **TRIGGER)
+        assert len(server.seen) == 1
 
     async def test_a_refused_connection_is_retried_then_raised(self, clients: Any) -> None:
         herald = clients(f"http://127.0.0.1:{free_port()}", "key", retry=FAST)

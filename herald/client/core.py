@@ -21,10 +21,10 @@ from pydantic import BaseModel
 
 from herald.client import models
 from herald.client.errors import (
+    HeraldAPIError,
     HeraldConnectionError,
     UnexpectedResponse,
     error_for,
-    retry_after,
 )
 
 T = TypeVar("T")
@@ -36,6 +36,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 429: refused before it ran. 503: Herald's database was away (nothing the trigger asked for was
 # stored), or a load balancer had no server for it.
 RETRY_STATUSES = frozenset({429, 503})
+# The same Idempotency-Key's first request is still running (this is a retry of it after a
+# broken connection): its answer will be there in a moment.
+RETRY_CODES = frozenset({"idempotency_in_flight"})
 # Errors raised before a byte of the request left: retrying those is always safe.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -83,12 +86,11 @@ class RetryPolicy:
     backoff: float = 0.5
     max_wait: float = 30.0
 
-    def after_response(
-        self, call: Call[Any], attempt: int, response: httpx.Response
-    ) -> float | None:
-        if response.status_code not in RETRY_STATUSES or attempt >= self.max_attempts:
+    def after_response(self, call: Call[Any], attempt: int, error: HeraldAPIError) -> float | None:
+        again = error.status in RETRY_STATUSES or error.code in RETRY_CODES
+        if not again or attempt >= self.max_attempts:
             return None
-        wait = retry_after(response)
+        wait = error.retry_after
         if wait is None:
             return self._backoff(attempt)
         return wait if wait <= self.max_wait else None
@@ -118,9 +120,10 @@ def exchange(call: Call[T], policy: RetryPolicy) -> Generator[Step, Outcome, T]:
                     return call.parse(outcome)
                 except ValueError as problem:  # not JSON, or pydantic's ValidationError
                     raise UnexpectedResponse(outcome, problem) from problem
-            delay = policy.after_response(call, attempt, outcome)
+            error = error_for(outcome)
+            delay = policy.after_response(call, attempt, error)
             if delay is None:
-                raise error_for(outcome)
+                raise error
         else:
             assert isinstance(outcome, httpx.TransportError)
             delay = policy.after_error(call, attempt, outcome)
