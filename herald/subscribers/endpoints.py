@@ -5,6 +5,7 @@ Every endpoint takes an API key with the `subscribers` scope (or the admin token
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -40,6 +41,7 @@ ExternalId = Annotated[
     ),
 ]  # fmt: skip
 MAX_PAGE_LIMIT = 500
+CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
 
 
 @router.put(
@@ -110,7 +112,7 @@ async def list_subscribers(
 def _cursor(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return 0
-    if not cursor.isdigit() or int(cursor) > 2**63 - 1:
+    if not CURSOR.fullmatch(cursor) or int(cursor) > 2**63 - 1:
         raise InvalidField("cursor", "pass the nextCursor of the page before")
     return int(cursor)
 
