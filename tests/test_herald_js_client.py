@@ -226,6 +226,21 @@ async def test_a_fixed_token_that_expires_says_so(herald_factory: Any, node_clie
     assert "new token" in (await client.next("authError"))["message"]
 
 
+async def test_a_refused_token_gets_nothing(herald_factory: Any, node_client: Any) -> None:
+    herald = await herald_factory(client_token_secret=CLIENT_SECRET)
+    recipient, _ = await subscriber_with_token(herald)
+    await trigger(herald, recipient, "Not for a forged token")
+    forged = sign_client_token(
+        "a-secret-that-is-not-herald-s-0123456789", recipient["subscriberId"]
+    )
+    client = await node_client(herald.url, forged)
+    refused = await client.next("authError")
+    assert "signature" in refused["message"]
+    await client.next("status", lambda s: s["state"] == "offline")
+    assert await client.do("unreadCount") is None  # never signed in: no count either
+    assert client.of("notification") == []
+
+
 def test_the_vendored_copy_is_the_client() -> None:
     """`herald/web/static/vendor/herald-client.js` is `clients/js/src/index.js` as
     `make web-assets` copies it: only its socket.io-client import points at the vendored file."""

@@ -146,6 +146,9 @@ export class HeraldClient {
     });
     socket.on("auth:success", (info) => this.#signedIn(info));
     socket.on("auth:error", (error) => {
+      // Refused (or its session ended): an unauthenticated socket receives nothing, so close
+      // it; connect() tries again, with setToken's token or the token function's next one.
+      socket.disconnect();
       this.#status("offline", { authError: error?.message });
       this.#emit("authError", error ?? {});
     });
@@ -158,7 +161,7 @@ export class HeraldClient {
         // token, so connect again; a fixed token needs the application (setToken, connect).
         if (typeof this.#token === "function") {
           this.#status("reconnecting", { reason });
-          socket.connect();
+          setTimeout(() => socket.connect(), this.#socketOptions.reconnectionDelay);
         } else {
           this.#status("offline", { reason });
           this.#emit("authError", { message: "Herald ended the session: a new token is needed" });
