@@ -121,7 +121,6 @@ class TestValidToken:
         made = await herald.http.get(f"/api/subscribers/{sid}", headers=herald.admin())
         assert made.status_code == 200 and made.json()["email"] is None
 
-
     async def test_deleting_the_subscriber_ends_their_sockets(
         self, app_herald: RunningHerald
     ) -> None:
