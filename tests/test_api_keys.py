@@ -69,6 +69,13 @@ class TestScopes:
         async with herald.herald.db() as db:
             n = await db.get(InAppNotification, r.json()["notifications"][0]["notificationId"])
         assert n is not None and n.api_key_id == made["id"]
+        record = await herald.http.get(
+            f"/api/notifications/inapp/{n.id}",
+            headers=bearer(made["key"]),  # no `read` scope
+        )
+        assert record.status_code == 403
+        record = await herald.http.get(f"/api/notifications/inapp/{n.id}", headers=herald.admin())
+        assert record.json()["apiKeyId"] == made["id"]
 
         # The request's `server` stage names the key too.
         async def server_stage() -> Any:
@@ -108,6 +115,7 @@ class TestScopes:
             f"/api/notifications/inapp/{n['notificationId']}", headers=bearer(read_only)
         )
         assert r.status_code == 200, r.text
+        assert r.json()["apiKeyId"] is None  # made with the admin token
 
     async def test_a_session_token_is_no_key(self, herald: RunningHerald) -> None:
         member = await herald.member()

@@ -121,6 +121,25 @@ class TestValidToken:
         made = await herald.http.get(f"/api/subscribers/{sid}", headers=herald.admin())
         assert made.status_code == 200 and made.json()["email"] is None
 
+    async def test_deleting_the_subscriber_ends_their_sockets(
+        self, app_herald: RunningHerald
+    ) -> None:
+        herald = app_herald
+        sid = await subscriber(herald)
+        client = RecordingClient()
+        await client.connect(herald.url, auth={"token": sign(sid)})
+        try:
+            await client.next("auth:success")
+            gone = await herald.http.delete(f"/api/subscribers/{sid}", headers=herald.admin())
+            assert gone.status_code == 200, gone.text
+
+            async def disconnected() -> bool:
+                return not client.sio.connected
+
+            await eventually(disconnected, timeout=10)
+        finally:
+            await client.close()
+
 
 class TestRefused:
     @pytest.mark.parametrize("kind", list(FORGED))
