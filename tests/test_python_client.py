@@ -168,6 +168,8 @@ class TestApiKeys:
             "trigger", type="invoice", title="Invoice", message="Due", recipients=[ext]
         )
         assert sent.notifications[0].subscriber_id == ext
+        record = await admin("notification", "inapp", sent.notifications[0].notification_id)
+        assert record.api_key_id == made.id  # who sent it stays on the record
         with pytest.raises(Forbidden) as refused:
             await billing("upsert_subscriber", ext, name="Mallory")
         assert refused.value.status == 403 and "subscribers" in refused.value.message

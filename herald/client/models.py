@@ -85,6 +85,7 @@ class NotificationRecord(HeraldModel):
     failure_reason: str | None = None
     job_id: str | None = None
     telemetry_id: str | None = None
+    api_key_id: int | None = None  # the API key whose trigger created it
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
