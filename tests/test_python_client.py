@@ -35,6 +35,7 @@ from herald.client import (
     ValidationError,
     sign_client_token,
 )
+from herald.client.core import Calls, Sleep, exchange
 from herald.core.redis import free_port
 from tests.conftest import ADMIN_TOKEN, RunningHerald, eventually
 from tests.realtime_client import RecordingClient
@@ -492,3 +493,50 @@ class TestRetries:
             await herald("trigger", **TRIGGER)  # nothing was sent: safe even without a key
         assert "after 4 attempts" in str(down.value)
         assert time.monotonic() - started >= 0.05 + 0.1 + 0.2 - 0.1
+
+
+# --- The shared retry loop on its own: no server, no sleeping ------------------------------------
+class TestRetryLoop:
+    """`exchange` is what both clients run; driven by hand here, step by step."""
+
+    def steps(self, call: Any, outcomes: list[Any], policy: RetryPolicy = FAST) -> list[Any]:
+        loop = exchange(call, policy)
+        taken = [next(loop)]
+        try:
+            for outcome in outcomes:
+                if isinstance(taken[-1], Sleep):
+                    taken.append(loop.send(None))
+                taken.append(loop.send(outcome))
+        except StopIteration as done:
+            taken.append(("returned", done.value))
+        return taken
+
+    def answer(self, call: Any, status: int, headers: dict[str, str] | None = None) -> Any:
+        body = {"count": 0, "notifications": []} if status < 300 else {"error": {"code": "x"}}
+        return httpx.Response(status, json=body, headers=headers, request=call.request)
+
+    def test_a_503_then_a_201(self) -> None:
+        call = Calls("http://h", "k", 5).trigger(**TRIGGER)
+        busy, made = self.answer(call, 503, {"Retry-After": "2"}), self.answer(call, 201)
+        taken = self.steps(call, [busy, made])
+        assert [type(s).__name__ for s in taken[:-1]] == ["Send", "Sleep", "Send"]
+        assert taken[1] == Sleep(2.0)
+        assert taken[-1][1].count == 0
+
+    def test_what_is_retried_after_a_broken_connection(self) -> None:
+        calls = Calls("http://h", "k", 5)
+        broken = httpx.ReadError("reset")
+        unkeyed, keyed = calls.trigger(**TRIGGER), calls.trigger(**TRIGGER, idempotency_key="a")
+        assert (unkeyed.idempotent, keyed.idempotent) == (False, True)
+        assert calls.get_subscriber("a").idempotent and calls.upsert_subscriber("a").idempotent
+        assert FAST.after_error(unkeyed, 1, broken) is None
+        assert FAST.after_error(unkeyed, 1, httpx.ConnectError("refused")) is not None
+        assert FAST.after_error(keyed, 1, broken) is not None
+        assert FAST.after_error(keyed, FAST.max_attempts, broken) is None
+
+    def test_the_request_as_sent(self) -> None:
+        call = Calls("http://h/base/", "k", 5).upsert_subscriber("auth0|7", name=None, locale="fr")
+        assert call.request.method == "PUT"
+        assert call.request.url == "http://h/base/api/subscribers/auth0%7C7"
+        assert json.loads(call.request.content) == {"name": None, "locale": "fr"}
+        assert call.request.headers["authorization"] == "Bearer k"
