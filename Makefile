@@ -13,7 +13,7 @@ run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://12
 bench: $(VENV)/.run-installed
 	$(BIN)/herald bench --docs docs/benchmarks.md $(BENCH_ARGS)
 
-test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed web-assets ## Install what the tests need and run them all
+test: $(VENV)/.test-installed system-deps tests/js/node_modules/.installed clients/js/node_modules/.installed web-assets ## Install what the tests need and run them all
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
@@ -40,13 +40,23 @@ tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Herald's own JS client (clients/js) and its one dependency, socket.io-client, for the tests
+# that run it in Node.
+clients/js/node_modules/.installed: clients/js/package-lock.json | system-deps
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The Socket.IO client the web pages load, vendored from npm (web/package-lock.json pins it) so
 # the pages need no network. The copy is committed, so `make run` needs no Node; this refreshes
 # it (after a version bump in web/package.json, commit the new file).
+# Herald's JS client (clients/js/src/index.js) is copied beside it as herald-client.js, its
+# `socket.io-client` import pointed at that copy (the pages' CSP allows no import map).
 # Swagger UI for /docs comes the same way (swagger-ui-dist), so /docs works offline too.
 WEB_VENDOR := herald/web/static/vendor
 web-assets: web/node_modules/.installed
 	cp web/node_modules/socket.io-client/dist/socket.io.esm.min.js $(WEB_VENDOR)/socket.io.esm.min.js
+	sed 's|^import { io } from "socket.io-client";$$|import { io } from "./socket.io.esm.min.js";|' \
+	   clients/js/src/index.js > $(WEB_VENDOR)/herald-client.js
 	mkdir -p $(WEB_VENDOR)/swagger-ui
 	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css \
 	   web/node_modules/swagger-ui-dist/LICENSE $(WEB_VENDOR)/swagger-ui/

@@ -287,6 +287,93 @@ def dlq_discard(
 
 
 # --- Scale-out --------------------------------------------------------------------------------
+# --- API keys -------------------------------------------------------------------------------
+def _with_database(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` with a sessionmaker on this installation's database (migrated first)."""
+    from herald.core.db import create_engine, create_sessionmaker, run_migrations
+
+    settings = _settings()
+    run_migrations(settings.effective_database_url)
+
+    async def run() -> T:
+        engine = create_engine(settings.effective_database_url, settings.db_busy_timeout)
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@main.group()
+def keys() -> None:
+    """API keys for applications: create, list, revoke."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for (shown in lists).")
+@click.option(
+    "--scope", "scopes", multiple=True, required=True,
+    type=click.Choice(["trigger", "subscribers", "read", "ops"]),
+    help="A scope the key holds; repeat for more.",
+)  # fmt: skip
+def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Make a key and print it: it is shown this once (Herald keeps only its hash)."""
+    from herald.apikeys import service
+    from herald.apikeys.models import Scope
+
+    row, key = _with_database(lambda db: service.create_key(db, name, [Scope(s) for s in scopes]))
+    click.echo(key)
+    click.echo(
+        f"id {row.id}, prefix {row.prefix}, scopes {','.join(row.scopes)}: "
+        "store the key now, it is not shown again",
+        err=True,
+    )
+
+
+@keys.command("list")
+@click.option("--all", "all_", is_flag=True, help="Revoked keys too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(all_: bool, as_json: bool) -> None:
+    """The keys: id, name, prefix, scopes (never the key)."""
+    from herald.apikeys import service
+    from herald.apikeys.schemas import ApiKeyOut
+
+    async def work(db: Any) -> list[ApiKeyOut]:
+        async with db() as session:
+            rows = await service.listed(session, include_revoked=all_)
+            return [ApiKeyOut.model_validate(r) for r in rows]
+
+    found = _with_database(work)
+    if as_json:
+        click.echo(json.dumps([k.model_dump(mode="json", by_alias=True) for k in found], indent=2))
+        return
+    for k in found:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
+        scopes = ",".join(k.scopes)
+        click.echo(f"{k.id:>5}  hk_{k.prefix}_…  {scopes:<28} {state:<24} {k.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key; every server refuses it within 5 s (its key cache)."""
+    from herald.apikeys import service
+    from herald.core.db import transaction
+    from herald.core.errors import NotFound
+
+    async def work(db: Any) -> None:
+        async with transaction(db) as session:
+            await service.revoke(session, key_id)
+
+    try:
+        _with_database(work)
+    except NotFound as exc:
+        click.echo(f"herald: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked key {key_id}")
+
+
 @main.group()
 def cluster() -> None:
     """Several API servers and workers behind HAProxy on this machine."""

@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
 from herald.accounts.models import Login, PasswordReset, Session, User
+from herald.apikeys.models import ApiKey
 from herald.commerce.models import Purchase
 from herald.core.db import Base
 from herald.notifications.models import (
@@ -12,6 +13,7 @@ from herald.notifications.models import (
 from herald.social.models import FriendRequest
 
 __all__ = [
+    "ApiKey",
     "Base",
     "DeliveryAttempt",
     "EmailNotification",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import socketio
 
+from herald.apikeys.service import KeyCache
 from herald.channels.acks import AckListener
 from herald.channels.base import ChannelSender
 from herald.channels.email import EmailSender
@@ -84,6 +85,7 @@ class Herald:
             },
         )
         self.admin_token = self._admin_token()
+        self.api_keys = KeyCache(self.db, self.admin_token)
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
         self.telemetry.attach(self)

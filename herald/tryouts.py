@@ -191,11 +191,14 @@ async def notification_toast(t: Tryout) -> None:
 
     async def page() -> str:
         assert t.http is not None
-        for path in ("/", "/static/js/client.js", "/static/vendor/socket.io.esm.min.js"):
+        for path in (
+            "/", "/static/js/client.js", "/static/vendor/herald-client.js",
+            "/static/vendor/socket.io.esm.min.js",
+        ):  # fmt: skip
             async with t.http.get(t.url + path) as response:
                 if response.status != 200:
                     raise StepFailed(f"GET {path} answered {response.status}")
-        return "/, its script and the Socket.IO client"
+        return "/, its script, Herald's JS client and the Socket.IO client"
 
     await t.step("the demo page is served", page())
     user = await t.step("sign up a fresh user", t.user("toast"))

@@ -26,11 +26,11 @@ from herald.core.pagination import Page
 from herald.notifications.models import EmailNotification
 from herald.notifications.schemas import EmailTracking, InAppTracking, email_tracking, tracking
 from herald.web.deps import (
-    AdminDep,
     CallerDep,
     ClientDep,
     HeraldDep,
     PageDep,
+    ReadDep,
     rate_limited,
 )
 from herald.web.errors import errors
@@ -57,20 +57,20 @@ async def create_signup(data: SignupIn, herald: HeraldDep, client: ClientDep) ->
         )
 
 
-@router.get("/signups", dependencies=[AdminDep])
+@router.get("/signups", dependencies=[ReadDep])
 async def list_signups(herald: HeraldDep, page: PageDep) -> Page[UserOut]:
     """Every user, newest first (admin token)."""
     async with herald.db() as session:
         return await queries.list_users(session, page)
 
 
-@router.get("/signups/statistics", dependencies=[AdminDep])
+@router.get("/signups/statistics", dependencies=[ReadDep])
 async def signup_statistics(herald: HeraldDep) -> SignupStatistics:
     async with herald.db() as session:
         return await queries.signup_statistics(session)
 
 
-@router.get("/signups/welcome-emails/failed", dependencies=[AdminDep])
+@router.get("/signups/welcome-emails/failed", dependencies=[ReadDep])
 async def failed_welcome_emails(herald: HeraldDep, page: PageDep) -> Page[WelcomeEmailStatus]:
     """Welcome emails that ended in the dead-letter queue (admin token)."""
     async with herald.db() as session:
@@ -159,7 +159,7 @@ async def list_logins(
         return await queries.list_logins(session, page, user_id=user_id, successful=successful)
 
 
-@router.get("/logins/alert-emails/failed", dependencies=[AdminDep])
+@router.get("/logins/alert-emails/failed", dependencies=[ReadDep])
 async def failed_login_alerts(herald: HeraldDep, page: PageDep) -> Page[FailedLoginAlert]:
     """Login-alert emails that ended in the dead-letter queue (admin token)."""
     async with herald.db() as session:

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.core.db import Base, Timestamped
 
 
 class User(Timestamped, Base):
+    """Someone Herald notifies: a signed-up user, or a subscriber the application registered
+    by its own id (`external_id`), who has no username or password and may have no email.
+
+    One table for both, so everything keyed by a user (in-app rows, Socket.IO rooms, presence,
+    catch-up, the inbox) serves subscribers unchanged. A signed-up user's `external_id` is
+    `str(id)` unless that id was already taken by a subscriber."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     email_verified: Mapped[bool] = mapped_column(default=False)
     verification_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     verification_expires_at: Mapped[datetime | None]

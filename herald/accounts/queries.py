@@ -23,6 +23,9 @@ from herald.notifications.models import EmailNotification, Status
 from herald.notifications.schemas import EmailTracking, tracking
 from herald.notifications.tracked import load_tracking
 
+# Users who signed up (the seed's signups), not subscribers an application registered.
+SIGNED_UP = User.password_hash.is_not(None)
+
 
 def user_fields(user: User) -> dict[str, Any]:
     return {
@@ -36,20 +39,19 @@ def user_fields(user: User) -> dict[str, Any]:
 
 
 async def list_users(session: AsyncSession, params: PageParams) -> Page[UserOut]:
-    users, total = await fetch_page(session, select(User).order_by(User.id.desc()), params)
+    users, total = await fetch_page(
+        session, select(User).where(SIGNED_UP).order_by(User.id.desc()), params
+    )
     return page_of([UserOut(**user_fields(u)) for u in users], params, total)
 
 
 async def signup_statistics(session: AsyncSession) -> SignupStatistics:
     now = utcnow()
-    total = await session.scalar(select(func.count(User.id))) or 0
-    verified = await session.scalar(select(func.count(User.id)).where(User.email_verified)) or 0
-    day = await session.scalar(
-        select(func.count(User.id)).where(User.created_at > now - timedelta(days=1))
-    )
-    week = await session.scalar(
-        select(func.count(User.id)).where(User.created_at > now - timedelta(days=7))
-    )
+    signed_up = select(func.count(User.id)).where(SIGNED_UP)
+    total = await session.scalar(signed_up) or 0
+    verified = await session.scalar(signed_up.where(User.email_verified)) or 0
+    day = await session.scalar(signed_up.where(User.created_at > now - timedelta(days=1)))
+    week = await session.scalar(signed_up.where(User.created_at > now - timedelta(days=7)))
     by_status = dict(
         (
             await session.execute(

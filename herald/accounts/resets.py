@@ -39,7 +39,10 @@ async def request_reset(herald: Herald, email: str, client: ClientInfo) -> None:
     token = new_token()
     now = utcnow()
     async with transaction(herald.db) as session:
-        user = await session.scalar(select(User).where(User.email == address))
+        # Subscribers an application registered have no password to reset.
+        user = await session.scalar(
+            select(User).where(User.email == address, User.password_hash.is_not(None))
+        )
         if user is None:
             log.info("accounts.reset.unknown_address")
             return
@@ -54,7 +57,7 @@ async def request_reset(herald: Herald, email: str, client: ClientInfo) -> None:
             .values(invalidated_at=now)
         )
         reset_email = new_email(
-            herald.settings, "reset_password", to=user.email, username=user.username,
+            herald.settings, "reset_password", to=address, username=user.username,
             user_id=user.id, telemetry_id=client.telemetry_id,
             context={"reset_url": _reset_url(herald, token),
                      "minutes": int(herald.settings.reset_token_ttl_minutes)},

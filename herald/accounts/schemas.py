@@ -16,8 +16,8 @@ class SignupIn(CamelInput):
 
 class UserOut(CamelModel):
     user_id: int
-    username: str
-    email: str
+    username: str | None
+    email: str | None
     email_verified: bool
     created_at: datetime
     updated_at: datetime
@@ -46,8 +46,8 @@ class LoginIn(CamelInput):
 class LoginOut(CamelModel):
     login_id: int
     user_id: int
-    username: str
-    email: str
+    username: str | None
+    email: str | None
     login_successful: bool
     session_token: str
     session_expires_at: datetime
@@ -105,7 +105,7 @@ class SessionIn(LoginIn):
 class SessionCreatedOut(CamelModel):
     session_id: int
     user_id: int
-    username: str
+    username: str | None
     session_token: str = Field(description="Bearer token; shown only here, stored only hashed")
     created_at: datetime
     expires_at: datetime
@@ -123,7 +123,7 @@ class SessionOut(CamelModel):
 
 class UserSessions(CamelModel):
     user_id: int
-    username: str
+    username: str | None
     sessions: list[SessionOut]
 
 

@@ -52,8 +52,9 @@ async def signup(
             )
             session.add(user)
             await session.flush()
+            await _claim_external_id(session, user)
             welcome = new_email(
-                herald.settings, "signup", to=user.email, username=user.username,
+                herald.settings, "signup", to=email_address, username=user.username,
                 user_id=user.id, context={"verify_url": _verify_url(herald, token)},
                 telemetry_id=client.telemetry_id,
             )  # fmt: skip
@@ -62,6 +63,14 @@ async def signup(
         raise Conflict("username or email already registered", "email") from None
     await herald.dispatcher.dispatch([welcome])
     return user, welcome
+
+
+async def _claim_external_id(session: AsyncSession, user: User) -> None:
+    """A signed-up user is a subscriber too, keyed by their id as text, unless an application
+    already registered a subscriber under that id (then they have none until one is set)."""
+    wanted = str(user.id)
+    if await session.scalar(select(User.id).where(User.external_id == wanted)) is None:
+        user.external_id = wanted
 
 
 async def _ensure_unique(session: AsyncSession, username: str, email: str) -> None:
@@ -131,6 +140,7 @@ async def _open_session(
         "ip_address": client.ip_address or "an unknown address",
         "user_agent": client.user_agent or "unknown device",
     }
+    assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
     alert = new_email(
         herald.settings, "login", to=user.email, username=user.username, user_id=user.id,
         context=context, telemetry_id=client.telemetry_id,

@@ -31,6 +31,7 @@ async def record_purchase(
     lines = "\n".join(
         f"{i.quantity} x {i.name} @ {_money(i.unit_amount, data.currency)}" for i in data.items
     )
+    assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
     async with transaction(herald.db) as session:
         receipt = new_email(
             herald.settings, "purchase", to=user.email, username=user.username, user_id=user.id,

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # --- Herald's own -------------------------------------------------------------------
     data_dir: Path = Field(Path("herald-data"), validation_alias=_h("DATA_DIR"))
     admin_token: SecretStr | None = Field(None, validation_alias=_h("ADMIN_TOKEN"))
+    # The HS256 secret an application's backend signs its users' client tokens (JWTs) with;
+    # unset, client tokens are refused. At least 32 characters: HS256 is as strong as its key.
+    client_token_secret: SecretStr | None = Field(
+        None, min_length=32, validation_alias=_h("CLIENT_TOKEN_SECRET")
+    )
     server_id: str | None = Field(None, validation_alias=_h("SERVER_ID"))
     host: str = Field("127.0.0.1", validation_alias=_h("HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias="PORT")

@@ -10,18 +10,22 @@ from herald.core.errors import NotFound
 from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
 from herald.notifications.trigger import TriggerIn, TriggerOut, trigger
-from herald.web.deps import AdminDep, CallerDep, ClientDep, HeraldDep
+from herald.web.deps import CallerDep, ClientDep, HeraldDep, TriggerKeyDep
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["notifications"])
 
 
-@router.post("/notifications", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
-async def create_notifications(data: TriggerIn, herald: HeraldDep, client: ClientDep) -> TriggerOut:
+@router.post("/notifications", status_code=status.HTTP_201_CREATED)
+async def create_notifications(
+    data: TriggerIn, herald: HeraldDep, client: ClientDep, key: TriggerKeyDep
+) -> TriggerOut:
     """Send a notification of any type to one or many recipients by email and/or in-app.
-    Called by the application's backend with the admin token. Answers with one entry per
-    created notification (recipient x channel); each is committed before it is queued."""
-    return await trigger(herald, data, client)
+    Called by the application's backend with an API key holding the `trigger` scope (or the
+    admin token). Recipients are `{userId}`, `{subscriberId}` (an unknown one is created when
+    it comes with an `email`) or `{email}` alone. Answers with one entry per created
+    notification (recipient x channel); each is committed before it is queued."""
+    return await trigger(herald, data, client, key.key_id)
 
 
 @router.get(

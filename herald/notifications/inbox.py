@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
@@ -74,14 +74,15 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
 async def acknowledge(
     herald: Herald,
     user_id: int,
-    session_id: int,
+    session_id: int | None,
     ids: Sequence[int],
     sid: str,
     transport: str = "websocket",
 ) -> list[int] | None:
     """Mark the user's own notifications received on this socket; returns the ids acked, or
-    None if the socket's session has ended (then nothing is marked). `transport` is what the
-    acking socket really uses (`polling` or `websocket`).
+    None if the socket's login session has ended (then nothing is marked; no `session_id`: the
+    caller checked what the socket authenticated with). `transport` is what the acking socket
+    really uses (`polling` or `websocket`).
 
     This runs once per notification a client receives, so it is a few plain statements in one
     transaction: the rows are locked in id order (an attempt's claim and other acks lock them
@@ -102,14 +103,15 @@ async def acknowledge(
                     _MODEL.id.in_(ids),
                     _MODEL.user_id == user_id,
                     _MODEL.acked_at.is_(None),
-                    sessions.live(session_id),
+                    sessions.live(session_id) if session_id is not None else true(),
                 )
                 .order_by(_MODEL.id)
                 .with_for_update(of=_MODEL)
             )  # fmt: skip
         ).all()
         if not rows:
-            return [] if await sessions.is_live(session, session_id) else None
+            ended = session_id is not None and not await sessions.is_live(session, session_id)
+            return None if ended else []
         acked = [row.id for row in rows]
         await session.execute(
             update(_MODEL)

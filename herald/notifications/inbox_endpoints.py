@@ -1,4 +1,5 @@
-"""The signed-in user's in-app inbox. Reads made here reach every open tab, like socket reads."""
+"""The inbox of a signed-in user (session token) or a subscriber (the client token their application
+signed). Reads made here reach every open tab, like socket reads."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from herald.core.schemas import CamelModel
 from herald.notifications import inbox
 from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
 from herald.realtime.server import announce_read
-from herald.web.deps import CurrentUserDep, HeraldDep, PageDep
+from herald.web.deps import HeraldDep, PageDep, RecipientDep
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])
@@ -48,7 +49,7 @@ class UnreadCount(CamelModel):
 
 @router.get("")
 async def list_inbox(
-    user: CurrentUserDep,
+    user: RecipientDep,
     herald: HeraldDep,
     page: PageDep,
     unread: Annotated[bool, Query(description="only unread notifications")] = False,
@@ -68,14 +69,14 @@ async def list_inbox(
 
 
 @router.get("/unread-count")
-async def unread_count(user: CurrentUserDep, herald: HeraldDep) -> UnreadCount:
+async def unread_count(user: RecipientDep, herald: HeraldDep) -> UnreadCount:
     async with herald.db() as session:
         return UnreadCount(unread_count=await inbox.unread_count(session, user.id))
 
 
 @router.post("/{notificationId}/read", responses=errors(404))
 async def mark_one_read(
-    notification_id: NotificationId, user: CurrentUserDep, herald: HeraldDep
+    notification_id: NotificationId, user: RecipientDep, herald: HeraldDep
 ) -> Marked:
     async with herald.db() as session:
         n = await session.get(InAppNotification, notification_id)
@@ -85,7 +86,7 @@ async def mark_one_read(
 
 
 @router.post("/read-all")
-async def mark_all_read(user: CurrentUserDep, herald: HeraldDep) -> Marked:
+async def mark_all_read(user: RecipientDep, herald: HeraldDep) -> Marked:
     return await _mark(herald, user.id, None)
 
 

@@ -51,6 +51,9 @@ class DeliveryState(Timestamped):
     failed_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)
     telemetry_id: Mapped[str | None] = mapped_column(String(64))
+    # The API key whose request created it (None: the admin token, or a user's own action).
+    # No foreign key: a revoked key's notifications keep pointing at it.
+    api_key_id: Mapped[int | None]
     # A dead letter a person chose to drop: it stays `failed`, leaves the DLQ, and says why.
     discarded_at: Mapped[datetime | None]
     discard_reason: Mapped[str | None] = mapped_column(Text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.schemas import CamelModel
@@ -66,6 +67,9 @@ class NotificationRecord(CamelModel):
     discard_reason: str | None
     job_id: str
     telemetry_id: str | None
+    api_key_id: int | None = Field(
+        None, description="the API key whose request created it (null: the admin token or a user)"
+    )
     metadata: RecordMetadata
     created_at: datetime
     updated_at: datetime
@@ -128,6 +132,7 @@ def _record(
         "discard_reason": n.discard_reason,
         "job_id": job_id(n.channel, n.id),
         "telemetry_id": n.telemetry_id,
+        "api_key_id": n.api_key_id,
         "metadata": RecordMetadata(
             delivery_history=[AttemptOut.model_validate(a) for a in attempts],
             escalation_history=[EscalationOut.model_validate(e) for e in escalations],

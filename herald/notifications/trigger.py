@@ -18,6 +18,8 @@ from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState
 from herald.notifications.service import new_email, new_inapp
 from herald.notifications.templates import TEMPLATES
+from herald.subscribers import service as subscribers
+from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -34,12 +36,22 @@ class ChannelName(StrEnum):
 
 class Recipient(CamelInput):
     user_id: int | None = Field(None, ge=1, le=2**31 - 1)
-    email: EmailStr | None = Field(None, description="email only: an address without an account")
+    subscriber_id: str | None = Field(
+        None, min_length=1, max_length=255, pattern=SUBSCRIBER_ID_PATTERN,
+        description="the application's own id for the recipient (PUT /api/subscribers/{id})",
+    )  # fmt: skip
+    email: EmailStr | None = Field(
+        None,
+        description="alone: an address without an account; with subscriberId: the address to "
+        "create an unknown subscriber with (a known one is emailed here instead of their own)",
+    )
 
     @model_validator(mode="after")
     def _someone(self) -> Recipient:
-        if self.user_id is None and self.email is None:
-            raise ValueError("give userId or email")
+        if self.user_id is None and self.subscriber_id is None and self.email is None:
+            raise ValueError("give userId, subscriberId or email")
+        if self.user_id is not None and self.subscriber_id is not None:
+            raise ValueError("give userId or subscriberId, not both")
         return self
 
 
@@ -62,6 +74,7 @@ class CreatedNotification(CamelModel):
     job_id: str
     status: str
     user_id: int | None
+    subscriber_id: str | None = None
     email: str | None
 
 
@@ -70,19 +83,27 @@ class TriggerOut(CamelModel):
     notifications: list[CreatedNotification]
 
 
-async def trigger(herald: Herald, data: TriggerIn, client: ClientInfo) -> TriggerOut:
+async def trigger(
+    herald: Herald, data: TriggerIn, client: ClientInfo, api_key_id: int | None = None
+) -> TriggerOut:
+    """`api_key_id`: the key whose request this is, kept on every notification it creates."""
     channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
     users = await _recipients(herald, data, channels)
+    subscribers = await _subscribers(herald, data, channels)
     template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
     created: list[tuple[DeliveryState, Recipient]] = []
     for recipient in data.recipients:
-        user = users.get(recipient.user_id or 0)
+        user: User | None = (
+            subscribers[recipient.subscriber_id]
+            if recipient.subscriber_id is not None
+            else users.get(recipient.user_id or 0)
+        )
         username = user.username if user else None
         address = recipient.email or (user.email if user else None)
         for channel in channels:
             n: DeliveryState
             if channel is ChannelName.EMAIL:
-                assert address is not None
+                assert address is not None  # checked by _recipients / _subscribers
                 n = new_email(
                     herald.settings, data.type, to=address, username=username,
                     user_id=user.id if user else None, telemetry_id=client.telemetry_id,
@@ -96,6 +117,7 @@ async def trigger(herald: Herald, data: TriggerIn, client: ClientInfo) -> Trigge
                     email=user.email, title=data.title, message=data.message,
                     data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
                 )  # fmt: skip
+            n.api_key_id = api_key_id
             created.append((n, recipient))
     await herald.group_commit.insert([n for n, _ in created])
     await herald.dispatcher.dispatch([n for n, _ in created])
@@ -103,9 +125,9 @@ async def trigger(herald: Herald, data: TriggerIn, client: ClientInfo) -> Trigge
         CreatedNotification(
             channel=ChannelName(n.channel.value), notification_id=n.id,
             job_id=job_id(n.channel, n.id), status=n.status, user_id=getattr(n, "user_id", None),
-            email=getattr(n, "recipient_email", None),
+            subscriber_id=r.subscriber_id, email=getattr(n, "recipient_email", None),
         )
-        for n, _ in created
+        for n, r in created
     ]  # fmt: skip
     return TriggerOut(count=len(out), notifications=out)
 
@@ -119,10 +141,59 @@ async def _recipients(
     async def query(session: AsyncSession) -> dict[int, User]:
         return {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}
 
-    users = await dbfaults.read(herald.db, query)  # once more if the connection dropped
+    users = await dbfaults.read(herald.db, query) if ids else {}  # once more if it dropped
     for i, r in enumerate(data.recipients):
+        if r.subscriber_id is not None:
+            continue
         if r.user_id is not None and r.user_id not in users:
             raise InvalidField(f"recipients.{i}.userId", f"no user {r.user_id}")
         if ChannelName.INAPP in channels and r.user_id is None:
-            raise InvalidField(f"recipients.{i}.userId", "in-app notifications need a userId")
+            raise InvalidField(
+                f"recipients.{i}.userId", "in-app notifications need a userId or subscriberId"
+            )
+        if (
+            ChannelName.EMAIL in channels
+            and r.email is None
+            and users[r.user_id or 0].email is None
+        ):
+            raise InvalidField(f"recipients.{i}.email", f"user {r.user_id} has no email address")
     return users
+
+
+async def _subscribers(
+    herald: Herald, data: TriggerIn, channels: list[ChannelName]
+) -> dict[str, User]:
+    """The `subscriberId` recipients' rows, in one query (none when there are none), creating
+    the unknown ones that come with an email; 422 naming the first that can't be reached."""
+    wanted = {r.subscriber_id: i for i, r in enumerate(data.recipients) if r.subscriber_id}
+    if not wanted:
+        return {}
+
+    async def query(session: AsyncSession) -> dict[str, User]:
+        rows = await session.scalars(select(User).where(User.external_id.in_(list(wanted))))
+        return {u.external_id: u for u in rows if u.external_id is not None}
+
+    found = await dbfaults.read(herald.db, query)
+    missing: dict[str, tuple[str, str]] = {}
+    for i, r in enumerate(data.recipients):
+        if r.subscriber_id is None or r.subscriber_id in found or r.subscriber_id in missing:
+            continue
+        if r.email is None:
+            raise InvalidField(
+                f"recipients.{i}.subscriberId",
+                f"no subscriber {r.subscriber_id!r} (give an email to create one on the fly)",
+            )
+        missing[r.subscriber_id] = (str(r.email), f"recipients.{i}.email")
+    if missing:
+        found |= await subscribers.create_missing(herald.db, missing)
+    for i, r in enumerate(data.recipients):
+        user = found.get(r.subscriber_id or "")
+        if r.subscriber_id is None:
+            continue
+        if user is None:
+            raise InvalidField(f"recipients.{i}.subscriberId", f"no subscriber {r.subscriber_id!r}")
+        if ChannelName.EMAIL in channels and r.email is None and user.email is None:
+            raise InvalidField(
+                f"recipients.{i}.email", f"subscriber {r.subscriber_id!r} has no email address"
+            )
+    return found

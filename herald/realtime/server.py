@@ -27,6 +27,8 @@ from herald.notifications.schemas import inapp_event
 from herald.realtime import sessions
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 from herald.realtime.pubsub import PromptRedisManager
+from herald.subscribers import service as subscribers
+from herald.subscribers import tokens
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -38,7 +40,7 @@ NOT_AUTHENTICATED = {"message": "authenticate first"}
 SESSION_ENDED = {"message": "your session has ended: log in again"}
 MAX_ID = 2**63 - 1
 MAX_IDS = 1000
-MAX_TOKEN_LENGTH = 512
+MAX_TOKEN_LENGTH = 4096  # a client token (JWT) may carry claims of the application's own
 CONNECT_WAIT_SECONDS = 10.0
 
 
@@ -123,8 +125,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             delay, lambda: sio.start_background_task(sio.disconnect, sid)
         )
 
-    async def sign_in(sid: str, user: User, login: Session) -> list[InAppNotification] | None:
+    async def sign_in(
+        sid: str, user: User, login: Session | None, expires_at: datetime
+    ) -> list[InAppNotification] | None:
         """Join the user's rooms and presence; returns the backlog this socket must be sent.
+        `login` is the session a session token opened; None for a client token (a JWT the
+        application signed), which is good until `expires_at` and is bound to no session.
 
         The backlog is claimed for this connection *before* the socket shows up in presence, so
         no worker can push one of its notifications ahead of the older ones: they arrive in
@@ -135,18 +141,24 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         if previous.get("userId") not in (None, user.id):  # the socket changes hands
             await sio.leave_room(sid, user_room(previous["userId"]))
             await herald.presence.remove(previous["userId"], sid)
-        if previous.get("sessionId") not in (None, login.id):
+        login_id = login.id if login else None
+        if previous.get("sessionId") not in (None, login_id):
             await sessions.unbind(herald.redis, previous["sessionId"], sid)
-        await sessions.bind(herald.redis, login.id, sid, login.expires_at)
+        if login is not None:
+            await sessions.bind(herald.redis, login.id, sid, login.expires_at)
         async with herald.db() as session:
             # Checked again once bound: a logout that committed meanwhile found no socket.
-            if not await sessions.is_live(session, login.id):
+            if login is not None and not await sessions.is_live(session, login.id):
                 return None
             backlog = await inbox.unacknowledged(session, user.id)
         await sio.save_session(
-            sid, {"userId": user.id, "username": user.username, "sessionId": login.id}
-        )
-        expire_at(sid, login.expires_at)
+            sid,
+            {
+                "userId": user.id, "username": user.username, "sessionId": login_id,
+                "expiresAt": expires_at.timestamp(),
+            },
+        )  # fmt: skip
+        expire_at(sid, expires_at)
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
@@ -158,22 +170,41 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             await sio.emit("notification:new", inapp_event(n), to=sid)
             await inbox.record_catch_up(herald, n, sid)
 
+    async def identify(token: str) -> tuple[User, Session | None, datetime]:
+        """Who a token is: a client token (a JWT the application signed) or a session token;
+        Refused, saying why, for anything else."""
+        if tokens.looks_like_jwt(token):
+            secret = settings.client_token_secret
+            try:
+                claims = tokens.verify(token, secret.get_secret_value() if secret else None)
+            except tokens.TokenRefused as refused:
+                raise Refused(str(refused)) from None
+            user = await subscribers.ensure(herald.db, claims.subscriber_id)
+            return user, None, claims.expires_at
+        async with herald.db() as session:
+            found = await session_for_token(session, token)
+        if found is None:
+            raise Refused("invalid or expired session token")
+        return found[0], found[1], found[1].expires_at
+
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
             token = token.get("token")
-        found = None
-        if isinstance(token, str) and len(token) <= MAX_TOKEN_LENGTH:
-            async with herald.db() as session:
-                found = await session_for_token(session, token)
-        backlog = await sign_in(sid, *found) if found else None
-        if found is None or backlog is None:
-            await sio.emit("auth:error", {"message": "invalid or expired session token"}, to=sid)
+        try:
+            if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+                raise Refused("invalid or expired session token")
+            user, login, expires_at = await identify(token)
+            backlog = await sign_in(sid, user, login, expires_at)
+            if backlog is None:
+                raise Refused("invalid or expired session token")
+        except Refused as refused:
+            await sio.emit("auth:error", {"message": str(refused)}, to=sid)
             return
-        user = found[0]
         await sio.emit(
             "auth:success",
             {
                 "userId": user.id,
+                "subscriberId": user.external_id,
                 "username": user.username,
                 "socketId": sid,
                 "serverId": settings.effective_server_id,
@@ -221,6 +252,14 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         except ValueError as exc:
             raise Refused(str(exc)) from None
 
+    async def still_signed_in(state: dict[str, Any]) -> bool:
+        """Whether what the socket authenticated with still holds: a login session until it
+        ends (checked in the database), a client token until its `exp`."""
+        if state.get("sessionId") is None:
+            return bool(state.get("expiresAt", 0) > time.time())
+        async with herald.db() as session:
+            return await sessions.is_live(session, state["sessionId"])
+
     async def session_ended(sid: str) -> Refused:
         """The session the socket authenticated with has ended since: say so and let it go.
         Every event checks, as a logout's disconnect may not have reached this server. Raise
@@ -248,9 +287,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             state, ids = await signed_in(sid, data)
             if ids is None:
                 raise Refused("acknowledge ids, not all")
-            # The session check is part of the acknowledgement's own query.
+            session_id = state.get("sessionId")
+            if session_id is None and not await still_signed_in(state):
+                raise await session_ended(sid)
+            # A login session's check is part of the acknowledgement's own query.
             acked = await inbox.acknowledge(
-                herald, state["userId"], state["sessionId"], ids, sid, transport
+                herald, state["userId"], session_id, ids, sid, transport
             )
             if acked is None:
                 raise await session_ended(sid)
@@ -263,9 +305,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             state, ids = await signed_in(sid, data)
-            async with herald.db() as session:
-                live = await sessions.is_live(session, state["sessionId"])
-            if not live:
+            if not await still_signed_in(state):
                 raise await session_ended(sid)
         except Refused as refused:
             return {"error": str(refused)}
@@ -289,7 +329,8 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         state = await sio.get_session(sid)
         if state.get("userId") is not None:
             await herald.presence.remove(state["userId"], sid)
-            await sessions.unbind(herald.redis, state["sessionId"], sid)
+            if state.get("sessionId") is not None:
+                await sessions.unbind(herald.redis, state["sessionId"], sid)
 
     return sio
 

@@ -30,7 +30,9 @@ from herald.web.deps import (
     ClientDep,
     CurrentUserDep,
     HeraldDep,
+    OperatorCallerDep,
     PageDep,
+    ReadDep,
 )
 from herald.web.errors import errors
 
@@ -70,13 +72,13 @@ async def list_friend_requests(
         )
 
 
-@router.get("/statistics", dependencies=[AdminDep])
+@router.get("/statistics", dependencies=[ReadDep])
 async def friend_request_statistics(herald: HeraldDep) -> FriendRequestStatistics:
     async with herald.db() as session:
         return await queries.statistics(session)
 
 
-@router.get("/notifications/failed", dependencies=[AdminDep])
+@router.get("/notifications/failed", dependencies=[ReadDep])
 async def failed_notifications(herald: HeraldDep, page: PageDep) -> Page[FriendRequestOut]:
     """Requests whose in-app notification ended in the dead-letter queue (admin token)."""
     async with herald.db() as session:
@@ -85,7 +87,7 @@ async def failed_notifications(herald: HeraldDep, page: PageDep) -> Page[FriendR
         )
 
 
-@router.get("/notifications/pending", dependencies=[AdminDep])
+@router.get("/notifications/pending", dependencies=[ReadDep])
 async def pending_notifications(herald: HeraldDep, page: PageDep) -> Page[FriendRequestOut]:
     """Requests whose in-app notification is not delivered yet (admin token)."""
     async with herald.db() as session:
@@ -155,7 +157,7 @@ async def get_friend_request(
 
 @router.delete("/{friendRequestId}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
 async def delete_friend_request(
-    friend_request_id: RequestId, herald: HeraldDep, caller: CallerDep
+    friend_request_id: RequestId, herald: HeraldDep, caller: OperatorCallerDep
 ) -> Response:
     """Delete a request you sent or received (an accepted one: unfriend; a block: unblock)."""
     await service.delete(herald, friend_request_id, caller.user)

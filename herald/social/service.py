@@ -71,7 +71,9 @@ async def _recipient(session: AsyncSession, data: FriendRequestIn) -> User:
             select(User).where(func.lower(User.username) == (data.to_username or "").lower())
         )
         field = "toUsername"
-    if user is None:
+    # Friend requests are between people who signed up: a subscriber an application
+    # registered has no username to show.
+    if user is None or user.username is None:
         raise InvalidField(field, "no such user")
     return user
 

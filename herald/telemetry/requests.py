@@ -71,13 +71,18 @@ def record_request(
                 },
             )
         )  # fmt: skip
+    detail = {
+        "method": scope["method"], "route": route, "status": status,
+        "durationMs": round(seconds * 1000, 3),
+    }  # fmt: skip
+    # Which API key made the request (set by the scope check in herald.web.deps); the admin
+    # token leaves "admin", a session or client token nothing.
+    if (by := scope.get("state", {}).get("credential")) is not None:
+        detail["apiKey"] = by
     events.append(
         StageEvent(
             request_id, "server", "api", telemetry.server_id, timestamp=arrived_ms,
-            detail={
-                "method": scope["method"], "route": route, "status": status,
-                "durationMs": round(seconds * 1000, 3),
-            },
+            detail=detail,
         )
     )  # fmt: skip
     telemetry.stages.emit(*events)

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from herald import __version__
 from herald.accounts.auth_endpoints import router as auth_router
 from herald.accounts.endpoints import router as accounts_router
+from herald.apikeys.endpoints import router as apikeys_router
 from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
 from herald.core.redis import client as redis_client
@@ -24,6 +25,7 @@ from herald.realtime.endpoints import client_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
 from herald.social.endpoints import router as social_router
+from herald.subscribers.endpoints import router as subscribers_router
 from herald.telemetry.endpoints import metrics_router
 from herald.telemetry.endpoints import router as telemetry_router
 from herald.web.deps import credential_live
@@ -43,7 +45,9 @@ ROUTERS = (
     commerce_router,
     social_router,
     notifications_router,
+    subscribers_router,
     ops_router,
+    apikeys_router,
     delivery_router,
     realtime_router,
     client_router,

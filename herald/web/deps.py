@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,11 +11,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import ClientInfo, session_for_token
+from herald.apikeys.models import Scope
+from herald.apikeys.service import Principal, looks_like_key
 from herald.core import dbfaults
 from herald.core.errors import Forbidden, Unauthorized
 from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
 from herald.core.ratelimit import RateLimiter
 from herald.runtime import Herald
+from herald.subscribers import service as subscribers
+from herald.subscribers import tokens
 
 
 # The dependencies are `async def` even where they never await: FastAPI runs a plain `def`
@@ -42,7 +45,7 @@ async def get_client(request: Request) -> ClientInfo:
 HeraldDep = Annotated[Herald, Depends(get_herald)]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
-# Two names for the one `Authorization: Bearer` header, so /docs says which token an endpoint
+# Three names for the one `Authorization: Bearer` header, so /docs says which token an endpoint
 # takes. auto_error=False: a missing token gets our 401 in our error shape, not FastAPI's 403.
 session_bearer = HTTPBearer(
     scheme_name="SessionToken",
@@ -51,25 +54,67 @@ session_bearer = HTTPBearer(
 )
 admin_bearer = HTTPBearer(
     scheme_name="AdminToken",
-    description="`HERALD_ADMIN_TOKEN`: operations endpoints and the generic trigger.",
+    description=(
+        "`HERALD_ADMIN_TOKEN` (every scope), or an API key (`hk_...`, `POST /api/ops/api-keys`) "
+        "holding the endpoint's scope: `trigger`, `subscribers`, `read` or `ops`."
+    ),
+    auto_error=False,
+)
+client_bearer = HTTPBearer(
+    scheme_name="ClientToken",
+    description=(
+        "A client token: a JWT (HS256, `HERALD_CLIENT_TOKEN_SECRET`) the application's backend "
+        "signed with `sub` = the subscriber id and an `exp`; or a session token."
+    ),
     auto_error=False,
 )
 SessionCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(session_bearer)]
 AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]
+ClientCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(client_bearer)]
 
 
-def _is_admin(herald: Herald, token: str) -> bool:
-    return hmac.compare_digest(token.encode(), herald.admin_token.encode())
+def _remember(request: Request, principal: Principal) -> None:
+    """Note which key made the request: telemetry's `server` stage reads it
+    (herald.telemetry.requests), and the notifications it creates carry the key's id."""
+    request.state.credential = "admin" if principal.key_id is None else f"key:{principal.key_id}"
+    request.state.api_key_id = principal.key_id
 
 
-async def require_admin(request: Request, credentials: AdminCredentials) -> None:
-    if credentials is None:
-        raise Unauthorized("admin token required (Authorization: Bearer <HERALD_ADMIN_TOKEN>)")
-    if not _is_admin(_herald(request), credentials.credentials):
-        raise Forbidden("this needs the admin token")
+async def _principal(request: Request, token: str, scope: Scope) -> Principal:
+    """The admin or the API key `token` is, if it holds `scope`; 401/403 otherwise."""
+    principal = await _herald(request).api_keys.principal(token)
+    if principal is None:
+        if looks_like_key(token):
+            raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+        raise Forbidden(f"this needs the admin token or an API key with the {scope.value!r} scope")
+    if not principal.allows(scope):
+        raise Forbidden(
+            f"this API key lacks the {scope.value!r} scope",
+            {"missingScope": scope.value},
+            code="missing_scope",
+        )
+    _remember(request, principal)
+    return principal
 
 
-AdminDep = Depends(require_admin)
+def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting the admin token and API keys that hold `scope`."""
+
+    async def check(request: Request, credentials: AdminCredentials) -> Principal:
+        if credentials is None:
+            raise Unauthorized(
+                f"an API key with the {scope.value!r} scope or the admin token is required "
+                "(Authorization: Bearer <key>)"
+            )
+        return await _principal(request, credentials.credentials, scope)
+
+    return check
+
+
+AdminDep = Depends(require_scope(Scope.OPS))  # everything under /api/ops
+ReadDep = Depends(require_scope(Scope.READ))
+SubscribersDep = Depends(require_scope(Scope.SUBSCRIBERS))
+TriggerKeyDep = Annotated[Principal, Depends(require_scope(Scope.TRIGGER))]
 
 
 async def _session_for(herald: Herald, token: str) -> tuple[User, Session] | None:
@@ -78,11 +123,12 @@ async def _session_for(herald: Herald, token: str) -> tuple[User, Session] | Non
 
 
 async def credential_live(herald: Herald, authorization: bytes) -> bool:
-    """Whether an `Authorization: Bearer` header holds the admin token or a live session."""
+    """Whether an `Authorization: Bearer` header holds the admin token, a live API key or a
+    live session."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    if _is_admin(herald, token):
+    if await herald.api_keys.principal(token) is not None:
         return True
     return await _session_for(herald, token) is not None
 
@@ -110,9 +156,33 @@ CurrentSessionDep = Annotated[Authenticated, Depends(current_session)]
 CurrentUserDep = Annotated[User, Depends(current_user)]
 
 
+async def current_recipient(request: Request, credentials: ClientCredentials) -> User:
+    """The inbox's owner: a subscriber by the client token their application signed, or a
+    signed-up user by their session token."""
+    if credentials is None:
+        raise Unauthorized("a client token or session token is required (Authorization: Bearer)")
+    herald = _herald(request)
+    token = credentials.credentials
+    if not tokens.looks_like_jwt(token):
+        found = await _session_for(herald, token)
+        if found is None:
+            raise Unauthorized("invalid or expired session token", code="invalid_token")
+        return found[0]
+    secret = herald.settings.client_token_secret
+    try:
+        claims = tokens.verify(token, secret.get_secret_value() if secret else None)
+    except tokens.TokenRefused as refused:
+        raise Unauthorized(str(refused), code="invalid_client_token") from None
+    return await subscribers.ensure(herald.db, claims.subscriber_id)
+
+
+RecipientDep = Annotated[User, Depends(current_recipient)]
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: a signed-in user, or the operator holding the admin token (user None)."""
+    """Who is asking: a signed-in user, or the operator (the admin token or an API key with
+    the endpoint's scope; user None)."""
 
     user: User | None
 
@@ -133,22 +203,32 @@ class Caller:
             raise Forbidden("you can only see your own data")
 
 
-async def get_caller(
-    request: Request, session: SessionCredentials, admin: AdminCredentials
-) -> Caller:
-    credentials = session or admin
-    if credentials is None:
-        raise Unauthorized("a session token or the admin token is required")
-    herald = _herald(request)
-    if _is_admin(herald, credentials.credentials):
-        return Caller(None)
-    found = await _session_for(herald, credentials.credentials)
-    if found is None:
-        raise Unauthorized("invalid or expired token", code="invalid_token")
-    return Caller(found[0])
+def caller_for(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """A dependency admitting a signed-in user (for their own data) and the admin token or an
+    API key holding `scope` (for anyone's)."""
+
+    async def get_caller(
+        request: Request, session: SessionCredentials, admin: AdminCredentials
+    ) -> Caller:
+        credentials = session or admin
+        if credentials is None:
+            raise Unauthorized("a session token, an API key or the admin token is required")
+        herald = _herald(request)
+        token = credentials.credentials
+        if herald.api_keys.is_admin(token) or looks_like_key(token):
+            await _principal(request, token, scope)
+            return Caller(None)
+        found = await _session_for(herald, token)
+        if found is None:
+            raise Unauthorized("invalid or expired token", code="invalid_token")
+        return Caller(found[0])
+
+    return get_caller
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+CallerDep = Annotated[Caller, Depends(caller_for(Scope.READ))]
+# The same, for the few endpoints where the operator acts rather than reads.
+OperatorCallerDep = Annotated[Caller, Depends(caller_for(Scope.OPS))]
 
 
 async def page_params(

@@ -1,5 +1,6 @@
-// The demo client: Herald's REST API and Socket.IO events, nothing else.
-import { io } from "/static/vendor/socket.io.esm.min.js";
+// The demo client: Herald's REST API, and its live inbox through Herald's own JS client
+// (clients/js, vendored as /static/vendor/herald-client.js): the page proves the client.
+import { createHeraldClient } from "/static/vendor/herald-client.js";
 import { api, el, formError, replaceChildren, timeAgo, toast } from "/static/js/common.js";
 
 // localStorage, not sessionStorage: every tab of this browser shares the session, so a read in
@@ -10,11 +11,9 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   session: null, // {token, userId, username}
-  socket: null,
+  herald: null, // the Herald client: socket, inbox, unread count
   items: new Map(), // notification id -> inbox item, newest first when rendered
-  toasted: new Set(), // ids this tab has shown a toast for
   unread: 0,
-  reconnects: 0,
   since: 0, // when this tab signed in
 };
 
@@ -46,8 +45,7 @@ function enter(session) {
   $("signed-in").hidden = false;
   $("me").hidden = false;
   $("whoami").textContent = `Signed in as ${session.username}`;
-  connect();
-  refreshInbox().catch(failed);
+  connect().then(() => refreshInbox()).catch(failed);
   refreshFriends().catch(failed);
 }
 
@@ -58,8 +56,8 @@ function failed(error) {
 }
 
 function leave() {
-  state.socket?.disconnect();
-  state.socket = null;
+  state.herald?.close();
+  state.herald = null;
   state.session = null;
   state.items.clear();
   setUnread(0);
@@ -89,7 +87,7 @@ function setConnection(kind, text) {
 
 $("conn-retry").addEventListener("click", () => {
   setConnection("connecting", "Connecting…");
-  state.socket?.connect();
+  state.herald?.connect();
 });
 
 // The server's WS_MAX_RECONNECT_ATTEMPTS (0: keep trying), from /api/client-config.
@@ -99,58 +97,50 @@ async function reconnectionAttempts() {
   return clientConfig.wsMaxReconnectAttempts || Infinity;
 }
 
+// What the client says about its connection, in the indicator's words.
+function showStatus({ state: kind, serverId, reconnects, attempt, signingIn, gaveUp, attempts }) {
+  if (kind === "online") {
+    const again = reconnects ? ` · reconnected ${reconnects}×` : "";
+    setConnection("online", `Live on ${serverId}${again}`);
+  } else if (kind === "connecting") {
+    setConnection("connecting", signingIn ? "Signing in…" : "Connecting…");
+  } else if (kind === "reconnecting") {
+    setConnection("reconnecting", attempt ? `Reconnecting (attempt ${attempt})…` : "Connection lost, reconnecting…");
+  } else if (gaveUp) {
+    // Out of attempts: say so and let the person try again when they choose.
+    setConnection("offline", `Offline: gave up after ${attempts} attempts`);
+    $("conn-retry").hidden = false;
+  }
+}
+
 async function connect() {
   const attempts = await reconnectionAttempts();
   if (!state.session) return; // signed out while the config loaded
-  const socket = io({
-    auth: { token: state.session.token },
-    transports: ["websocket", "polling"],
+  // The session token from logging in; an application would hand the client a token its
+  // backend signed (see the README's "Use Herald from your app").
+  const herald = createHeraldClient({
+    url: location.origin,
+    token: state.session.token,
+    reconnectionAttempts: attempts,
     reconnectionDelay: 500,
     reconnectionDelayMax: 5000,
-    reconnectionAttempts: attempts,
   });
-  state.socket = socket;
-  setConnection("connecting", "Connecting…");
-  // With the token in the connect payload the server signs the socket in during the
-  // handshake, so `auth:success` can come before the client's own "connect" event.
-  let signedIn = false;
-  let sessions = 0; // sign-ins of this socket: every one after the first follows a reconnect
-  socket.on("connect", () => {
-    if (!signedIn) setConnection("connecting", "Signing in…");
-  });
-  socket.on("auth:success", ({ serverId }) => {
-    signedIn = true;
-    if (sessions++ > 0) state.reconnects += 1;
-    const again = state.reconnects ? ` · reconnected ${state.reconnects}×` : "";
-    setConnection("online", `Live on ${serverId}${again}`);
-  });
-  socket.on("auth:error", () => {
+  state.herald = herald;
+  // Events of a client this tab has since closed (signed out) change nothing.
+  const on = (event, listener) => herald.on(event, (value) => state.herald === herald && listener(value));
+  on("status", showStatus);
+  on("authError", () => {
     toast($("toasts"), { title: "Session ended", message: "Please log in again.", kind: "broadcast" });
     logout();
   });
-  socket.on("disconnect", (reason) => {
-    signedIn = false;
-    if (reason !== "io client disconnect") setConnection("reconnecting", "Connection lost, reconnecting…");
-  });
-  socket.io.on("reconnect_attempt", (attempt) =>
-    setConnection("reconnecting", `Reconnecting (attempt ${attempt})…`),
-  );
-  socket.io.on("reconnect", () => refreshInbox().catch(failed)); // reads made while away
-  // Out of attempts: say so and let the person try again when they choose.
-  socket.io.on("reconnect_failed", () => {
-    setConnection("offline", `Offline: gave up after ${attempts} attempts`);
-    $("conn-retry").hidden = false;
-  });
+  on("reconnect", () => refreshInbox().catch(failed)); // reads made while away
+  on("unreadCount", setUnread);
 
-  socket.on("notification:new", (n) => {
-    socket.emit("notification:ack", { ids: [n.id] });
-    // Toast each notification once per tab. It may already be listed: the inbox request can
-    // return it a moment before the socket brings it.
-    if (state.toasted.has(n.id)) return;
-    state.toasted.add(n.id);
+  // Each id comes once (the client drops repeats, and acknowledges every copy).
+  on("notification", (n) => {
+    // It may already be listed: the inbox request can return it a moment before the socket.
     if (!state.items.has(n.id)) {
       state.items.set(n.id, { ...n, isRead: Boolean(n.isRead) });
-      if (!n.isRead) setUnread(state.unread + 1);
       renderInbox();
     }
     // A backlog caught up at sign-in goes to the inbox quietly; what is new pops up.
@@ -158,14 +148,13 @@ async function connect() {
     if (!n.isRead && fresh) toast($("toasts"), { title: n.title, message: n.message });
     if (n.type.startsWith("friend_request")) refreshFriends().catch(failed);
   });
-  socket.on("notifications:markedRead", ({ ids, all, unreadCount }) => {
+  on("read", ({ ids, all }) => {
     for (const item of state.items.values()) {
       if (all || ids.includes(item.id)) item.isRead = true;
     }
-    setUnread(unreadCount);
     renderInbox();
   });
-  socket.on("notification:broadcast", (b) =>
+  on("broadcast", (b) =>
     toast($("toasts"), { title: b.title, message: b.message, kind: "broadcast" }),
   );
 }
@@ -182,14 +171,10 @@ function setUnread(count) {
 }
 
 async function refreshInbox() {
-  const token = state.session?.token;
-  if (!token) return;
-  const [page, count] = await Promise.all([
-    api("/api/me/notifications?limit=50", { token }),
-    api("/api/me/notifications/unread-count", { token }),
-  ]);
+  const { herald } = state;
+  if (!herald) return;
+  const [page] = await Promise.all([herald.inbox({ limit: 50 }), herald.refreshUnreadCount()]);
   state.items = new Map(page.items.map((n) => [n.id, n]));
-  setUnread(count.unreadCount);
   renderInbox();
 }
 
@@ -217,18 +202,11 @@ function renderInbox() {
   );
 }
 
-// Through the socket when connected (the server tells every tab), else through REST (which
-// tells every tab too).
+// Through the socket when connected, else over HTTP: either way Herald tells every tab, and
+// the client passes on the new unread count.
 async function markRead(ids) {
-  const { socket, session } = state;
-  if (socket?.connected) {
-    socket.emit("notification:markRead", ids ? { ids } : "all");
-    return;
-  }
-  const path = ids ? `/api/me/notifications/${ids[0]}/read` : "/api/me/notifications/read-all";
-  const result = await api(path, { method: "POST", token: session.token });
-  for (const id of result.marked) if (state.items.has(id)) state.items.get(id).isRead = true;
-  setUnread(result.unreadCount);
+  const { marked } = await state.herald.markRead(ids ?? "all");
+  for (const id of marked) if (state.items.has(id)) state.items.get(id).isRead = true;
   renderInbox();
 }
 
@@ -355,8 +333,11 @@ $("logout").addEventListener("click", logout);
 $("read-all").addEventListener("click", () => markRead(null));
 $("inbox-button").addEventListener("click", () => $("inbox-card").scrollIntoView({ behavior: "smooth" }));
 
-// For the browser console (and the browser tests): the live socket.
-window.heraldDemo = { get socket() { return state.socket; } };
+// For the browser console (and the browser tests): the Herald client and its socket.
+window.heraldDemo = {
+  get client() { return state.herald; },
+  get socket() { return state.herald?.socket; },
+};
 
 const saved = loadSession();
 if (saved) enter(saved);

@@ -1,0 +1,123 @@
+"""`/api/subscribers`: the application's users, by the application's own ids.
+
+Every endpoint takes an API key with the `subscribers` scope (or the admin token)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from herald.core.errors import InvalidField
+from herald.realtime.sessions import disconnect_sessions
+from herald.runtime import Herald
+from herald.subscribers import service
+from herald.subscribers.schemas import (
+    SUBSCRIBER_ID_PATTERN,
+    BulkIn,
+    BulkOut,
+    Deleted,
+    SubscriberIn,
+    SubscriberList,
+    SubscriberOut,
+)
+from herald.web.deps import HeraldDep, SubscribersDep
+from herald.web.errors import errors
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api/subscribers", tags=["subscribers"], dependencies=[SubscribersDep],
+    responses=errors(401, 403),
+)  # fmt: skip
+
+ExternalId = Annotated[
+    str,
+    Path(
+        alias="subscriberId", min_length=1, max_length=255, pattern=SUBSCRIBER_ID_PATTERN,
+        description="the application's own id for this person",
+    ),
+]  # fmt: skip
+MAX_PAGE_LIMIT = 500
+CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
+
+
+@router.put(
+    "/{subscriberId}",
+    responses={201: {"model": SubscriberOut, "description": "Created"}, **errors(409)},
+)
+async def put_subscriber(
+    subscriber_id: ExternalId, data: SubscriberIn, herald: HeraldDep, response: Response
+) -> SubscriberOut:
+    """Create (201) or update (200) a subscriber. A field left out keeps its value; `null`
+    clears it. An address another subscriber holds answers 409 naming `email`."""
+    user, created = await service.upsert(herald.db, subscriber_id, data)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return service.out(user)
+
+
+@router.get("/{subscriberId}", responses=errors(404))
+async def get_subscriber(subscriber_id: ExternalId, herald: HeraldDep) -> SubscriberOut:
+    return service.out(await service.get(herald.db, subscriber_id))
+
+
+@router.delete("/{subscriberId}", responses=errors(404, 409))
+async def delete_subscriber(subscriber_id: ExternalId, herald: HeraldDep) -> Deleted:
+    """Delete a subscriber with their inbox and every notification addressed to them (pending
+    ones are never sent); their open sockets are disconnected. Answers what was removed."""
+    removed = await service.remove(herald.db, subscriber_id)
+    await _disconnect(herald, removed)
+    log.info(
+        "subscribers.deleted",
+        extra={"userId": removed.user_id, "emails": removed.emails, "inapp": removed.inapp},
+    )
+    return Deleted(
+        deleted=True, notifications_removed=removed.emails + removed.inapp,
+        emails_removed=removed.emails, inapp_removed=removed.inapp,
+    )  # fmt: skip
+
+
+async def _disconnect(herald: Herald, removed: service.Removed) -> None:
+    """End the deleted subscriber's sockets: those of their sessions, and those a client
+    token opened (found through presence)."""
+    try:
+        await disconnect_sessions(herald, removed.session_ids)
+        if herald.sio is not None:
+            for sid in await herald.presence.sockets(removed.user_id):
+                await herald.sio.disconnect(sid)
+    except Exception as exc:  # Redis away: those sockets' next event finds no subscriber
+        log.warning("subscribers.disconnect_failed", extra={"error": repr(exc)})
+
+
+@router.get("")
+async def list_subscribers(
+    herald: HeraldDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="`nextCursor` of the page before")
+    ] = None,
+) -> SubscriberList:
+    """Subscribers in the order they were created, `limit` at a time."""
+    after = _cursor(cursor)
+    rows, next_after = await service.page(herald.db, limit, after)
+    return SubscriberList(
+        items=[service.out(u) for u in rows],
+        next_cursor=str(next_after) if next_after is not None else None,
+    )
+
+
+def _cursor(cursor: str | None) -> int:
+    if cursor is None or cursor == "":
+        return 0
+    if not CURSOR.fullmatch(cursor) or int(cursor) > 2**63 - 1:
+        raise InvalidField("cursor", "pass the nextCursor of the page before")
+    return int(cursor)
+
+
+@router.post("/bulk", responses=errors(409))
+async def bulk_subscribers(data: BulkIn, herald: HeraldDep) -> BulkOut:
+    """Create or update up to 1,000 subscribers in one transaction (all or none)."""
+    return await service.bulk_upsert(herald.db, data.subscribers)
