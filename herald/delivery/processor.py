@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bullmq import Job
-from sqlalchemy import update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
@@ -32,6 +32,7 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
     Status,
+    attempt_row,
 )
 from herald.telemetry.attempts import Attempt
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome the channel already accepted.
 RECORD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0)
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
 
 
 class Processor:
@@ -151,26 +156,28 @@ class Processor:
         mid-attempt by an earlier one. None for anything else (gone, final, expired, or an
         earlier attempt's outcome may be pending): `_begin` then looks at the row in full."""
         model, now = sender.model, utcnow()
+        table = _table(model)  # plain statements: the ORM's bulk UPDATE costs more than the SQL
+        c = table.c
         statement = (
-            update(model)
+            update(table)
             .where(
-                model.id == notification_id,
-                model.status.not_in([*FINAL_STATUSES, Status.FAILED]),
-                ~((model.status == sender.in_flight_status) & (model.attempts > 0)),
+                c.id == notification_id,
+                c.status.not_in([*FINAL_STATUSES, Status.FAILED]),
+                ~((c.status == sender.in_flight_status) & (c.attempts > 0)),
             )
             .values(
-                status=sender.in_flight_status, attempts=model.attempts + 1, last_attempt_at=now,
+                status=sender.in_flight_status, attempts=c.attempts + 1, last_attempt_at=now,
                 queue_name=tier.queue, updated_at=now,
             )
-            .returning(model)
+            .returning(*c)
         )  # fmt: skip
         if model is InAppNotification:
-            statement = statement.where(InAppNotification.expires_at > now)
+            statement = statement.where(c.expires_at > now)
         async with self.db() as session:
             await outside_a_transaction(session)  # one statement: no BEGIN and COMMIT
-            n = (await session.scalars(statement)).one_or_none()
+            row = (await session.execute(statement)).one_or_none()
             await session.commit()
-        return n
+        return None if row is None else model(**row._mapping)
 
     async def _record_delivered(
         self,
@@ -203,7 +210,7 @@ class Processor:
         if result.recorded:  # only the audit row is left to write
             async with self.db() as session:
                 await outside_a_transaction(session)
-                session.add(self._attempt(n, tier, Status.DELIVERED, None, result))
+                await self._audit(session, n, tier, Status.DELIVERED, None, result)
                 await session.commit()
             return
         now = utcnow()
@@ -214,7 +221,7 @@ class Processor:
             fields.update(socket_id=result.socket_id, delivered_via=result.method)
         async with transaction(self.db) as session:
             await self._update(session, n, fields)
-            session.add(self._attempt(n, tier, Status.DELIVERED, None, result))
+            await self._audit(session, n, tier, Status.DELIVERED, None, result)
 
     async def _failed(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
@@ -227,7 +234,7 @@ class Processor:
         async with transaction(self.db) as session:
             if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
                 return False
-            session.add(self._attempt(n, tier, Status.FAILED, reason, None))
+            await self._audit(session, n, tier, Status.FAILED, reason, None)
             if to_tier is not None:
                 await self.queues.enqueue(
                     sender.channel, n.id, tier=to_tier.index, delay_ms=to_tier.delay_ms,
@@ -254,13 +261,13 @@ class Processor:
         *,
         unless_final: bool = False,
     ) -> bool:
-        """One UPDATE statement (loading the row into the session first cost a SELECT and the
-        ORM's bookkeeping on every attempt); with `unless_final`, only if the row is not
-        delivered or otherwise final. Returns whether the row was updated."""
-        model = type(n)
-        statement = update(model).where(model.id == n.id)
+        """One plain UPDATE statement (loading the row into the session first cost a SELECT, and
+        the ORM's bulk UPDATE its bookkeeping, on every attempt); with `unless_final`, only if
+        the row is not delivered or otherwise final. Returns whether the row was updated."""
+        table = _table(type(n))
+        statement = update(table).where(table.c.id == n.id)
         if unless_final:
-            statement = statement.where(model.status.not_in(FINAL_STATUSES))
+            statement = statement.where(table.c.status.not_in(FINAL_STATUSES))
         result = await session.execute(statement.values(**fields, updated_at=utcnow()))
         if unless_final and result.rowcount == 0:  # type: ignore[attr-defined]
             return False
@@ -269,12 +276,14 @@ class Processor:
         return True
 
     @staticmethod
-    def _attempt(
-        n: DeliveryState, tier: Tier, status: str, error: str | None, result: DeliveryResult | None
-    ) -> DeliveryAttempt:
-        if result is None:
-            return DeliveryAttempt.of(n, status, tier.queue, error=error)
-        return DeliveryAttempt.of(
-            n, status, tier.queue, error=error, method=result.method, socket_id=result.socket_id,
-            message_id=result.message_id, smtp_response=result.response,
-        )  # fmt: skip
+    async def _audit(
+        session: AsyncSession, n: DeliveryState, tier: Tier, status: str, error: str | None,
+        result: DeliveryResult | None,
+    ) -> None:  # fmt: skip
+        """The attempt's audit row, as a plain INSERT (no ORM object, no flush)."""
+        extra: dict[str, Any] = {}
+        if result is not None:
+            extra = dict(method=result.method, socket_id=result.socket_id,
+                         message_id=result.message_id, smtp_response=result.response)  # fmt: skip
+        row = attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
+        await session.execute(insert(_table(DeliveryAttempt)).values(row))
