@@ -145,13 +145,13 @@ class TestSentSet:
         kept = {int(m) for m in await herald.herald.redis.smembers(f"herald:sent:{sid}")}
         assert kept == set(backlog[-SENT_LIMIT:])
         assert await presence.claim(sid, backlog[-SENT_LIMIT:]) == []  # never twice
-        assert await presence.first_sight(sid, 1600)
-        assert not await presence.first_sight(sid, 1600)
+        assert await presence.claim(sid, [1600]) == [1600]
+        assert await presence.claim(sid, [1600]) == []
         # Older than everything kept: counted as not sent, so it is sent (a duplicate at worst,
         # never a loss).
-        assert await presence.first_sight(sid, 1000)
+        assert await presence.claim(sid, [1000]) == [1000]
         for i in range(1601, 1700):
-            await presence.first_sight(sid, i)
+            await presence.claim(sid, [i])
         kept = {int(m) for m in await herald.herald.redis.smembers(f"herald:sent:{sid}")}
         assert SENT_LIMIT <= len(kept) <= SENT_MOST
         assert set(range(1700 - SENT_LIMIT, 1700)) <= kept

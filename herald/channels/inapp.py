@@ -39,20 +39,21 @@ class InAppSender:
 
     async def deliver(self, notification: DeliveryState) -> DeliveryResult:
         assert isinstance(notification, InAppNotification)
-        sockets = await self.presence.sockets(notification.user_id)
-        if not sockets:
-            raise DeliveryError("recipient offline")
-        event = inapp_event(notification)
-        self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
         # Emit to each socket only if that connection has not had the notification yet (catch-up
         # may have sent it first; its ack counts all the same), unless the last attempt went
         # unacknowledged: its emit was most likely lost on the way, so send it again (a client
         # that merely acked late drops the repeat by its id).
         resend = (notification.failure_reason or "").startswith(NOT_ACKNOWLEDGED)
+        event = inapp_event(notification)
+        self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
         try:
-            for sid in sockets:
-                if await self.presence.first_sight(sid, notification.id) or resend:
-                    await self.emitter.emit("notification:new", event, to=sid, namespace="/")
+            live, sids = await self.presence.deliverable(
+                notification.user_id, notification.id, resend=resend
+            )
+            if not live:
+                raise DeliveryError("recipient offline")
+            for sid in sids:
+                await self.emitter.emit("notification:new", event, to=sid, namespace="/")
             release_slot()  # from here on this attempt only waits
             acked_by = await self.acks.wait(notification.id, self.ack_timeout)
         finally:

@@ -45,40 +45,73 @@ SENT_LIMIT = 500
 # never goes back: the sent set is trimmed before it would.
 SENT_MOST = 512
 
-# Record ids as sent on one connection. When what it holds and what comes would pass
-# ARGV[2] ids, only the newest ARGV[1] of them stay (trimming to a little below the most means
-# one sort per dozen notifications, not one per notification). KEYS[1]: the set; ARGV[3]: its
-# TTL (s); ARGV[4...]: the ids. Returns 1 per id that was not in the set before, else 0.
-_RECORD_SENT = """
-local key, keep, most = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local added, incoming, coming = {}, {}, 0
-for i = 4, #ARGV do
-  local new = incoming[ARGV[i]] == nil and redis.call('SISMEMBER', key, ARGV[i]) == 0
-  if new then
-    incoming[ARGV[i]] = tonumber(ARGV[i])
-    coming = coming + 1
+# `record(key, keep, most, ttl, ids)`: record ids as sent on one connection (the set at `key`).
+# When what it holds and what comes would pass `most` ids, only the newest `keep` of them stay
+# (trimming to a little below the most means one sort per dozen notifications, not one per
+# notification). Returns 1 per id that was not in the set before, else 0.
+_RECORD = """
+local function record(key, keep, most, ttl, ids)
+  local added, incoming, coming = {}, {}, 0
+  for _, text in ipairs(ids) do
+    local new = incoming[text] == nil and redis.call('SISMEMBER', key, text) == 0
+    if new then
+      incoming[text] = tonumber(text)
+      coming = coming + 1
+    end
+    added[#added + 1] = new and 1 or 0
   end
-  added[#added + 1] = new and 1 or 0
-end
-local floor = -math.huge
-local count = redis.call('SCARD', key) + coming
-if count > most then
-  local held = redis.call('SMEMBERS', key)
-  local all = {}
-  for _, id in ipairs(held) do all[#all + 1] = tonumber(id) end
-  for _, id in pairs(incoming) do all[#all + 1] = id end
-  table.sort(all)
-  floor = all[count - keep + 1]
-  for _, id in ipairs(held) do
-    if tonumber(id) < floor then redis.call('SREM', key, id) end
+  local floor = -math.huge
+  local count = redis.call('SCARD', key) + coming
+  if count > most then
+    local held = redis.call('SMEMBERS', key)
+    local all = {}
+    for _, id in ipairs(held) do all[#all + 1] = tonumber(id) end
+    for _, id in pairs(incoming) do all[#all + 1] = id end
+    table.sort(all)
+    floor = all[count - keep + 1]
+    for _, id in ipairs(held) do
+      if tonumber(id) < floor then redis.call('SREM', key, id) end
+    end
   end
+  for text, id in pairs(incoming) do
+    if id >= floor then redis.call('SADD', key, text) end
+  end
+  redis.call('EXPIRE', key, ttl)
+  return added
 end
-for text, id in pairs(incoming) do
-  if id >= floor then redis.call('SADD', key, text) end
-end
-redis.call('EXPIRE', key, ARGV[3])
-return added
 """
+
+# KEYS[1]: the set; ARGV: keep, most, TTL (s), then the ids.
+_RECORD_SENT = (
+    _RECORD
+    + """
+return record(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], {unpack(ARGV, 4)})
+"""
+)
+
+# Where one notification goes, in one round trip: the user's sockets on live servers, each
+# recorded as sent the notification. KEYS[1]: the user's presence hash (sid -> server). ARGV:
+# keep, most, TTL, the notification id, "1" to send even where it was sent before, then the
+# key name parts of a server's alive key and of a connection's sent set. Returns how many live
+# sockets the user has, then those to send it to.
+_DELIVERABLE = (
+    _RECORD
+    + """
+local keep, most, ttl, id, resend = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4],
+  ARGV[5] == '1'
+local entries = redis.call('HGETALL', KEYS[1])
+local out = {0}
+for i = 1, #entries, 2 do
+  local sid, server = entries[i], entries[i + 1]
+  if redis.call('EXISTS', ARGV[6] .. server .. ARGV[7]) == 1 then
+    out[1] = out[1] + 1
+    local new = record(ARGV[8] .. sid, keep, most, ttl, {id})[1] == 1
+    if new or resend then out[#out + 1] = sid end
+  end
+end
+return out
+"""
+)
 
 
 def user_room(user_id: int) -> str:
@@ -89,8 +122,11 @@ def user_room(user_id: int) -> str:
 AUTHENTICATED_ROOM = "authenticated"
 
 
+_ALIVE = ("herald:server:", ":alive")
+
+
 def _alive(server_id: str) -> str:
-    return f"herald:server:{server_id}:alive"
+    return f"{_ALIVE[0]}{server_id}{_ALIVE[1]}"
 
 
 def _server_sockets(server_id: str) -> str:
@@ -101,8 +137,11 @@ def _user(user_id: int) -> str:
     return f"herald:presence:user:{user_id}"
 
 
+_SENT = "herald:sent:"
+
+
 def _sent(sid: str) -> str:
-    return f"herald:sent:{sid}"
+    return f"{_SENT}{sid}"
 
 
 def _legacy_seen(sid: str) -> str:
@@ -130,6 +169,7 @@ class Presence:
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
         self._record = redis.register_script(_RECORD_SENT)
+        self._deliverable = redis.register_script(_DELIVERABLE)
         # Where this server listens ({host, port, hostname}), so `herald status` finds the
         # servers that actually run instead of assuming a topology.
         self.announce = announce or {}
@@ -157,6 +197,17 @@ class Presence:
         alive = dict(zip(servers, await self.redis.mget([_alive(s) for s in servers]), strict=True))
         return [sid for sid, server in entries.items() if alive[server] is not None]
 
+    async def deliverable(
+        self, user_id: int, notification_id: int, *, resend: bool = False
+    ) -> tuple[int, list[str]]:
+        """How many sockets the user has on live servers, and those this notification should
+        be sent to: each recorded as sent it, in the same step, and left out if it already
+        was (catch-up or an earlier attempt sent it), unless `resend`."""
+        args: list[str | int] = [SENT_LIMIT, SENT_MOST, SENT_TTL, notification_id, int(resend)]
+        args += [*_ALIVE, _SENT]
+        live, *sids = await self._deliverable(keys=[_user(user_id)], args=args)
+        return int(live), [str(sid) for sid in sids]
+
     async def claim(self, sid: str, notification_ids: list[int]) -> list[int]:
         """Record all these as sent on this connection at once, before sending any, so a worker
         cannot slip one of them in out of order; returns those not sent before."""
@@ -164,11 +215,6 @@ class Presence:
             return []
         added = await self._record_sent(sid, notification_ids)
         return [i for i, new in zip(notification_ids, added, strict=True) if new]
-
-    async def first_sight(self, sid: str, notification_id: int) -> bool:
-        """Record that this connection was sent this notification; False if it already was."""
-        [added] = await self._record_sent(sid, [notification_id])
-        return added
 
     async def _record_sent(self, sid: str, notification_ids: list[int]) -> list[bool]:
         """Add the ids to the connection's sent set in one step (so two processes cannot both
