@@ -89,12 +89,12 @@ async def trigger(
     """`api_key_id`: the key whose request this is, kept on every notification it creates."""
     channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
     users = await _recipients(herald, data, channels)
-    subscribers = await _subscribers(herald, data, channels)
+    by_subscriber = await _subscribers(herald, data, channels)
     template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
     created: list[tuple[DeliveryState, Recipient]] = []
     for recipient in data.recipients:
         user: User | None = (
-            subscribers[recipient.subscriber_id]
+            by_subscriber[recipient.subscriber_id]
             if recipient.subscriber_id is not None
             else users.get(recipient.user_id or 0)
         )
