@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
-from sqlalchemy import Table, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
-from herald.core.db import transaction, utcnow
+from herald.core.db import table, transaction, utcnow
 from herald.core.dbfaults import outside_a_transaction
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome the channel already accepted.
 RECORD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0)
-
-
-def _table(model: type[Any]) -> Table:
-    return cast(Table, model.__table__)
 
 
 class Processor:
@@ -86,7 +82,7 @@ class Processor:
         except PermanentDeliveryError as exc:
             attempt.sent(None, str(exc))
             if not await self._failed(
-                sender, notification, tier, str(exc), to_tier=self._dlq(channel)
+                sender, notification, tier, str(exc), to_tier=self.queues.dead_letter(channel)
             ):
                 return self._settled_meanwhile(attempt)
             log.warning("delivery.dead_lettered", extra={**context, "error": str(exc)})
@@ -119,9 +115,6 @@ class Processor:
         # A client acknowledged it (catch-up, another socket) while this attempt waited.
         attempt.finished("delivered")
         return "delivered"
-
-    def _dlq(self, channel: Channel) -> Tier:
-        return self.queues.tier(channel, 3)
 
     async def _begin(
         self, sender: ChannelSender, notification_id: int, tier: Tier
@@ -156,10 +149,9 @@ class Processor:
         mid-attempt by an earlier one. None for anything else (gone, final, expired, or an
         earlier attempt's outcome may be pending): `_begin` then looks at the row in full."""
         model, now = sender.model, utcnow()
-        table = _table(model)  # plain statements: the ORM's bulk UPDATE costs more than the SQL
-        c = table.c
+        c = table(model).c
         statement = (
-            update(table)
+            update(table(model))
             .where(
                 c.id == notification_id,
                 c.status.not_in([*FINAL_STATUSES, Status.FAILED]),
@@ -264,10 +256,10 @@ class Processor:
         """One plain UPDATE statement (loading the row into the session first cost a SELECT, and
         the ORM's bulk UPDATE its bookkeeping, on every attempt); with `unless_final`, only if
         the row is not delivered or otherwise final. Returns whether the row was updated."""
-        table = _table(type(n))
-        statement = update(table).where(table.c.id == n.id)
+        c = table(type(n)).c
+        statement = update(table(type(n))).where(c.id == n.id)
         if unless_final:
-            statement = statement.where(table.c.status.not_in(FINAL_STATUSES))
+            statement = statement.where(c.status.not_in(FINAL_STATUSES))
         result = await session.execute(statement.values(**fields, updated_at=utcnow()))
         if unless_final and result.rowcount == 0:  # type: ignore[attr-defined]
             return False
@@ -286,4 +278,4 @@ class Processor:
             extra = dict(method=result.method, socket_id=result.socket_id,
                          message_id=result.message_id, smtp_response=result.response)  # fmt: skip
         row = attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
-        await session.execute(insert(_table(DeliveryAttempt)).values(row))
+        await session.execute(insert(table(DeliveryAttempt)).values(row))

@@ -51,6 +51,9 @@ class Queues:
     def tier(self, channel: Channel, index: int) -> Tier:
         return ladder(self.settings, channel)[index]
 
+    def dead_letter(self, channel: Channel) -> Tier:
+        return ladder(self.settings, channel)[-1]
+
     async def enqueue(
         self,
         channel: Channel,

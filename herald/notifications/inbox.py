@@ -12,7 +12,7 @@ from sqlalchemy import case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
-from herald.core.db import transaction, utcnow
+from herald.core.db import table, transaction, utcnow
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
     FINAL_STATUSES,
@@ -84,61 +84,46 @@ async def acknowledge(
     caller checked what the socket authenticated with). `transport` is what the acking socket
     really uses (`polling` or `websocket`).
 
-    This runs once per notification a client receives, so it is a few plain statements in one
-    transaction: the rows are locked in id order (an attempt's claim and other acks lock them
-    too), and the session check rides along in the same query."""
-    now = utcnow()
+    This runs once per notification a client receives, so it is two plain statements in one
+    transaction: an UPDATE ... RETURNING whose condition carries the session check, and the
+    audit rows. A row in the dead-letter queue is one whose queue is the DLQ's."""
+    now, c = utcnow(), table(_MODEL).c
+    dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
+    acknowledged = (
+        update(table(_MODEL))
+        .where(
+            c.id.in_(ids), c.user_id == user_id, c.acked_at.is_(None),
+            sessions.live(session_id) if session_id is not None else true(),
+        )
+        .values(
+            acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
+            delivered_at=func.coalesce(c.delivered_at, now),
+            # A worker's emit can't tell the transport; a catch-up says so itself.
+            delivered_via=case((c.delivered_via == "catch-up", "catch-up"), else_=transport),
+        )
+        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
+    )  # fmt: skip
     async with transaction(herald.db) as session:
-        rows = (
-            await session.execute(
-                select(
-                    _MODEL.id,
-                    _MODEL.status,
-                    _MODEL.telemetry_id,
-                    _MODEL.queue_name,
-                    _MODEL.attempts,
-                    _MODEL.delivered_via,
-                )
-                .where(
-                    _MODEL.id.in_(ids),
-                    _MODEL.user_id == user_id,
-                    _MODEL.acked_at.is_(None),
-                    sessions.live(session_id) if session_id is not None else true(),
-                )
-                .order_by(_MODEL.id)
-                .with_for_update(of=_MODEL)
-            )  # fmt: skip
-        ).all()
+        rows = sorted((await session.execute(acknowledged)).all(), key=lambda row: row.id)
         if not rows:
             ended = session_id is not None and not await sessions.is_live(session, session_id)
             return None if ended else []
-        acked = [row.id for row in rows]
         await session.execute(
-            update(_MODEL)
-            .where(_MODEL.id.in_(acked))
-            .values(
-                acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
-                delivered_at=func.coalesce(_MODEL.delivered_at, now),
-                # A worker's emit can't tell the transport; a catch-up says so itself.
-                delivered_via=case((_MODEL.delivered_via == "catch-up", "catch-up"),
-                                   else_=transport),
-            )
-        )  # fmt: skip
-        await session.execute(
-            insert(DeliveryAttempt),
+            insert(table(DeliveryAttempt)),
             [
                 attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
                             row.queue_name or "inapp", method=transport, socket_id=sid)
                 for row in rows
             ],
         )  # fmt: skip
+    acked = [row.id for row in rows]
     for row in rows:
         herald.telemetry.stages.event(
             row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
             notification_id=row.id, detail={"socketId": sid},
         )  # fmt: skip
     for row in rows:  # received after all: it leaves the dead-letter queue
-        if row.status == Status.FAILED:
+        if row.queue_name == dead_letters:
             await herald.queues.forget(Channel.INAPP, row.id)
     # Wake the worker attempts that wait for these acks.
     await publish_acks(herald.redis, herald.redis_url, acked, sid, transport)
