@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from herald.bench.stack import BenchStack, Proc, StackError, _healthy, _plain, _said
+from herald.bench.stack import BenchStack, Proc, StackError, _healthy, _said, plain_url
 from herald.core.db import utcnow
 from herald.core.redis import EmbeddedRedis, free_port
 
@@ -57,8 +57,8 @@ class PeerStack(BenchStack):
         import asyncpg
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        assert self._server_database is not None
-        self._pg = _plain(await self._scratch_database(self._server_database))
+        assert self.server_database is not None
+        self._pg = plain_url(await self._scratch_database(self.server_database))
         conn = await asyncpg.connect(self._pg)
         try:
             await conn.execute((self.folder / "schema.sql").read_text())

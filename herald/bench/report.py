@@ -161,7 +161,12 @@ PEER_FIGURES = (
     ("email drain, one worker, messages/s", "email", "perSecond", True),
     ("KB per idle socket", "sockets", "kbPerSocket", False),
     ("worst in-app latency after a quiet gap, ms", "quiet", "worstMs", False),
-)
+    ("in-app: API CPU µs per notification", "inapp", "apiCpuUsPerNotification", False),
+    ("in-app: worker CPU µs per notification", "inapp", "workerCpuUsPerNotification", False),
+    ("in-app: Redis commands per notification", "inapp", "redisCommandsPerNotification", False),
+    ("in-app: database transactions per notification", "inapp", "dbTransactionsPerNotification",
+     False),
+)  # fmt: skip
 
 
 def _peer_table(herald: dict[str, Any], peer: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from herald.bench import costs
 from herald.bench.agent import Agent, call_all
 from herald.bench.ceiling import ceiling_agent
 from herald.bench.http import http_agent
@@ -152,6 +153,7 @@ async def inapp(ctx: Context) -> Figures:
                                                       for share in shares])  # fmt: skip
         await call_all(swarms, "watch", event="notification:new", ack=True)
         ctx.say(f"  {s.rate:.0f} notifications/s for {s.inapp_seconds:.0f} s")
+        before = await costs.read(stack, [api, worker])
         run = await http.call("at_rate", url=url(api), token=stack.admin_token, users=users,
                               channels=["inapp"], rate=s.rate, seconds=s.inapp_seconds)  # fmt: skip
         owner = {uid: i for i, share in enumerate(shares) for uid, _ in share}
@@ -164,6 +166,7 @@ async def inapp(ctx: Context) -> Figures:
         # notifications count, late, rather than vanish from the figures.
         arrivals = [await sw.call("wait_for", count=n, timeout=15, quiet=20) for sw, n in
                     zip(swarms, expected, strict=True)]  # fmt: skip
+        after = await costs.settled(stack, [api, worker])
         sent_at = dict(accepted)
         latencies = [t - sent_at[seq] for a in arrivals for seq, t in a["seen"] if seq in sent_at]
         figures: Figures = {
@@ -181,6 +184,7 @@ async def inapp(ctx: Context) -> Figures:
                 ),
                 2,
             ),  # fmt: skip
+            **costs.per_notification(before, after, len(accepted)),
         }
         ctx.say(f"  drain: {s.inapp_drain} in-app notifications into one worker process")
         figures.update(await _drain_inapp(ctx, stack, api, worker, http, swarms, shares))

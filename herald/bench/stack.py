@@ -84,7 +84,7 @@ class BenchStack:
         self.profile_dir = profile_dir
         self._profilers: list[subprocess.Popen[bytes]] = []
         self.admin_token = secrets.token_urlsafe(24)
-        self._server_database = database_url
+        self.server_database = database_url
         self.database_name: str | None = None
         self.env = {
             **os.environ,
@@ -105,8 +105,8 @@ class BenchStack:
     async def start(self) -> None:
         """Database and Redis up, migrated and empty; no server or worker yet."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        if self._server_database:
-            self.env["DATABASE_URL"] = await self._scratch_database(self._server_database)
+        if self.server_database:
+            self.env["DATABASE_URL"] = await self._scratch_database(self.server_database)
         # This process reads its settings from the environment, as the children do.
         os.environ.update(self.env)
         for name in ("DATABASE_URL", "REDIS_URL"):
@@ -123,7 +123,7 @@ class BenchStack:
 
         self.database_name = f"herald_bench_{os.getpid()}_{secrets.token_hex(3)}"
         parts = urlsplit(url)
-        admin = await asyncpg.connect(_plain(url))
+        admin = await asyncpg.connect(plain_url(url))
         try:
             await admin.execute(f'CREATE DATABASE "{self.database_name}"')
         finally:
@@ -216,17 +216,17 @@ class BenchStack:
         if self.herald is not None:
             await self.herald.stop()
             self.herald = None
-        if self.database_name and self._server_database:
+        if self.database_name and self.server_database:
             import asyncpg
 
-            admin = await asyncpg.connect(_plain(self._server_database))
+            admin = await asyncpg.connect(plain_url(self.server_database))
             try:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
             finally:
                 await admin.close()
 
 
-def _plain(url: str) -> str:
+def plain_url(url: str) -> str:
     """asyncpg wants postgresql://, not SQLAlchemy's postgresql+asyncpg://."""
     return url.replace("+asyncpg", "", 1)
 
