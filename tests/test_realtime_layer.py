@@ -336,3 +336,35 @@ class TestCompression:
         herald = await herald_factory(workers=False, ws_compression=True)
         window_bits, opened = await self.negotiated(herald)
         assert window_bits > 0 and opened == "0"
+
+
+def test_lean_engineio_socket_still_matches_the_library() -> None:
+    """herald/realtime/engineio_lean.py replaces some of python-engineio's socket methods with
+    copies that start fewer tasks. When the library changes one of them, or stops building its
+    sockets where `install` hooks in, this fails: look at the copies again (or drop them)."""
+    import hashlib
+    import inspect
+
+    from engineio import async_server, base_server
+    from engineio.async_drivers import asgi
+
+    from herald.realtime import engineio_lean
+
+    original = engineio_lean.LeanSocket.__mro__[1]
+    digests = {
+        name: hashlib.sha256(inspect.getsource(getattr(original, name)).encode()).hexdigest()[:16]
+        for name in engineio_lean.REPLACED
+    }
+    assert digests == {
+        "poll": "826f58a9f3606db2",
+        "schedule_ping": "fe316639159cd70d",
+        "_send_ping": "67db82a704ea49d0",
+        "_websocket_handler": "27f120df4d717a24",
+    }
+    handle_connect = inspect.getsource(async_server.AsyncServer._handle_connect)
+    assert "async_socket.AsyncSocket(self, sid)" in handle_connect
+    translate = inspect.getsource(engineio_lean._library_translate_request)
+    assert hashlib.sha256(translate.encode()).hexdigest()[:16] == "39e74733f1fe46aa"
+    assert "._async" in inspect.getsource(base_server.BaseServer.__init__)
+    engineio_lean.install()
+    assert asgi._async["translate_request"] is engineio_lean.translate_request

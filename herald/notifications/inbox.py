@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, insert, select, true, update
+from sqlalchemy import and_, case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
@@ -47,6 +47,41 @@ async def unacknowledged(session: AsyncSession, user_id: int) -> list[InAppNotif
         .limit(CATCH_UP_LIMIT)
     )
     return list(rows.all())
+
+
+async def backlog_if_live(
+    session: AsyncSession, user_id: int, session_id: int | None
+) -> list[InAppNotification] | None:
+    """`unacknowledged` for a socket signing in, with its login session checked in the same
+    statement (one round trip, not two): None if the session has ended. No `session_id`: a
+    client-token socket, bound to no session.
+
+    One row when nothing is waiting (`live`, no notification), so an ended session and an
+    empty backlog are told apart."""
+    if session_id is None:
+        return await unacknowledged(session, user_id)
+    flag = select(sessions.live(session_id).label("live")).subquery()
+    rows = (
+        await session.execute(
+            select(flag.c.live, _MODEL)
+            .select_from(flag)
+            .outerjoin(
+                _MODEL,
+                and_(
+                    flag.c.live,
+                    _MODEL.user_id == user_id,
+                    _MODEL.acked_at.is_(None),
+                    _MODEL.expires_at > utcnow(),
+                    _MODEL.status.not_in(HIDDEN_STATUSES),
+                ),
+            )
+            .order_by(_MODEL.id)
+            .limit(CATCH_UP_LIMIT)
+        )
+    ).all()
+    if not rows or not rows[0][0]:
+        return None
+    return [n for _, n in rows if n is not None]
 
 
 async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> None:

@@ -175,14 +175,16 @@ class Presence:
         self.announce = announce or {}
 
     # --- sockets ------------------------------------------------------------------------
+    # A socket's own entries, written and removed in one round trip each. No MULTI/EXEC (two
+    # commands more per connect and disconnect): readers take each key on its own anyway.
     async def add(self, user_id: int, sid: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(_user(user_id), sid, self.server_id)
             pipe.sadd(_server_sockets(self.server_id), f"{user_id}:{sid}")
             await pipe.execute()
 
     async def remove(self, user_id: int, sid: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(_user(user_id), sid)
             pipe.srem(_server_sockets(self.server_id), f"{user_id}:{sid}")
             pipe.delete(_sent(sid), _legacy_seen(sid))

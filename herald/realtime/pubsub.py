@@ -1,4 +1,5 @@
-"""python-socketio's Redis manager, resubscribing at once after Redis comes back.
+"""python-socketio's Redis manager, resubscribing at once after Redis comes back, and telling
+the server when a connection is confirmed to its client.
 
 The library's manager retries a lost subscription after 1, 2, 4, ... up to 60 s. While a server
 is not subscribed, every emit a worker publishes for its sockets is lost, so after a 30 s Redis
@@ -6,13 +7,20 @@ outage in-app delivery stayed dark for up to half a minute more. This subclass r
 half second instead (one connection attempt each: no busy loop while Redis is away). It
 replaces the library's private `_redis_listen_with_retries`, the one generator its `_listen`
 reads; tests/test_faults.py fails if that changes under it.
+
+`on_connected` runs right after the library has sent a namespace's CONNECT packet (its
+`_handle_connect` sends it, then calls the manager's `connect`). A socket that sent its token
+with the connect is authenticated from there: anything emitted before that packet would reach
+the client ahead of its `connect` event, and waiting for it by polling `is_connected` cost a
+timer every 5 ms per connecting socket. If python-socketio stopped calling `connect` there, no
+socket would authenticate from its connect payload: tests/test_realtime_layer.py fails then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -22,6 +30,15 @@ RESUBSCRIBE_SECONDS = 0.5
 
 
 class PromptRedisManager(socketio.AsyncRedisManager):
+    # (sid, namespace) of a connection its client now knows is connected
+    on_connected: Callable[[str, str], Awaitable[None]] | None = None
+
+    async def connect(self, sid: str, namespace: str) -> Any:
+        sid = await super().connect(sid, namespace)
+        if self.on_connected is not None:
+            await self.on_connected(sid, namespace)
+        return sid
+
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
         subscribed = False
         while True:

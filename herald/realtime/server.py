@@ -19,12 +19,13 @@ import socketio
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import session_for_token
+from herald.core import dbfaults
 from herald.core.db import utcnow
 from herald.core.redis import pubsub_channel
 from herald.notifications import inbox
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
-from herald.realtime import sessions
+from herald.realtime import engineio_lean, sessions
 from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
 from herald.realtime.pubsub import PromptRedisManager
 from herald.subscribers import service as subscribers
@@ -41,7 +42,6 @@ SESSION_ENDED = {"message": "your session has ended: log in again"}
 MAX_ID = 2**63 - 1
 MAX_IDS = 1000
 MAX_TOKEN_LENGTH = 4096  # a client token (JWT) may carry claims of the application's own
-CONNECT_WAIT_SECONDS = 10.0
 
 
 def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
@@ -106,6 +106,7 @@ def accepted_origin(configured: list[str]) -> Callable[[str | None, dict[str, An
 
 def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     settings = herald.settings
+    engineio_lean.install()  # three tasks less per idle socket (see the module)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=redis_manager(herald.redis_url),
@@ -146,11 +147,13 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             await sessions.unbind(herald.redis, previous["sessionId"], sid)
         if login is not None:
             await sessions.bind(herald.redis, login.id, sid, login.expires_at)
-        async with herald.db() as session:
-            # Checked again once bound: a logout that committed meanwhile found no socket.
-            if login is not None and not await sessions.is_live(session, login.id):
-                return None
-            backlog = await inbox.unacknowledged(session, user.id)
+        # Checked again once bound (a logout that committed meanwhile found no socket), in the
+        # backlog's own statement: None if the session ended.
+        backlog = await dbfaults.read(
+            herald.db, lambda session: inbox.backlog_if_live(session, user.id, login_id)
+        )
+        if backlog is None:
+            return None
         await sio.save_session(
             sid,
             {
@@ -161,6 +164,9 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         expire_at(sid, expires_at)
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
+        if not backlog:
+            await herald.presence.add(user.id, sid)
+            return backlog
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
         await herald.presence.add(user.id, sid)
         return [n for n in backlog if n.id in fresh]
@@ -181,8 +187,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
                 raise Refused(str(refused)) from None
             user = await subscribers.ensure(herald.db, claims.subscriber_id)
             return user, None, claims.expires_at
-        async with herald.db() as session:
-            found = await session_for_token(session, token)
+        found = await dbfaults.read(herald.db, lambda session: session_for_token(session, token))
         if found is None:
             raise Refused("invalid or expired session token")
         return found[0], found[1], found[1].expires_at
@@ -217,25 +222,26 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             extra={"userId": user.id, "sid": sid, "caughtUp": len(backlog)},
         )
 
-    async def authenticate_once_connected(sid: str, auth: Any) -> None:
-        # Socket.IO confirms the connection only after the connect handler returns; anything
-        # emitted before that reaches the client ahead of its `connect` event, where clients
-        # can't acknowledge it. So wait for the confirmation, then authenticate.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONNECT_WAIT_SECONDS
-        while not sio.manager.is_connected(sid, "/"):
-            if loop.time() > deadline:
-                return  # it never completed (refused, or gone)
-            await asyncio.sleep(0.005)
-        # As if the client had sent `authenticate` itself: through the server's event dispatch,
-        # so the socket metrics and connection analytics (telemetry/sockets.py, which wraps
-        # it) see this sign-in as they see any other.
-        await sio._trigger_event("authenticate", "/", sid, auth)
+    # Sockets that sent their token with the connect, until the connection is confirmed:
+    # Socket.IO confirms it only after the connect handler returns, and anything emitted before
+    # that reaches the client ahead of its `connect` event, where clients can't acknowledge it.
+    connect_auth: dict[str, Any] = {}
+
+    async def connected(sid: str, namespace: str) -> None:
+        auth = connect_auth.pop(sid, None)
+        if auth is not None:
+            # As if the client had sent `authenticate` itself: through the server's event
+            # dispatch, so the socket metrics and connection analytics (telemetry/sockets.py,
+            # which wraps it) see this sign-in as they see any other.
+            await sio._trigger_event("authenticate", namespace, sid, auth)
+
+    assert isinstance(sio.manager, PromptRedisManager)
+    sio.manager.on_connected = connected
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if auth:  # the connect payload may carry the token: {"token": "..."}
-            sio.start_background_task(authenticate_once_connected, sid, auth)
+            connect_auth[sid] = auth
 
     @sio.on("authenticate")
     async def on_authenticate(sid: str, data: Any = None) -> None:
@@ -324,6 +330,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
 
     @sio.event
     async def disconnect(sid: str, *_: Any) -> None:
+        connect_auth.pop(sid, None)
         if timer := expiry_timers.pop(sid, None):
             timer.cancel()
         state = await sio.get_session(sid)

@@ -40,7 +40,9 @@ def _sockets(session_id: int) -> str:
 
 async def bind(redis: aioredis.Redis, session_id: int, sid: str, expires_at: datetime) -> None:
     ttl = max(1, int((expires_at - utcnow()).total_seconds()) + _GRACE_SECONDS)
-    async with redis.pipeline(transaction=True) as pipe:
+    # One round trip; no MULTI/EXEC (two more commands): each command is idempotent, and a
+    # set left without its TTL by a crash between the two is renewed by the next bind.
+    async with redis.pipeline(transaction=False) as pipe:
         pipe.sadd(_sockets(session_id), sid)
         pipe.expire(_sockets(session_id), ttl)
         await pipe.execute()

@@ -39,6 +39,10 @@ def server_config(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=graceful_seconds,
+        # wsproto keeps less per connection than uvicorn's default (websockets' sans-I/O
+        # implementation): 46.4 vs 50.0 KB per idle authenticated socket in `herald bench
+        # sockets` (docs/benchmarks.md, "Sockets", 2026-12-03 second session).
+        ws="wsproto",
         ws_per_message_deflate=settings.ws_compression,
         # X-Forwarded-For/-Proto name the client only when they come from a load balancer the
         # operator named: anyone else could name any address, and dodge the rate limits.

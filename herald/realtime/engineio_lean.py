@@ -1,0 +1,202 @@
+# mypy: disable-error-code="has-type,assignment"
+# (python-engineio is untyped: mypy infers its attributes from their first values)
+"""python-engineio's per-socket tasks, fewer: the same protocol with three asyncio tasks less
+per idle WebSocket.
+
+python-engineio (4.x) keeps, for every idle WebSocket, besides uvicorn's own task:
+- a ping task that sleeps `ping_interval` (`_send_ping`, started by `schedule_ping`),
+- a writer task whose `poll` awaits `asyncio.wait_for(queue.get(), ...)`, which on Python 3.11
+  wraps the `get` in a task of its own,
+- a reader that starts a task per read (`wait_task`) and awaits it with `asyncio.wait_for`.
+
+Each task holds its coroutine frames, a future and a timer: what docs/benchmarks.md ("Sockets")
+measured as ~13 KB of asyncio objects per socket. Here the ping is a timer (`call_later`) that
+starts a short-lived task only when a ping is due, and `poll` and the read loop await in place
+under `asyncio.timeout`: same timeouts, same packets, same order.
+
+Its ASGI driver also defines a class per request (`AwaitablePayload`, the environ's
+`wsgi.input`), which a WebSocket's environ keeps alive for the connection's life; a WebSocket
+has no request body, so its environ gets one shared empty body instead.
+
+`install` makes python-engineio build its sockets from `LeanSocket` (its server calls
+`async_socket.AsyncSocket(self, sid)`, looked up when a client connects) and translate
+requests with `translate_request` (its ASGI driver's `_async` table, which every server
+consults). The methods replaced are copies of the library's with only those awaits changed;
+tests/test_realtime_layer.py holds a digest of the library's originals and fails when
+python-engineio changes them, so this module is checked again then (or dropped, if upstream
+has done the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from engineio import async_socket, exceptions, packet
+from engineio.async_drivers import asgi
+
+_library_translate_request = asgi.translate_request
+
+# The library's methods this module replaces (tests/test_realtime_layer.py checks their source).
+REPLACED = ("poll", "schedule_ping", "_send_ping", "_websocket_handler")
+
+
+class LeanSocket(async_socket.AsyncSocket):
+    async def poll(self) -> list[Any]:
+        """Wait for packets to send to the client."""
+        try:
+            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                packets = [await self.queue.get()]
+            self.queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise exceptions.QueueEmpty() from None
+        if packets == [None]:
+            return []
+        while True:
+            try:
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is None:
+                    self.queue.put_nowait(None)
+                    break
+                packets.append(pkt)
+            except asyncio.QueueEmpty:
+                break
+        return packets
+
+    def schedule_ping(self) -> None:
+        # only schedule a new ping if the previous ping wait cycle completed
+        if self.last_ping:
+            self.last_ping = None
+            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        if not self.closing and not self.closed:
+            self.server.start_background_task(self._send_ping)
+
+    async def _send_ping(self) -> None:
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            await self.send(packet.Packet(packet.PING))
+
+    async def _websocket_handler(self, ws: Any) -> Any:
+        """Engine.IO handler for websocket transport."""
+
+        async def websocket_wait() -> Any:
+            data = await ws.wait()
+            if data and len(data) > self.server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+
+            try:
+                pkt = await websocket_wait()
+            except OSError:  # pragma: no cover
+                return None
+            decoded_pkt = packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != packet.PING or decoded_pkt.data != "probe":
+                self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                self.upgrading = False
+                return None
+            await ws.send(packet.Packet(packet.PONG, data="probe").encode())
+            await self.queue.put(packet.Packet(packet.NOOP))  # end poll
+
+            try:
+                pkt = await websocket_wait()
+            except OSError:  # pragma: no cover
+                self.upgrading = False
+                return None
+            decoded_pkt = packet.Packet(encoded_packet=pkt)
+            if decoded_pkt.packet_type != packet.UPGRADE:
+                self.upgraded = False
+                self.server.logger.info(
+                    "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.",
+                    self.sid,
+                    pkt,
+                )
+                self.upgrading = False
+                return None
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        # start separate writer thread
+        async def writer() -> None:
+            while True:
+                packets = None
+                try:
+                    packets = await self.poll()
+                except exceptions.QueueEmpty:
+                    break
+                if not packets:
+                    # empty packet list returned -> connection closed
+                    break
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except BaseException:
+                    break
+            await ws.close()
+
+        writer_task = asyncio.ensure_future(writer())
+
+        self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
+
+        timeout = self.server.ping_interval + self.server.ping_timeout
+        while True:
+            p = None
+            try:
+                # (the library starts a task per read and awaits it with wait_for)
+                async with asyncio.timeout(timeout):
+                    p = await websocket_wait()
+            except BaseException:
+                break
+            if p is None:
+                # connection closed by client
+                break
+            pkt = packet.Packet(encoded_packet=p)
+            try:
+                await self.receive(pkt)
+            except exceptions.UnknownPacketError:  # pragma: no cover
+                pass
+            except exceptions.SocketIsClosedError:  # pragma: no cover
+                self.server.logger.info("Receive error -- socket is closed")
+                break
+            except Exception:  # pragma: no cover
+                # if we get an unexpected exception we log the error and exit
+                # the connection properly
+                self.server.logger.exception("Unknown receive error")
+
+        await self.queue.put(None)  # unlock the writer task so it can exit
+        await asyncio.wait_for(writer_task, timeout=None)
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return None
+
+
+class _NoBody:
+    async def read(self, length: int | None = None) -> bytes:
+        return b""
+
+
+_NO_BODY = _NoBody()
+
+
+async def translate_request(scope: Any, receive: Any, send: Any) -> dict[str, Any]:
+    """The library's environ; a WebSocket's without the per-request payload class."""
+    environ: dict[str, Any] = await _library_translate_request(scope, receive, send)
+    if environ and scope.get("type") == "websocket":
+        environ["wsgi.input"] = _NO_BODY
+    return environ
+
+
+def install() -> None:
+    """Have python-engineio build its sockets from LeanSocket and translate requests here
+    (process-wide, idempotent)."""
+    async_socket.AsyncSocket = LeanSocket
+    asgi._async["translate_request"] = translate_request
