@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import socketio
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from herald import __version__
@@ -19,6 +20,7 @@ from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
 from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
+from herald.notifications.endpoints import TriggerFastPath
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
 from herald.realtime.endpoints import client_router
@@ -58,6 +60,15 @@ ROUTERS = (
 )
 
 
+def _route(router: APIRouter) -> APIRoute:
+    """`POST /api/notifications`, for telemetry's route label on the fast path."""
+    for route in router.routes:
+        post = isinstance(route, APIRoute) and "POST" in (route.methods or ())
+        if post and getattr(route, "path", None) == TriggerFastPath.PATH:
+            return route  # type: ignore[return-value]
+    raise LookupError(TriggerFastPath.PATH)
+
+
 def create_app(settings: Settings, *, api: bool = True, workers: bool = True) -> ASGIApp:
     herald = Herald(settings, api=api, workers=workers)
     # Idempotency records are binary (compressed), so they get a client that returns bytes.
@@ -88,7 +99,9 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.mount("/static", static_files(), name="static")
     install_openapi(app)
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
-    # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
+    # idempotency check, so even a 413 or a replayed answer carries X-Request-ID; then the
+    # trigger's fast path, which hands FastAPI whatever it does not answer itself.
+    app.add_middleware(TriggerFastPath, herald=herald, route=_route(notifications_router))
     app.add_middleware(
         Idempotency,
         redis=idempotency_redis,
