@@ -136,29 +136,36 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class GroupRead(Generic[K, V]):
-    """Lookups by key from concurrent requests answered by one query.
+class GroupCall(Generic[K, V]):
+    """Work by key from concurrent requests done in one call: one query for their lookups, one
+    Redis pipeline for their enqueues.
 
-    The first caller starts a reader; callers that arrive while its query runs share the next
-    one. Each caller's answer is read after it asked (never a cached row), so it is as fresh as
-    a query of its own; an idle server adds no wait. `fetch` gets the union of the keys and
-    returns the rows found; a failed fetch fails every caller of that batch."""
+    The first caller starts a runner; callers that arrive while its call runs share the next
+    one. Each caller's keys are handled after it asked (a lookup never answers from a cache),
+    so it is as fresh as a call of its own; an idle server adds no wait. `fetch` gets the union
+    of the keys and returns a value for each key it found or did; a failed call fails every
+    caller of that batch. A caller that stops waiting (a timeout) leaves the batch running."""
 
-    def __init__(self, fetch: Callable[[set[K]], Awaitable[dict[K, V]]]) -> None:
+    def __init__(
+        self, fetch: Callable[[set[K]], Awaitable[dict[K, V]]], *, in_flight: int = 2
+    ) -> None:
         self.fetch = fetch
+        # Calls at once: one would make every caller wait out the call before its own, a
+        # round trip of queueing at each step of a request; a few keep the batching.
+        self.in_flight = in_flight
         self._waiting: list[tuple[set[K], asyncio.Future[dict[K, V]]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._runners: set[asyncio.Task[None]] = set()
 
     async def get(self, keys: Iterable[K]) -> dict[K, V]:
         wanted = set(keys)
         done: asyncio.Future[dict[K, V]] = asyncio.get_running_loop().create_future()
         self._waiting.append((wanted, done))
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read())
+        if len(self._runners) < self.in_flight:
+            self._runners.add(asyncio.create_task(self._run()))
         found = await done
         return {k: found[k] for k in wanted if k in found}
 
-    async def _read(self) -> None:
+    async def _run(self) -> None:
         batch: list[tuple[set[K], asyncio.Future[dict[K, V]]]] = []
         try:
             while self._waiting:
@@ -173,9 +180,16 @@ class GroupRead(Generic[K, V]):
                     for _, done in batch:
                         _settle_any(done, found)
                 batch = []
-        finally:  # cancelled (shutdown)
-            for _, done in batch + self._waiting:
+        finally:
+            # In the same step as the loop's last look at `_waiting` (no await between), so a
+            # caller that comes after finds this runner gone and starts one.
+            self._runners.discard(asyncio.current_task())
+            # Cancelled (shutdown): nobody may be left waiting forever.
+            for _, done in batch:
                 _settle_any(done, error=RuntimeError("the server is shutting down"))
+            if not self._runners:
+                for _, done in self._waiting:
+                    _settle_any(done, error=RuntimeError("the server is shutting down"))
 
 
 def _settle_any(

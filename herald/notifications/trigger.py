@@ -13,7 +13,7 @@ from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
 from herald.core import dbfaults
 from herald.core.errors import InvalidField
-from herald.core.group_commit import GroupRead
+from herald.core.group_commit import GroupCall
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState
@@ -141,7 +141,7 @@ class Reachable(NamedTuple):
     email: str | None
 
 
-def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupRead[int, Reachable]:
+def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachable]:
     """`userId` recipients of concurrent triggers looked up in one query (herald.runtime)."""
 
     async def fetch(ids: set[int]) -> dict[int, Reachable]:
@@ -153,7 +153,7 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupRead[int, Reachabl
 
         return await dbfaults.read(db, query)  # once more if it dropped
 
-    return GroupRead(fetch)
+    return GroupCall(fetch)
 
 
 async def _recipients(
