@@ -158,7 +158,7 @@ class TestFastPath:
         (fast_ok, fast_unknown), (routed_ok, routed_unknown) = answers
         assert fast_ok.status_code == routed_ok.status_code == 201
         assert fast_ok.headers["content-type"] == routed_ok.headers["content-type"]
-        assert "x-request-id" in fast_ok.headers
+        assert "x-request-id" in fast_ok.headers and "x-served-by" in fast_ok.headers
         strip = [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
                  for n in fast_ok.json()["notifications"]]  # fmt: skip
         assert strip == [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}

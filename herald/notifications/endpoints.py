@@ -15,7 +15,8 @@ from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
 from herald.notifications.trigger import TriggerIn, TriggerOut, trigger
 from herald.web.deps import CallerDep, ClientDep, HeraldDep, TriggerKeyDep
-from herald.web.errors import error_answer, errors
+from herald.web.errors import error_answer, errors, unexpected_answer
+from herald.web.middleware import RequestContext
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -59,24 +60,35 @@ async def show_notification(
 
 
 class TriggerFastPath:
-    """`POST /api/notifications` answered without FastAPI's routing, dependency solving and
-    response validation, which cost more CPU than the trigger's own work (profiled: route
-    matching over every route, the bearer dependencies, validating and encoding the answer).
+    """`POST /api/notifications` answered without the general HTTP stack (Socket.IO's ASGI
+    dispatch, FastAPI's middleware, routing, dependency solving and response validation),
+    which cost more CPU than the trigger's own work (profiled: route matching over every
+    route, the bearer dependencies, validating and encoding the answer, a send wrapper per
+    middleware layer).
 
-    Only the plain case is taken: an `Authorization: Bearer` credential allowed to trigger, a
-    JSON body that validates. Anything else (no or wrong token, a body FastAPI would refuse, a
-    content type other than JSON) goes on to the FastAPI route unchanged, which stays the one
-    that /docs describes and answers every refusal; so the answers are the same either way. It
-    sits inside the other middleware (request id, CORS, size limit, idempotency), so those hold
-    for both paths. Errors the trigger raises (an unknown recipient, the database away) are
-    rendered as the error handlers render them (herald.web.errors)."""
+    It wraps the whole application and takes only the plain case: no `Idempotency-Key` (that
+    check stays in its middleware), no `Origin` (CORS stays in its middleware), a declared
+    body within the size limit, an `Authorization: Bearer` credential allowed to trigger and a
+    JSON body that validates. Anything else goes to the full stack unchanged, where the FastAPI
+    route (the one /docs describes) answers it and every refusal; so the answers are the same
+    either way. The request id, the `X-Request-ID`/`X-Served-By` headers and the request's
+    telemetry come from the same `RequestContext` as on the full stack; errors the trigger
+    raises (an unknown recipient, the database away) are rendered as the error handlers render
+    them (herald.web.errors), anything else as the catch-all's 500."""
 
     PATH = "/api/notifications"
 
-    def __init__(self, app: ASGIApp, herald: Herald, route: object) -> None:
-        self.app = app
+    def __init__(
+        self, app: ASGIApp, herald: Herald, route: object, *, server_id: str, max_bytes: int
+    ) -> None:
+        self.app = app  # the full stack
+        # The FastAPI app behind, named as socketio.ASGIApp names it: herald.cli and the tests
+        # reach the running Herald through it.
+        self.other_asgi_app = getattr(app, "other_asgi_app", None)
         self.herald = herald
         self.route = route  # telemetry labels the request by it, as for a routed one
+        self.max_bytes = max_bytes
+        self._plain = RequestContext(self._trigger, server_id, herald.telemetry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
@@ -88,7 +100,7 @@ class TriggerFastPath:
             return
         body, complete = await _read_body(receive)
         if not complete:
-            return  # the client went away (or the size limit already answered)
+            return  # the client went away
         try:
             data = TriggerIn.model_validate_json(body)
         except ValueError:  # FastAPI's route gives the 422 naming each field
@@ -98,6 +110,12 @@ class TriggerFastPath:
         state["credential"] = "admin" if principal.key_id is None else f"key:{principal.key_id}"
         state["api_key_id"] = principal.key_id
         scope["route"] = self.route
+        scope[_TRIGGER] = data
+        await self._plain(scope, receive, send)
+
+    async def _trigger(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data: TriggerIn = scope.pop(_TRIGGER)
+        state = scope["state"]
         headers = dict(scope["headers"])
         client = scope.get("client")
         agent = headers.get(b"user-agent")
@@ -107,34 +125,46 @@ class TriggerFastPath:
             telemetry_id=state.get("request_id"),
         )
         try:
-            out = await trigger(self.herald, data, info, principal.key_id)
+            out = await trigger(self.herald, data, info, state["api_key_id"])
         except Exception as exc:
-            code, payload, extra = error_answer(exc, scope)  # re-raises what isn't ours
+            try:
+                code, payload, extra = error_answer(exc, scope)
+            except Exception:  # not ours: the catch-all's answer (herald.web.errors)
+                code, payload, extra = unexpected_answer(scope)
             await _answer(send, code, payload, extra)
             return
         await _answer(send, status.HTTP_201_CREATED, out.model_dump_json(by_alias=True).encode())
 
     async def _principal(self, scope: Scope) -> Principal | None:
-        """The caller, when it may trigger; None sends the request the routed way."""
+        """The caller, when the request is plain and they may trigger; None sends the request
+        the full stack's way."""
+        token = ""
+        declared = False
         for name, value in scope["headers"]:
+            if name in _NOT_PLAIN:
+                return None
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
-                break
-        else:
-            return None
-        if scheme.lower() != "bearer" or not token:
-            return None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
+                if scheme.lower() != "bearer":
+                    return None
+            elif name == b"content-type":
                 if not value.lower().startswith(b"application/json"):
                     return None
-                break
-        else:
+            elif name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    return None
+                declared = True
+        if not token or not declared:
             return None
         principal = await self.herald.api_keys.principal(token)
         if principal is None or not principal.allows(KeyScope.TRIGGER):
             return None
         return principal
+
+
+_TRIGGER = "herald.trigger"  # the validated body, from the check to the answer
+# Headers whose handling lives in the full stack's middleware.
+_NOT_PLAIN = frozenset({b"idempotency-key", b"origin", b"transfer-encoding"})
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

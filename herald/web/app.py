@@ -99,9 +99,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.mount("/static", static_files(), name="static")
     install_openapi(app)
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
-    # idempotency check, so even a 413 or a replayed answer carries X-Request-ID; then the
-    # trigger's fast path, which hands FastAPI whatever it does not answer itself.
-    app.add_middleware(TriggerFastPath, herald=herald, route=_route(notifications_router))
+    # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
     app.add_middleware(
         Idempotency,
         redis=idempotency_redis,
@@ -121,4 +119,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         RequestContext, server_id=settings.effective_server_id, telemetry=herald.telemetry
     )
     assert herald.sio is not None
-    return socketio.ASGIApp(herald.sio, other_asgi_app=app)
+    # The plain trigger skips all of it (TriggerFastPath says how it keeps the same answers).
+    return TriggerFastPath(
+        socketio.ASGIApp(herald.sio, other_asgi_app=app), herald, _route(notifications_router),
+        server_id=settings.effective_server_id, max_bytes=settings.max_body_bytes,
+    )  # fmt: skip

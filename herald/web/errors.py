@@ -89,6 +89,14 @@ def error_answer(exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[b
     return exc.status, body.encode(), headers
 
 
+def unexpected_answer(scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The catch-all's 500 (below), for an exception `error_answer` raised again."""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    log.exception("http.unhandled", extra={"route": route, "method": scope["method"]})
+    body = json.dumps(error_body("internal_error", "internal server error"), separators=(",", ":"))
+    return 500, body.encode(), []
+
+
 _DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
