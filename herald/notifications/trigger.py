@@ -153,7 +153,9 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
 
         return await dbfaults.read(db, query)  # once more if it dropped
 
-    return GroupCall(fetch)
+    # One query at a time: the batches grow, and the CPU per trigger fell ~12 % against two at
+    # once (docs/benchmarks.md); the lookup is one short read, so waiting one out costs little.
+    return GroupCall(fetch, in_flight=1)
 
 
 async def _recipients(
