@@ -144,11 +144,14 @@ class Dispatcher:
         if by == "api":
             for n in notifications:
                 self._stage(n, "database", timestamp=committed, status=n.status)
-        begun = time.perf_counter()
+        # The `queue` stage is stamped when the job is sent: a worker may pick it up (and stamp
+        # its `worker` stage) before this request hears back from the shared pipeline, and the
+        # timeline keeps its stages in order. `enqueueMs` says how long the round trip took.
+        sent, begun = now_ms(), time.perf_counter()
         keys = [(n.channel, n.id, n.telemetry_id) for n in notifications]
         try:
             async with asyncio.timeout(self.settings.enqueue_timeout):
-                done = await self._enqueues.get(keys)
+                done = await self._enqueues.get(keys) if keys else {}
             missing = [k for k in keys if k not in done]
             if missing:
                 raise RuntimeError(f"not enqueued: {missing}")
@@ -165,8 +168,9 @@ class Dispatcher:
             for n, key in zip(notifications, keys, strict=True):
                 queue = done[key]
                 self._stage(
-                    n, "queue", outcome="enqueued", by=by, queue=queue, enqueueMs=enqueue_ms
-                )
+                    n, "queue", timestamp=sent, outcome="enqueued", by=by, queue=queue,
+                    enqueueMs=enqueue_ms,
+                )  # fmt: skip
                 queued.append((n, queue))
         await self._settle(queued, failed)
 
