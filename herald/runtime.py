@@ -35,6 +35,7 @@ from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
+from herald.notifications.trigger import user_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.telemetry.service import Telemetry
@@ -68,6 +69,7 @@ class Herald:
         self.engine = create_engine(settings.effective_database_url, settings.db_busy_timeout)
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
+        self.user_lookup = user_lookup(self.db)  # a trigger's userId recipients, batched
         self.redis = redis_client(self.redis_url, decode_responses=True)
         self.rate_limiter = RateLimiter(self.redis, settings.rate_limit_window)
         self.queues = Queues(settings, self.redis_url)

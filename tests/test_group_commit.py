@@ -93,3 +93,54 @@ async def test_triggers_through_the_api_are_grouped(herald: RunningHerald) -> No
     assert await titles(herald, "api-") == [f"api-{i:02}" for i in range(30)]
     # 30 triggers cost fewer commits than 30 (how few depends on timing: at least one shared).
     assert len(commits) < 30, len(commits)
+
+
+class TestGroupCall:
+    """Concurrent lookups (a trigger's recipients) and enqueues share one call each."""
+
+    async def test_concurrent_callers_share_a_call_and_get_their_own_keys(self) -> None:
+        from herald.core.group_commit import GroupCall
+
+        calls: list[set[int]] = []
+
+        async def fetch(keys: set[int]) -> dict[int, str]:
+            calls.append(keys)
+            await asyncio.sleep(0.01)
+            return {k: f"v{k}" for k in keys if k != 99}
+
+        group = GroupCall(fetch, in_flight=1)
+        answers = await asyncio.gather(*(group.get([i, 99]) for i in range(10)))
+        assert answers == [{i: f"v{i}"} for i in range(10)]
+        assert len(calls) < 10 and set().union(*calls) == {*range(10), 99}
+
+    async def test_a_failed_call_fails_its_callers_and_the_next_call_runs(self) -> None:
+        from herald.core.group_commit import GroupCall
+
+        failing = True
+
+        async def fetch(keys: set[int]) -> dict[int, int]:
+            await asyncio.sleep(0)
+            if failing:
+                raise ConnectionError("down")
+            return {k: k for k in keys}
+
+        group = GroupCall(fetch)
+        outcomes = await asyncio.gather(*(group.get([i]) for i in range(3)), return_exceptions=True)
+        assert all(isinstance(o, ConnectionError) for o in outcomes)
+        failing = False
+        assert await group.get([7]) == {7: 7}
+
+    async def test_a_caller_that_stops_waiting_leaves_the_others_served(self) -> None:
+        from herald.core.group_commit import GroupCall
+
+        async def fetch(keys: set[int]) -> dict[int, int]:
+            await asyncio.sleep(0.05)
+            return {k: k for k in keys}
+
+        group = GroupCall(fetch, in_flight=1)
+        leaving = asyncio.create_task(group.get([1]))
+        staying = asyncio.create_task(group.get([2]))
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        assert await staying == {2: 2}
+        assert await group.get([3]) == {3: 3}  # nobody left stuck behind a finished runner

@@ -136,3 +136,33 @@ class TestTrigger:
             return all(n is not None and n.status == "delivered" for n in rows)
 
         await eventually(all_delivered)
+
+
+class TestFastPath:
+    """The trigger's fast path (herald.notifications.endpoints.TriggerFastPath) answers as the
+    FastAPI route does: the same status, headers that matter and body shape."""
+
+    async def test_same_answers_as_the_routed_path(
+        self, herald: RunningHerald, monkeypatch: Any
+    ) -> None:
+        from herald.notifications.endpoints import TriggerFastPath
+
+        alice = await herald.member()
+        ok = {"recipients": [{"userId": alice["userId"]}, {"email": "x@example.com"}],
+              "type": "digest", "title": "t", "message": "m", "channels": ["email"]}  # fmt: skip
+        unknown = {**ok, "recipients": [{"userId": 987_654_321}]}
+        answers = []
+        for path in (TriggerFastPath.PATH, "/nowhere"):  # "/nowhere": every request routed
+            monkeypatch.setattr(TriggerFastPath, "PATH", path)
+            answers.append([await trigger(herald, body) for body in (ok, unknown)])
+        (fast_ok, fast_unknown), (routed_ok, routed_unknown) = answers
+        assert fast_ok.status_code == routed_ok.status_code == 201
+        assert fast_ok.headers["content-type"] == routed_ok.headers["content-type"]
+        assert "x-request-id" in fast_ok.headers and "x-served-by" in fast_ok.headers
+        strip = [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
+                 for n in fast_ok.json()["notifications"]]  # fmt: skip
+        assert strip == [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
+                         for n in routed_ok.json()["notifications"]]  # fmt: skip
+        assert fast_ok.json()["count"] == 2
+        assert fast_unknown.status_code == routed_unknown.status_code == 422
+        assert fast_unknown.content == routed_unknown.content

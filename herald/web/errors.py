@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from herald.core import dbfaults
 from herald.core.errors import ApiError, ServiceUnavailable
@@ -64,6 +66,47 @@ def _route(request: Request) -> str:
     return getattr(route, "path", None) or "unmatched"
 
 
+def error_answer(exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, JSON body and extra headers for an `ApiError` or a database that is away, as the
+    handlers below answer them, for an ASGI endpoint that answers without FastAPI's routing
+    (herald.notifications.endpoints.TriggerFastPath). Anything else is raised again: the
+    catch-all's 500."""
+    if not isinstance(exc, ApiError):
+        if not isinstance(exc, _DATABASE_ERRORS) or not dbfaults.is_unavailable(exc):
+            raise exc
+        log.warning(
+            "http.database_unavailable",
+            extra={"route": getattr(scope.get("route"), "path", None) or "unmatched",
+                   "method": scope["method"], "error": repr(exc)},
+        )  # fmt: skip
+        exc = _database_unavailable()
+    body = json.dumps(
+        error_body(exc.code, exc.message, exc.details), ensure_ascii=False, separators=(",", ":")
+    )
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()
+    ]
+    return exc.status, body.encode(), headers
+
+
+def unexpected_answer(scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The catch-all's 500 (below), for an exception `error_answer` raised again."""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    log.exception("http.unhandled", extra={"route": route, "method": scope["method"]})
+    body = json.dumps(error_body("internal_error", "internal server error"), separators=(",", ":"))
+    return 500, body.encode(), []
+
+
+_DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "the database is unavailable; retry shortly", DATABASE_RETRY_AFTER,
+        code="database_unavailable",
+    )  # fmt: skip
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -104,13 +147,9 @@ def install_error_handlers(app: FastAPI) -> None:
             "http.database_unavailable",
             extra={"route": _route(request), "method": request.method, "error": repr(exc)},
         )
-        error = ServiceUnavailable(
-            "the database is unavailable; retry shortly", DATABASE_RETRY_AFTER,
-            code="database_unavailable",
-        )  # fmt: skip
-        return await api_error(request, error)
+        return await api_error(request, _database_unavailable())
 
-    for kind in (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    for kind in _DATABASE_ERRORS:
         app.add_exception_handler(kind, database_away)
 
     @app.exception_handler(Exception)
