@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, status
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from herald.accounts.service import ClientInfo
 from herald.apikeys.models import Scope as KeyScope
@@ -14,6 +14,7 @@ from herald.core.errors import NotFound
 from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
 from herald.notifications.trigger import TriggerIn, TriggerOut, trigger
+from herald.web.asgi import read_body, replay_receive, respond
 from herald.web.deps import CallerDep, ClientDep, HeraldDep, TriggerKeyDep
 from herald.web.errors import error_answer, errors, unexpected_answer
 from herald.web.middleware import RequestContext
@@ -98,13 +99,13 @@ class TriggerFastPath:
         if principal is None:
             await self.app(scope, receive, send)
             return
-        body, complete = await _read_body(receive)
+        body, complete = await read_body(receive)
         if not complete:
             return  # the client went away
         try:
             data = TriggerIn.model_validate_json(body)
         except ValueError:  # FastAPI's route gives the 422 naming each field
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_receive(body, receive), send)
             return
         state = scope.setdefault("state", {})
         state["credential"] = "admin" if principal.key_id is None else f"key:{principal.key_id}"
@@ -131,9 +132,9 @@ class TriggerFastPath:
                 code, payload, extra = error_answer(exc, scope)
             except Exception:  # not ours: the catch-all's answer (herald.web.errors)
                 code, payload, extra = unexpected_answer(scope)
-            await _answer(send, code, payload, extra)
+            await respond(send, code, payload, extra)
             return
-        await _answer(send, status.HTTP_201_CREATED, out.model_dump_json(by_alias=True).encode())
+        await respond(send, status.HTTP_201_CREATED, out.model_dump_json(by_alias=True).encode())
 
     async def _principal(self, scope: Scope) -> Principal | None:
         """The caller, when the request is plain and they may trigger; None sends the request
@@ -165,35 +166,3 @@ class TriggerFastPath:
 _TRIGGER = "herald.trigger"  # the validated body, from the check to the answer
 # Headers whose handling lives in the full stack's middleware.
 _NOT_PLAIN = frozenset({b"idempotency-key", b"origin", b"transfer-encoding"})
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"", False
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-async def _answer(
-    send: Send, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": code, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, func, insert, select, true, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
@@ -36,17 +36,19 @@ async def unacknowledged(session: AsyncSession, user_id: int) -> list[InAppNotif
     """What a newly authenticated socket must receive: unexpired, not yet acknowledged, oldest
     first, whatever tier (or dead-letter queue) the notification has reached."""
     rows = await session.scalars(
-        select(_MODEL)
-        .where(
-            _MODEL.user_id == user_id,
-            _MODEL.acked_at.is_(None),
-            _MODEL.expires_at > utcnow(),
-            _MODEL.status.not_in(HIDDEN_STATUSES),
-        )
-        .order_by(_MODEL.id)
-        .limit(CATCH_UP_LIMIT)
+        select(_MODEL).where(*_waiting(user_id)).order_by(_MODEL.id).limit(CATCH_UP_LIMIT)
     )
     return list(rows.all())
+
+
+def _waiting(user_id: int) -> list[ColumnElement[bool]]:
+    """The user's notifications a new connection must be sent."""
+    return [
+        _MODEL.user_id == user_id,
+        _MODEL.acked_at.is_(None),
+        _MODEL.expires_at > utcnow(),
+        _MODEL.status.not_in(HIDDEN_STATUSES),
+    ]
 
 
 async def backlog_if_live(
@@ -67,13 +69,7 @@ async def backlog_if_live(
             .select_from(flag)
             .outerjoin(
                 _MODEL,
-                and_(
-                    flag.c.live,
-                    _MODEL.user_id == user_id,
-                    _MODEL.acked_at.is_(None),
-                    _MODEL.expires_at > utcnow(),
-                    _MODEL.status.not_in(HIDDEN_STATUSES),
-                ),
+                and_(flag.c.live, *_waiting(user_id)),
             )
             .order_by(_MODEL.id)
             .limit(CATCH_UP_LIMIT)

@@ -39,6 +39,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from herald.web.asgi import read_body, replay_receive, respond
+
 log = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
@@ -51,7 +53,7 @@ IN_FLIGHT_SECONDS = 60
 # may use the same key, as the payment APIs that made the header common do.
 NOT_EXECUTED = frozenset({401, 403, 413, 415, 422, 429})
 _KEPT_HEADERS = {b"content-type", b"location", b"retry-after"}
-_DEFAULT_TYPE = ("content-type", "application/json")  # what _respond sends when none is kept
+_DEFAULT_TYPE = ("content-type", "application/json")  # what `respond` sends when none is kept
 Headers = list[tuple[str, str]]
 
 
@@ -134,10 +136,10 @@ class Idempotency:
             return
         key = headers[HEADER].decode("latin-1")
         if not KEY_PATTERN.match(key):
-            await _respond(send, *_error(422, "validation_error", "invalid Idempotency-Key: "
+            await respond(send, *_error(422, "validation_error", "invalid Idempotency-Key: "
                            "1 to 255 visible ASCII characters", "Idempotency-Key"))  # fmt: skip
             return
-        body, complete = await _read_body(receive)
+        body, complete = await read_body(receive)
         if not complete:
             return  # the client went away (or the size limit already answered)
         record_key = self._record_key(scope, headers, key)
@@ -150,11 +152,11 @@ class Idempotency:
             # Redis down: run the request without the guarantee rather than refuse it; the
             # notification rows are durable in the database either way.
             log.warning("idempotency.unavailable", extra={"error": repr(exc)})
-            await self.app(scope, _replay_receive(body, receive), send)
+            await self.app(scope, replay_receive(body, receive), send)
             return
         if not claimed:
             if not await self._caller_still_valid(headers):
-                await _respond(send, *_error(401, "invalid_token", "invalid or expired token"))
+                await respond(send, *_error(401, "invalid_token", "invalid or expired token"))
                 return
             await self._repeat(send, existing, fingerprint)
             return
@@ -181,21 +183,21 @@ class Idempotency:
         # somewhere or just finished, so the in-flight answer is the safe one.
         record = parse_record(existing) if existing else Record("in-flight", fingerprint)
         if record.fingerprint != fingerprint:
-            await _respond(send, *_error(422, "idempotency_key_reused",
+            await respond(send, *_error(422, "idempotency_key_reused",
                            "this Idempotency-Key was used for a different request body",
                            "Idempotency-Key"))  # fmt: skip
         elif record.state == "done" and not record.kept:
-            await _respond(send, *_error(409, "idempotency_key_used", "the first answer to "
+            await respond(send, *_error(409, "idempotency_key_used", "the first answer to "
                            "this Idempotency-Key carried credentials, which are not kept; "
                            "retry without the key or with a new one"))  # fmt: skip
         elif record.state != "done":
-            await _respond(send, *_error(409, "idempotency_in_flight", "a request with this "
+            await respond(send, *_error(409, "idempotency_in_flight", "a request with this "
                            "Idempotency-Key is still running; retry shortly"),
                            extra=[(b"retry-after", b"1")])  # fmt: skip
         else:
             kept = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record.headers]
             kept.append((b"idempotent-replayed", b"true"))
-            await _respond(send, record.status, record.body, extra=kept)
+            await respond(send, record.status, record.body, extra=kept)
 
     async def _run(
         self, scope: Scope, body: bytes, receive: Receive, send: Send, record_key: str,
@@ -238,7 +240,7 @@ class Idempotency:
                 await self._settle(record_key, fingerprint, status, kept, body_out, no_store)
 
         try:
-            await self.app(scope, _replay_receive(body, receive), recording_send)
+            await self.app(scope, replay_receive(body, receive), recording_send)
         finally:
             await settle()  # the endpoint failed before finishing its answer
 
@@ -257,41 +259,3 @@ class Idempotency:
             await self.redis.set(record_key, record, ex=self.ttl)
         except Exception as exc:
             log.warning("idempotency.store_failed", extra={"error": repr(exc)})
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"", False
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-
-
-def _replay_receive(body: bytes, receive: Receive) -> Receive:
-    """Hand the endpoint the body already read; after that, the client's real events."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    names = {k.lower() for k, _ in extra or []}
-    if b"content-type" not in names:
-        headers.append((b"content-type", b"application/json"))
-    await send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-    )
-    await send({"type": "http.response.body", "body": body})
