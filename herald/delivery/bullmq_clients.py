@@ -17,9 +17,10 @@ never runs, a quiet worker that wakes late).
 
 Herald also runs its workers with a fetch loop of its own (`LeanWorker.run`). BullMQ-Python's
 starts a fetch for every free slot at once: with ten slots and a short queue, nine of them run
-the `moveToActive` script for nothing each time one job arrives (counted: 23 runs of that
-script per in-app job at 20 notifications/s), and each turn of its loop waits on the set of all
-slots' tasks. This one fetches one job at a time, only when a slot is free, and blocks on the
+the `moveToActive` script for nothing each time one job arrives (counted over a whole 20/s
+run, start-up and idle polling included: 2,285 runs of that script for 100 in-app jobs, 279
+with this loop), and each turn of its loop waits on the set of all slots' tasks. This one
+fetches one job at a time, only when a slot is free, and blocks on the
 queue's marker only when the last fetch found nothing, as the Node.js worker does. A job that
 only waits (an in-app attempt waiting for the client's ack) can give its slot back
 (`release_slot`), so the concurrency setting bounds the work in flight, not the waiting.
