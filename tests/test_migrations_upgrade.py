@@ -4,7 +4,6 @@ upgrades cleanly: every user becomes a subscriber keyed by their id, and nothing
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from herald.core.db import MIGRATIONS_DIR, create_engine, run_migrations
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, scratch_database
 
 PREVIOUS = "0004"
 NOW = "2026-12-01 10:00:00+00:00"
@@ -35,14 +33,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     if not PG_URL:
         pytest.skip("HERALD_TEST_DATABASE_URL not set")
-    name = f"herald_migrate_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with scratch_database(PG_URL, "herald_migrate") as url:
+        yield url
 
 
 SEED = [
