@@ -5,16 +5,30 @@ Shared by the Socket.IO handlers and the inbox REST API, so both say the same th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, select, true, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
 from herald.core.db import table, transaction, utcnow
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
+    ATTEMPT_INSERT,
     FINAL_STATUSES,
     HIDDEN_STATUSES,
     Channel,
@@ -118,29 +132,19 @@ async def acknowledge(
     This runs once per notification a client receives, so it is two plain statements in one
     transaction: an UPDATE ... RETURNING whose condition carries the session check, and the
     audit rows. A row in the dead-letter queue is one whose queue is the DLQ's."""
-    now, c = utcnow(), table(_MODEL).c
     dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
-    acknowledged = (
-        update(table(_MODEL))
-        .where(
-            c.id.in_(ids), c.user_id == user_id, c.acked_at.is_(None),
-            sessions.live(session_id) if session_id is not None else true(),
-        )
-        .values(
-            acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
-            delivered_at=func.coalesce(c.delivered_at, now),
-            # A worker's emit can't tell the transport; a catch-up says so itself.
-            delivered_via=case((c.delivered_via == "catch-up", "catch-up"), else_=transport),
-        )
-        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
-    )  # fmt: skip
+    acknowledged = _acknowledge_statement(checks_session=session_id is not None)
+    params = {
+        "ids": list(ids), "recipient": user_id, "session_id": session_id, "now": utcnow(),
+        "sid": sid, "transport": transport,
+    }  # fmt: skip
     async with transaction(herald.db) as session:
-        rows = sorted((await session.execute(acknowledged)).all(), key=lambda row: row.id)
+        rows = sorted((await session.execute(acknowledged, params)).all(), key=lambda row: row.id)
         if not rows:
             ended = session_id is not None and not await sessions.is_live(session, session_id)
             return None if ended else []
         await session.execute(
-            insert(table(DeliveryAttempt)),
+            ATTEMPT_INSERT,
             [
                 attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
                             row.queue_name or "inapp", method=transport, socket_id=sid)
@@ -216,3 +220,27 @@ async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> in
 
 def _history(n: InAppNotification, status: str, sid: str, method: str) -> DeliveryAttempt:
     return DeliveryAttempt.of(n, status, n.queue_name or "inapp", method=method, socket_id=sid)
+
+
+@functools.cache
+def _acknowledge_statement(*, checks_session: bool) -> Update:
+    """`acknowledge`'s UPDATE, built once; binds ids, recipient, session_id, now, sid, transport."""
+    c = table(_MODEL).c
+    now: BindParameter[datetime] = bindparam("now")
+    return (
+        update(table(_MODEL))
+        .where(
+            c.id.in_(bindparam("ids", expanding=True)), c.user_id == bindparam("recipient"),
+            c.acked_at.is_(None),
+            sessions.live(bindparam("session_id"), now) if checks_session else true(),
+        )
+        .values(
+            acked_at=now, socket_id=bindparam("sid"), status=Status.DELIVERED, updated_at=now,
+            delivered_at=func.coalesce(c.delivered_at, now),
+            # A worker's emit can't tell the transport; a catch-up says so itself.
+            delivered_via=case(
+                (c.delivered_via == "catch-up", "catch-up"), else_=bindparam("transport")
+            ),
+        )
+        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
+    )  # fmt: skip

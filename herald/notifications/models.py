@@ -11,10 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Insert, String, Text, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.core.db import Base, Timestamped, utcnow
+from herald.core.db import Base, Timestamped, table, utcnow
 
 
 class Channel(StrEnum):
@@ -153,6 +153,11 @@ def attempt_row(
         "delivery_method": method, "socket_id": socket_id, "message_id": message_id,
         "smtp_response": smtp_response,
     }  # fmt: skip
+
+
+# Audit rows from `attempt_row`, one or many: a statement built once (hot paths run it per
+# notification, and building it cost about as much CPU as sending it).
+ATTEMPT_INSERT: Insert = insert(table(DeliveryAttempt))
 
 
 class Escalation(Base):

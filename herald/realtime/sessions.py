@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import BindParameter, ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.accounts.models import Session
@@ -52,11 +52,16 @@ async def unbind(redis: aioredis.Redis, session_id: int, sid: str) -> None:
     await redis.srem(_sockets(session_id), sid)
 
 
-def live(session_id: int) -> ColumnElement[bool]:
+def live(
+    session_id: int | BindParameter[int], now: datetime | BindParameter[datetime] | None = None
+) -> ColumnElement[bool]:
     """A condition true while the session is neither revoked nor expired: a statement that
-    acts for a socket's user can carry it instead of asking first."""
+    acts for a socket's user can carry it instead of asking first. A statement built once
+    passes bind parameters for both."""
     return exists().where(
-        Session.id == session_id, Session.revoked_at.is_(None), Session.expires_at > utcnow()
+        Session.id == session_id,
+        Session.revoked_at.is_(None),
+        Session.expires_at > (utcnow() if now is None else now),
     )
 
 
