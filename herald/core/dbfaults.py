@@ -100,14 +100,17 @@ async def read(maker: async_sessionmaker[AsyncSession], query: Work[T]) -> T:
         return await query(session)
 
 
-async def outside_a_transaction(session: AsyncSession) -> None:
+async def outside_a_transaction(session: AsyncSession) -> bool:
     """Run the session's statements each on its own, for work that is one statement.
 
     On PostgreSQL a lone statement in a transaction costs a BEGIN and a COMMIT or ROLLBACK, two
     round trips for nothing (asyncpg's autocommit mode skips both). On SQLite a BEGIN costs no
-    round trip, and the session keeps its usual transaction."""
+    round trip, and the session keeps its usual transaction. Returns whether each statement
+    now commits on its own (PostgreSQL)."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return True
+    return False
 
 
 async def write(

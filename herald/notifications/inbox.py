@@ -8,16 +8,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Select,
     Update,
     and_,
     bindparam,
     case,
     func,
+    insert,
+    literal,
     select,
     true,
     update,
@@ -26,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import publish_acks
 from herald.core.db import table, transaction, utcnow
+from herald.core.dbfaults import outside_a_transaction
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
     ATTEMPT_INSERT,
@@ -129,28 +133,35 @@ async def acknowledge(
     caller checked what the socket authenticated with). `transport` is what the acking socket
     really uses (`polling` or `websocket`).
 
-    This runs once per notification a client receives, so it is two plain statements in one
-    transaction: an UPDATE ... RETURNING whose condition carries the session check, and the
-    audit rows. A row in the dead-letter queue is one whose queue is the DLQ's."""
+    This runs once per notification a client receives, so it is an UPDATE ... RETURNING whose
+    condition carries the session check, and the audit rows: one statement on PostgreSQL (a
+    data-modifying WITH), two in one transaction on SQLite. A row in the dead-letter queue is
+    one whose queue is the DLQ's."""
     dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
-    acknowledged = _acknowledge_statement(checks_session=session_id is not None)
     params = {
         "ids": list(ids), "recipient": user_id, "session_id": session_id, "now": utcnow(),
         "sid": sid, "transport": transport,
     }  # fmt: skip
-    async with transaction(herald.db) as session:
-        rows = sorted((await session.execute(acknowledged, params)).all(), key=lambda row: row.id)
+    checks_session = session_id is not None
+    async with herald.db() as session:
+        if await outside_a_transaction(session):  # PostgreSQL: one statement, one round trip
+            rows = list(
+                (await session.execute(_acknowledge_and_audit(checks_session), params)).all()
+            )
+        else:
+            async with session.begin():
+                rows = list((await session.execute(_acknowledge(checks_session), params)).all())
+                if rows:
+                    await session.execute(ATTEMPT_INSERT, [
+                        attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
+                                    row.queue_name or "inapp", method=transport, socket_id=sid)
+                        for row in rows
+                    ])  # fmt: skip
         if not rows:
             ended = session_id is not None and not await sessions.is_live(session, session_id)
             return None if ended else []
-        await session.execute(
-            ATTEMPT_INSERT,
-            [
-                attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
-                            row.queue_name or "inapp", method=transport, socket_id=sid)
-                for row in rows
-            ],
-        )  # fmt: skip
+        await session.commit()
+    rows.sort(key=lambda row: row.id)
     acked = [row.id for row in rows]
     for row in rows:
         herald.telemetry.stages.event(
@@ -223,7 +234,7 @@ def _history(n: InAppNotification, status: str, sid: str, method: str) -> Delive
 
 
 @functools.cache
-def _acknowledge_statement(*, checks_session: bool) -> Update:
+def _acknowledge(checks_session: bool) -> Update:
     """`acknowledge`'s UPDATE, built once; binds ids, recipient, session_id, now, sid, transport."""
     c = table(_MODEL).c
     now: BindParameter[datetime] = bindparam("now")
@@ -244,3 +255,19 @@ def _acknowledge_statement(*, checks_session: bool) -> Update:
         )
         .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
     )  # fmt: skip
+
+
+@functools.cache
+def _acknowledge_and_audit(checks_session: bool) -> Select[Any]:
+    """`_acknowledge` and its audit rows as one PostgreSQL statement; returns what it does."""
+    acked = _acknowledge(checks_session).cte("acked")
+    audit = insert(table(DeliveryAttempt)).from_select(
+        ["channel", "notification_id", "attempt", "timestamp", "status", "queue_name",
+         "delivery_method", "socket_id"],
+        select(
+            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, bindparam("now"),
+            literal("acknowledged"), func.coalesce(acked.c.queue_name, "inapp"),
+            bindparam("transport"), bindparam("sid"),
+        ),
+    )  # fmt: skip
+    return select(acked).add_cte(audit.cte("audit"))
