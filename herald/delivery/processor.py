@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
-from sqlalchemy import BindParameter, Update, bindparam, update
+from sqlalchemy import BindParameter, Insert, Update, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
@@ -31,6 +31,7 @@ from herald.notifications.models import (
     FINAL_STATUSES,
     MODEL_OF,
     Channel,
+    DeliveryAttempt,
     DeliveryState,
     Escalation,
     InAppNotification,
@@ -188,21 +189,27 @@ class Processor:
     async def _delivered(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult
     ) -> None:
-        if result.recorded:  # only the audit row is left to write
-            async with self.db() as session:
+        audit = self._audit_row(n, tier, Status.DELIVERED, None, result)
+        async with self.db() as session:
+            if result.recorded:  # the ack wrote the status: only the audit row is left
                 await outside_a_transaction(session)
-                await self._audit(session, n, tier, Status.DELIVERED, None, result)
+                await session.execute(ATTEMPT_INSERT, audit)
                 await session.commit()
-            return
-        if sender.channel is Channel.EMAIL:
-            fields = {"message_id": result.message_id, "smtp_response": result.response}
-        else:
-            fields = {"socket_id": result.socket_id, "delivered_via": result.method}
-        now = utcnow()
-        async with transaction(self.db) as session:
-            statement = _delivered_statement(n.channel, tuple(fields))
-            await session.execute(statement, {"nid": n.id, "now": now, **fields})
-            await self._audit(session, n, tier, Status.DELIVERED, None, result)
+                return
+            if sender.channel is Channel.EMAIL:
+                fields = {"message_id": result.message_id, "smtp_response": result.response}
+            else:
+                fields = {"socket_id": result.socket_id, "delivered_via": result.method}
+            now = utcnow()
+            params = {"nid": n.id, "now": now, **fields}
+            if await outside_a_transaction(session):  # PostgreSQL: one statement
+                statement = _delivered_and_audit(n.channel, tuple(fields), tuple(audit))
+                await session.execute(statement, {**params, **_prefixed(audit)})
+            else:
+                async with session.begin():
+                    await session.execute(_delivered_statement(n.channel, tuple(fields)), params)
+                    await session.execute(ATTEMPT_INSERT, audit)
+            await session.commit()
         for key, value in {**fields, "status": Status.DELIVERED, "delivered_at": now}.items():
             setattr(n, key, value)
 
@@ -217,7 +224,9 @@ class Processor:
         async with transaction(self.db) as session:
             if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
                 return False
-            await self._audit(session, n, tier, Status.FAILED, reason, None)
+            await session.execute(
+                ATTEMPT_INSERT, self._audit_row(n, tier, Status.FAILED, reason, None)
+            )
             if to_tier is not None:
                 await self.queues.enqueue(
                     sender.channel, n.id, tier=to_tier.index, delay_ms=to_tier.delay_ms,
@@ -259,17 +268,16 @@ class Processor:
         return True
 
     @staticmethod
-    async def _audit(
-        session: AsyncSession, n: DeliveryState, tier: Tier, status: str, error: str | None,
+    def _audit_row(
+        n: DeliveryState, tier: Tier, status: str, error: str | None,
         result: DeliveryResult | None,
-    ) -> None:  # fmt: skip
-        """The attempt's audit row, as a plain INSERT (no ORM object, no flush)."""
+    ) -> dict[str, Any]:  # fmt: skip
+        """The attempt's audit row, for a plain INSERT (no ORM object, no flush)."""
         extra: dict[str, Any] = {}
         if result is not None:
             extra = dict(method=result.method, socket_id=result.socket_id,
                          message_id=result.message_id, smtp_response=result.response)  # fmt: skip
-        row = attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
-        await session.execute(ATTEMPT_INSERT, row)
+        return attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
 
 
 # The hot path's statements are built once: building a statement and its cache key cost about
@@ -313,3 +321,18 @@ def _delivered_statement(channel: Channel, fields: tuple[str, ...]) -> Update:
         .where(c.id == bindparam("nid"))
         .values(status=Status.DELIVERED, delivered_at=now, updated_at=now, **values)
     )
+
+
+@functools.cache
+def _delivered_and_audit(
+    channel: Channel, fields: tuple[str, ...], audit: tuple[str, ...]
+) -> Insert:
+    """`_delivered_statement` and the audit row as one PostgreSQL statement (a data-modifying
+    WITH runs whether or not the INSERT reads it); the row's values bind as `a_<column>`."""
+    marked = _delivered_statement(channel, fields).cte("marked")
+    row: dict[str, BindParameter[Any]] = {column: bindparam(f"a_{column}") for column in audit}
+    return insert(table(DeliveryAttempt)).values(row).add_cte(marked)
+
+
+def _prefixed(audit: dict[str, Any]) -> dict[str, Any]:
+    return {f"a_{column}": value for column, value in audit.items()}
