@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from herald.digests.models import Digest
 from herald.digests.schedule import group_key, next_daily, parse_window
-from herald.notifications.models import EmailNotification, Status
+from herald.notifications.models import EmailNotification
 from tests.conftest import RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 
@@ -298,3 +298,178 @@ class TestDailyDigest:
             d.closes_at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == "08:00"
         )
         assert d.closes_at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == "08:00"
+
+
+def _titles(messages: list[EmailMessage]) -> list[str]:
+    """Every item title listed in these digest emails."""
+    return [line[2:] for m in messages for line in text_of(m).splitlines() if line.startswith("- ")]
+
+
+async def _carried(herald: RunningHerald, type_: str) -> dict[int, list[int]]:
+    """Each closed digest of the type and the email ids it carried."""
+    async with herald.herald.db() as session:
+        rows = await session.execute(
+            select(EmailNotification.digest_id, EmailNotification.id)
+            .where(EmailNotification.type == type_)
+            .order_by(EmailNotification.id)
+        )
+        out: dict[int, list[int]] = {}
+        for digest_id, nid in rows:
+            out.setdefault(digest_id or 0, []).append(nid)  # 0: not carried (yet)
+        return out
+
+
+class TestExactlyOnce:
+    async def test_two_worker_processes_one_killed_mid_window_send_one_digest_each(
+        self, herald_factory: Any, smtp: SmtpSink, tmp_path: Path
+    ) -> None:
+        api: RunningHerald = await herald_factory(workers=False)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HERALD_TEST")},
+            "DATABASE_URL": api.settings.effective_database_url,
+            "REDIS_URL": api.herald.redis_url,
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(smtp.port),
+            "HERALD_JOB_LOCK_MS": "1500",
+            "HERALD_STALLED_INTERVAL_MS": "500",
+            "HERALD_RECONCILE_INTERVAL": "0.5",
+            "HERALD_RECONCILE_GRACE": "1",
+            "HERALD_LOG_LEVEL": "warning",
+        }
+
+        def start_worker(n: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "herald", "worker"],
+                env={**env, "HERALD_DATA_DIR": str(tmp_path / f"worker-{n}")},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+        type_ = kind()
+        await put_rule(api, type_, {"window": "2s"})
+        people = [await subscriber(api) for _ in range(4)]
+        workers = [start_worker(1), start_worker(2)]
+        try:
+            # Windows opened a second apart, so closes are due before, at and after the kill.
+            for round_ in range(3):
+                for i, (sid, _) in enumerate(people):
+                    await trigger(api, type_, [{"subscriberId": sid}], f"{sid} #{round_}")
+                    if round_ == 0 and i % 2:
+                        await asyncio.sleep(0.5)
+            workers[0].send_signal(signal.SIGKILL)
+            workers[0].wait(10)
+            for sid, address in people:
+                await smtp.wait_for(address, timeout=60)
+            await asyncio.sleep(3)  # a second digest for a window would have come by now
+            for sid, address in people:
+                [message] = digests_to(smtp, address, type_)
+                assert sorted(_titles([message])) == [f"{sid} #{r}" for r in range(3)]
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.terminate()
+                    w.wait(30)
+        closed = await closed_digests(api, type_)
+        assert sorted(d.status for d in closed) == ["sent"] * 4
+
+    async def test_closing_while_notifications_arrive_loses_and_repeats_nothing(
+        self, herald_factory: Any, smtp: SmtpSink
+    ) -> None:
+        """Two Herald instances on one database and Redis; triggers to both while both close
+        the open digest as fast as they can: every email is carried by exactly one digest."""
+        first: RunningHerald = await herald_factory(reconcile_interval=0.5, reconcile_grace=1)
+        second: RunningHerald = await herald_factory(
+            database_url=first.settings.effective_database_url,
+            redis_url=first.herald.redis_url, reconcile_interval=0.5, reconcile_grace=1,
+        )  # fmt: skip
+        type_ = kind()
+        await put_rule(first, type_, {"window": "1s"})
+        second.herald.digests.rules.forget()
+        sid, address = await subscriber(first)
+        stop = asyncio.Event()
+        closes: list[str] = []
+
+        async def hammer(running: RunningHerald) -> None:
+            while not stop.is_set():
+                async with running.herald.db() as session:
+                    open_ids = list(
+                        await session.scalars(
+                            select(Digest.id).where(Digest.type == type_, Digest.status == "open")
+                        )
+                    )
+                for digest_id in open_ids:
+                    closes.append(await running.herald.digests.close(digest_id))
+                await asyncio.sleep(0.01)
+
+        hammers = [asyncio.create_task(hammer(r)) for r in (first, second)]
+        sent: list[int] = []
+        try:
+            for n in range(40):
+                via = (first, second)[n % 2]
+                [made] = await trigger(via, type_, [{"subscriberId": sid}], f"n{n}")
+                sent.append(made["notificationId"])
+                await asyncio.sleep(0.03)
+        finally:
+            stop.set()
+            await asyncio.gather(*hammers)
+
+        async def settled() -> dict[int, list[int]] | None:
+            carried = await _carried(first, type_)
+            return None if 0 in carried else carried
+
+        carried = await eventually(settled, timeout=30)
+        assert sorted(i for ids in carried.values() for i in ids) == sorted(sent)
+        assert "closed" in closes  # the two closers did race
+        digests = await eventually(lambda: _all_closed(first, type_))
+        by_id = {d.id: d for d in digests}
+        assert all(by_id[d].status == "sent" for d in carried)
+        emails = sorted(by_id[d].email_id or 0 for d in carried)
+        assert len(set(emails)) == len(carried)  # one email per digest
+        await eventually(lambda: _count_at_least(smtp, address, type_, len(carried)))
+        await asyncio.sleep(1.5)
+        messages = digests_to(smtp, address, type_)
+        assert len(messages) == len(carried)
+        assert sorted(_titles(messages)) == sorted(f"n{n}" for n in range(40))
+
+
+async def _all_closed(herald: RunningHerald, type_: str) -> list[Digest] | None:
+    async with herald.herald.db() as session:
+        rows = list(await session.scalars(select(Digest).where(Digest.type == type_)))
+    return rows if rows and all(d.status != "open" for d in rows) else None
+
+
+async def _count_at_least(smtp: SmtpSink, address: str, type_: str, count: int) -> bool:
+    await asyncio.sleep(0)
+    return len(digests_to(smtp, address, type_)) >= count
+
+
+class TestSweep:
+    async def test_a_lost_close_job_and_a_window_never_opened_are_made_up_for(
+        self, herald_factory: Any, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        running: RunningHerald = await herald_factory(reconcile_interval=0.3, reconcile_grace=0.5)
+        digests = running.herald.digests
+        type_ = kind()
+        await put_rule(running, type_, {"window": "1s"})
+        (lost, lost_mail), (orphan, orphan_mail) = (
+            await subscriber(running),
+            await subscriber(running),
+        )
+
+        # Redis lost the close job: the sweep closes the digest once it is overdue.
+        await trigger(running, type_, [{"subscriberId": lost}], "job lost")
+        async with running.herald.db() as session:
+            [d] = (await session.scalars(select(Digest).where(Digest.type == type_))).all()
+        assert await running.herald.queues.get("digests").remove(f"digest-{d.id}") == 1
+
+        # The process died between committing the held email and opening its window.
+        async def died(_: Any) -> None:
+            return None
+
+        monkeypatch.setattr(digests, "opened", died)
+        [n] = await trigger(running, type_, [{"subscriberId": orphan}], "never opened")
+        monkeypatch.undo()
+        assert n["status"] == "held"
+
+        for address, title in ((lost_mail, "job lost"), (orphan_mail, "never opened")):
+            await smtp.wait_for(address, timeout=30)
+            assert _titles(digests_to(smtp, address, type_)) == [title]
