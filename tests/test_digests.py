@@ -357,7 +357,7 @@ class TestExactlyOnce:
                         await asyncio.sleep(0.5)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(10)
-            for sid, address in people:
+            for _, address in people:
                 await smtp.wait_for(address, timeout=60)
             await asyncio.sleep(3)  # a second digest for a window would have come by now
             for sid, address in people:
