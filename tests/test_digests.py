@@ -473,3 +473,19 @@ class TestSweep:
         for address, title in ((lost_mail, "job lost"), (orphan_mail, "never opened")):
             await smtp.wait_for(address, timeout=30)
             assert _titles(digests_to(smtp, address, type_)) == [title]
+
+
+class TestSubscriberDeleted:
+    async def test_a_subscriber_with_an_open_digest_can_be_deleted(
+        self, herald: RunningHerald
+    ) -> None:
+        type_ = kind()
+        await put_rule(herald, type_, {"window": "1h"})
+        sid, _ = await subscriber(herald)
+        await trigger(herald, type_, [{"subscriberId": sid}], "held")
+        r = await herald.http.delete(f"/api/subscribers/{sid}", headers=herald.admin())
+        assert r.status_code == 200, r.text
+        assert r.json()["emailsRemoved"] == 1
+        async with herald.herald.db() as session:
+            left = await session.scalars(select(Digest).where(Digest.type == type_))
+            assert left.all() == []
