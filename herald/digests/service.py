@@ -20,6 +20,7 @@ no open digest: the sweep (`sweep`, in every worker) opens one for them.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from collections.abc import Sequence
@@ -88,7 +89,10 @@ class Digests:
         is left to the sweep, which finds held emails without an open digest."""
         keys = {(n.user_id, n.type, n.digest_key or "") for n in held if n.user_id is not None}
         try:
-            await self._schedule(await self._open(sorted(keys)))
+            opened = await self._open(sorted(keys))
+            # As long as an email's enqueue may take (Redis away: the sweep closes it).
+            async with asyncio.timeout(self.settings.enqueue_timeout):
+                await self._schedule(opened)
         except Exception as exc:
             log.warning("digests.open_deferred", extra={"keys": len(keys), "error": repr(exc)})
 
