@@ -202,6 +202,13 @@ class TestRules:
         assert (await herald.http.get(url, headers=herald.admin())).status_code == 404
         assert (await herald.http.delete(url, headers=herald.admin())).status_code == 404
 
+    async def test_concurrent_puts_of_a_new_type_all_succeed(self, herald: RunningHerald) -> None:
+        type_ = kind()
+        answers = await asyncio.gather(
+            *(put_rule(herald, type_, {"window": f"{n}m"}) for n in range(1, 6))
+        )
+        assert [r.status_code for r in answers] == [200] * 5, [r.text for r in answers]
+
     @pytest.mark.parametrize(
         ("body", "field"),
         [

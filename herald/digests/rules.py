@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core import dbfaults
@@ -63,6 +64,14 @@ class RuleCache:
 
 
 async def put(db: async_sessionmaker[AsyncSession], rule: Rule) -> Rule:
+    try:
+        await _put(db, rule)
+    except IntegrityError:  # a concurrent PUT created the type's row first: update it
+        await _put(db, rule)
+    return rule
+
+
+async def _put(db: async_sessionmaker[AsyncSession], rule: Rule) -> None:
     async with transaction(db) as session:
         row = await session.get(DigestRule, rule.type, with_for_update=True)
         if row is None:
@@ -72,7 +81,6 @@ async def put(db: async_sessionmaker[AsyncSession], rule: Rule) -> Rule:
             rule.window_seconds, rule.daily_at, rule.group_by,
         )  # fmt: skip
         row.updated_at = utcnow()
-    return rule
 
 
 async def get(db: async_sessionmaker[AsyncSession], kind: str) -> Rule | None:
