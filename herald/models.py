@@ -4,6 +4,7 @@ from herald.accounts.models import Login, PasswordReset, Session, User
 from herald.apikeys.models import ApiKey
 from herald.commerce.models import Purchase
 from herald.core.db import Base
+from herald.digests.models import Digest, DigestRule
 from herald.notifications.models import (
     DeliveryAttempt,
     EmailNotification,
@@ -16,6 +17,8 @@ __all__ = [
     "ApiKey",
     "Base",
     "DeliveryAttempt",
+    "Digest",
+    "DigestRule",
     "EmailNotification",
     "Escalation",
     "FriendRequest",

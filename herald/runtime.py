@@ -33,6 +33,8 @@ from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
+from herald.digests.service import Digests
+from herald.digests.worker import DigestWorker
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
 from herald.notifications.trigger import user_lookup
@@ -76,6 +78,7 @@ class Herald:
         self.telemetry = Telemetry(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
+        self.digests = Digests(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
             self.redis,
             settings.effective_server_id,
@@ -92,6 +95,7 @@ class Herald:
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
         self.telemetry.attach(self)
         self.workers: DeliveryWorkers | None = None
+        self.digest_worker: DigestWorker | None = None
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
         self._email: EmailSender | None = None
@@ -159,6 +163,8 @@ class Herald:
             Processor(self.db, self.queues, senders, AcceptedOutcomes(self.redis), self.telemetry),
         )
         self.workers.start()
+        self.digest_worker = DigestWorker(self.settings, self.redis_url, self.digests)
+        self.digest_worker.start()
         self._reconciler = asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
 
     async def _smtp_target(self) -> tuple[str, int, bool]:
@@ -221,6 +227,8 @@ class Herald:
             if isinstance(listener, asyncio.Task):
                 listener.cancel()
             await self.sio.shutdown()
+        if self.digest_worker:
+            await self.digest_worker.close()
         if self.workers:
             await self.workers.close()
         if self._email:

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # or vanished from it (a Redis restarted without persistence). Seconds.
     reconcile_interval: float = Field(10.0, gt=0, validation_alias=_h("RECONCILE_INTERVAL"))
     reconcile_grace: float = Field(5.0, ge=0, validation_alias=_h("RECONCILE_GRACE"))
+    # Digests (herald.digests): how long a process keeps the digest rules it read before
+    # reading them again (seconds; a change reaches other servers within it), and how many
+    # digests one worker closes at once.
+    digest_rules_cache: float = Field(5.0, ge=0, validation_alias=_h("DIGEST_RULES_CACHE"))
+    digest_concurrency: int = Field(2, ge=1, validation_alias=_h("DIGEST_CONCURRENCY"))
     # How often each API server renews its presence heartbeat (seconds); its sockets stop
     # counting three beats after it dies.
     presence_heartbeat: float = Field(5.0, gt=0, validation_alias=_h("PRESENCE_HEARTBEAT"))

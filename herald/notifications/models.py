@@ -32,9 +32,16 @@ class Status(StrEnum):
     # In-app only: withdrawn before delivery, because what it announced is gone (a friend
     # request rejected, cancelled, deleted, blocked or expired). Never sent, not even by catch-up.
     NOT_SENT = "not_sent"
+    # Email only: waiting for its digest (herald.digests), never sent on its own.
+    HELD = "held"
+    # Email only: carried by a digest email (`digest_id`), which is what gets delivered.
+    DIGESTED = "digested"
 
 
-FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT})
+# No job ever sends a row in these (a held one goes out with its digest).
+FINAL_STATUSES = frozenset(
+    {Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT, Status.HELD, Status.DIGESTED}
+)
 # Statuses an inbox leaves out: the recipient never got these.
 HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT)
 
@@ -73,6 +80,10 @@ class EmailNotification(DeliveryState, Base):
     text: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     smtp_response: Mapped[str | None] = mapped_column(Text)
+    # Digests (herald.digests): a held row's group key, and the digest that carried it. No
+    # foreign key, so adding the column copies no table on SQLite.
+    digest_key: Mapped[str | None] = mapped_column(String(255))
+    digest_id: Mapped[int | None] = mapped_column(index=True)
 
 
 class InAppNotification(DeliveryState, Base):

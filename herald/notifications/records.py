@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.schemas import CamelModel
 from herald.delivery.queues import job_id
+from herald.digests.links import DigestLink, carried_by, digest_of
+from herald.digests.service import DIGEST_TYPE
 from herald.notifications.models import (
     MODEL_OF,
     Channel,
@@ -81,6 +83,12 @@ class EmailRecord(NotificationRecord):
     content: Content
     message_id: str | None
     smtp_response: str | None
+    digest: DigestLink | None = Field(
+        None, description="a digested type's email: its digest and the email that delivered it"
+    )
+    carried: list[int] | None = Field(
+        None, description="a digest email: the notifications it carried"
+    )
 
 
 class InAppRecord(NotificationRecord):
@@ -106,7 +114,11 @@ async def load(
 async def record(session: AsyncSession, n: DeliveryState) -> EmailRecord | InAppRecord:
     """`n` with its whole audit trail (two queries)."""
     found = await histories(session, n.channel, [n.id])
-    return _record(n, found.attempts[n.id], found.escalations[n.id])
+    out = _record(n, found.attempts[n.id], found.escalations[n.id])
+    if isinstance(n, EmailNotification) and isinstance(out, EmailRecord):
+        out.digest = await digest_of(session, n)
+        out.carried = await carried_by(session, n) if n.type == DIGEST_TYPE else None
+    return out
 
 
 def _record(

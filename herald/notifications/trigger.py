@@ -16,7 +16,7 @@ from herald.core.errors import InvalidField
 from herald.core.group_commit import GroupCall
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
-from herald.notifications.models import DeliveryState
+from herald.notifications.models import DeliveryState, EmailNotification, Status
 from herald.notifications.service import new_email, new_inapp
 from herald.notifications.templates import TEMPLATES
 from herald.subscribers import service as subscribers
@@ -92,6 +92,9 @@ async def trigger(
     users = await _recipients(herald, data, channels)
     by_subscriber = await _subscribers(herald, data, channels)
     template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
+    # A digested type's emails are held for their digest (herald.digests); the rule comes
+    # from an in-process cache, so an undigested type costs no query.
+    digest = await herald.digests.rules.get(data.type) if ChannelName.EMAIL in channels else None
     created: list[tuple[DeliveryState, Recipient]] = []
     for recipient in data.recipients:
         user: User | Reachable | None = (
@@ -103,7 +106,14 @@ async def trigger(
         address = recipient.email or (user.email if user else None)
         for channel in channels:
             n: DeliveryState
-            if channel is ChannelName.EMAIL:
+            if channel is ChannelName.EMAIL and digest is not None and user is not None:
+                assert address is not None  # checked by _recipients / _subscribers
+                n = herald.digests.held_email(
+                    digest, data.type, to=address, username=username, user_id=user.id,
+                    title=data.title, message=data.message, data=data.data,
+                    telemetry_id=client.telemetry_id,
+                )  # fmt: skip
+            elif channel is ChannelName.EMAIL:
                 assert address is not None  # checked by _recipients / _subscribers
                 n = new_email(
                     herald.settings, data.type, to=address, username=username,
@@ -121,7 +131,10 @@ async def trigger(
             n.api_key_id = api_key_id
             created.append((n, recipient))
     await herald.group_commit.insert([n for n, _ in created])
-    await herald.dispatcher.dispatch([n for n, _ in created])
+    held = [n for n, _ in created if n.status == Status.HELD]
+    await herald.dispatcher.dispatch([n for n, _ in created if n.status != Status.HELD])
+    if held:  # after their commit: see herald.digests.service
+        await herald.digests.opened([n for n in held if isinstance(n, EmailNotification)])
     out = [
         CreatedNotification(
             channel=ChannelName(n.channel.value), notification_id=n.id,

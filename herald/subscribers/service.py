@@ -20,6 +20,7 @@ from herald.commerce.models import Purchase
 from herald.core import dbfaults
 from herald.core.db import transaction
 from herald.core.errors import Conflict, InvalidField, NotFound
+from herald.digests.models import Digest
 from herald.notifications.models import (
     Channel,
     DeliveryAttempt,
@@ -240,6 +241,7 @@ async def remove(db: async_sessionmaker[AsyncSession], subscriber_id: str) -> Re
         await session.execute(delete(Session).where(Session.user_id == uid))
         emails = await _delete_notifications(session, EmailNotification, uid)
         inapp = await _delete_notifications(session, InAppNotification, uid)
+        await session.execute(delete(Digest).where(Digest.user_id == uid))
         await session.delete(user)
     return Removed(uid, session_ids, emails, inapp)
 

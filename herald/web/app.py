@@ -20,6 +20,7 @@ from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
 from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
+from herald.digests.endpoints import router as digests_router
 from herald.notifications.endpoints import TriggerFastPath
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
@@ -51,6 +52,7 @@ ROUTERS = (
     ops_router,
     apikeys_router,
     delivery_router,
+    digests_router,
     realtime_router,
     client_router,
     inbox_router,
