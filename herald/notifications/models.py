@@ -32,11 +32,14 @@ class Status(StrEnum):
     # In-app only: withdrawn before delivery, because what it announced is gone (a friend
     # request rejected, cancelled, deleted, blocked or expired). Never sent, not even by catch-up.
     NOT_SENT = "not_sent"
+    # Never queued: the recipient's preferences turned it off (`failure_reason` says which
+    # switch). Kept, so the application sees what was not sent and why.
+    SKIPPED = "skipped"
 
 
-FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT})
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED})
 # Statuses an inbox leaves out: the recipient never got these.
-HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT)
+HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)
 
 
 class DeliveryState(Timestamped):
@@ -73,6 +76,9 @@ class EmailNotification(DeliveryState, Base):
     text: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     smtp_response: Mapped[str | None] = mapped_column(Text)
+    # The signed token of its one-click unsubscribe link (herald.preferences.unsubscribe);
+    # None for critical types. The body carries the link, the sender the List-Unsubscribe header.
+    unsubscribe_token: Mapped[str | None] = mapped_column(Text)
 
 
 class InAppNotification(DeliveryState, Base):
