@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
+from tests.conftest import RunningHerald, SmtpSink, bearer
 
 SECRET = "an-application-secret-of-at-least-32-chars"
 
