@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import RunningHerald, SmtpSink, bearer
+from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
 
 SECRET = "an-application-secret-of-at-least-32-chars"
 
@@ -288,3 +288,37 @@ class TestSkipped:
         assert made[0]["status"] == "queued"
         (message,) = await smtp.wait_for(email)
         assert b"List-Unsubscribe" not in message.content  # type: ignore[operator]
+
+
+class TestDomainFlows:
+    async def test_a_purchase_honours_the_buyers_switches_and_its_receipt_can_unsubscribe(
+        self, app_herald: RunningHerald, smtp: SmtpSink
+    ) -> None:
+        basket = {"items": [{"name": "Pen", "quantity": 2, "unitAmount": 150}], "currency": "EUR"}
+        buyer = await app_herald.member()
+        first = await app_herald.http.post("/api/purchases", json=basket, headers=buyer["auth"])
+        assert first.status_code == 201, first.text
+
+        async def receipt() -> list[bytes]:
+            mails = [m.original_content for m in smtp.to(buyer["email"])]
+            return [m for m in mails if b"Your receipt" in m]  # type: ignore[operator,misc]
+
+        (mail,) = await eventually(receipt)
+        assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in mail
+
+        body = {"types": {"purchase": {"email": False}}}
+        assert (await put_prefs(app_herald, str(buyer["userId"]), body)).status_code == 200
+        second = await app_herald.http.post("/api/purchases", json=basket, headers=buyer["auth"])
+        assert second.status_code == 201, second.text
+        assert second.json()["receiptEmail"]["status"] == "skipped"
+        assert second.json()["purchaseInAppNotification"]["status"] != "skipped"
+        skipped = await record(app_herald, "email", second.json()["receiptEmail"]["notificationId"])
+        assert skipped["failureReason"] == "preferences: email off for type purchase"
+        assert [h["status"] for h in skipped["metadata"]["deliveryHistory"]] == ["skipped"]
+
+    async def test_the_signup_verification_is_critical_and_carries_no_link(
+        self, app_herald: RunningHerald, smtp: SmtpSink
+    ) -> None:
+        user = await app_herald.signup()
+        (welcome,) = await smtp.wait_for(user["email"])  # the signup's only email
+        assert b"List-Unsubscribe" not in welcome.original_content  # type: ignore[operator]

@@ -124,7 +124,8 @@ TypeName = Annotated[str, Path(min_length=1, max_length=32, pattern=TYPE_PATTERN
 
 @types_router.get("")
 async def list_types(herald: HeraldDep) -> TypeList:
-    """Every declared type, and the ones critical by default (`login`, `reset_password`)."""
+    """Every declared type, and the ones critical by default (`login`, `reset_password`,
+    `signup`)."""
     return TypeList(items=await herald.types.listed())
 
 

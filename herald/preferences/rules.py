@@ -13,8 +13,9 @@ from herald.preferences.models import ANY
 
 # The channels a subscriber can switch; the names the API and the trigger use.
 CHANNELS = ("email", "inapp")
-# Critical unless the application declares otherwise (PUT /api/types/{type}).
-DEFAULT_CRITICAL = frozenset({"login", "reset_password"})
+# Critical unless the application declares otherwise (PUT /api/types/{type}): the login alert,
+# the password reset, and the signup's address verification, which the account needs.
+DEFAULT_CRITICAL = frozenset({"login", "reset_password", "signup"})
 
 Switches = Mapping[tuple[str, str], bool]  # (type or "*", channel or "*") -> on
 

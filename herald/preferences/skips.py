@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from herald.notifications.models import DeliveryAttempt, DeliveryState, Status
 from herald.preferences.rules import Blocked, address_blocked, blocked
+from herald.preferences.service import switches_of
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
 
-__all__ = ["Blocked", "address_blocked", "blocked", "is_skipped", "mark", "record"]
+__all__ = ["Blocked", "address_blocked", "blocked", "is_skipped", "mark", "record", "screen"]
 # The audit row's queue: it never reached one; preferences decided.
 AUDIT_QUEUE = "preferences"
 
@@ -45,3 +48,19 @@ async def record(herald: Herald, skipped: Sequence[tuple[DeliveryState, Blocked]
             n.telemetry_id, "database", "database", channel=n.channel.value,
             notification_id=n.id, detail={"status": Status.SKIPPED, "reason": why.reason},
         )  # fmt: skip
+
+
+async def screen(
+    session: AsyncSession, user_id: int, kind: str, notifications: Sequence[DeliveryState]
+) -> list[tuple[DeliveryState, Blocked]]:
+    """For a domain flow (a purchase), inside its transaction and before its rows are written:
+    mark the ones the user's switches turn off. One query; the caller has checked that `kind`
+    is not critical, and after its commit records the skips and dispatches the rest."""
+    switches = await switches_of(session, user_id)
+    skipped = []
+    for n in notifications:
+        why = blocked(switches, kind, n.channel.value)
+        if why is not None:
+            mark(n, why)
+            skipped.append((n, why))
+    return skipped
