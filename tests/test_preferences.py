@@ -322,3 +322,24 @@ class TestDomainFlows:
         user = await app_herald.signup()
         (welcome,) = await smtp.wait_for(user["email"])  # the signup's only email
         assert b"List-Unsubscribe" not in welcome.original_content  # type: ignore[operator]
+
+    async def test_friend_request_notices_honour_the_recipients_in_app_switches(
+        self, app_herald: RunningHerald
+    ) -> None:
+        alice, bob = await app_herald.member(), await app_herald.member()
+        off = {"types": {"friend_request": {"inapp": False}}}
+        assert (await put_prefs(app_herald, str(bob["userId"]), off)).status_code == 200
+        sent = await app_herald.http.post(
+            "/api/friend-requests", json={"toUserId": bob["userId"]}, headers=alice["auth"]
+        )
+        assert sent.status_code == 201, sent.text
+        path = f"/api/friend-requests/{sent.json()['friendRequestId']}"
+        seen = await app_herald.http.get(path, headers=bob["auth"])  # the sender sees no tracking
+        notice = seen.json()["friendRequestInAppNotification"]
+        assert notice["status"] == "skipped"
+        assert notice["failureReason"] == "preferences: inapp off for type friend_request"
+        # Accepting still tells Alice, whose switches are all on.
+        accepted = await app_herald.http.patch(f"{path}/accept", headers=bob["auth"])
+        assert accepted.status_code == 200, accepted.text
+        inbox = await app_herald.http.get("/api/me/notifications", headers=alice["auth"])
+        assert "friend_request_accepted" in [n["type"] for n in inbox.json()["items"]]

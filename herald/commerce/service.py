@@ -65,7 +65,5 @@ async def record_purchase(
             receipt_email_id=receipt.id, inapp_notification_id=inapp.id, created_at=utcnow(),
         )  # fmt: skip
         session.add(purchase)
-    if skipped:
-        await skips.record(herald, skipped)
-    await herald.dispatcher.dispatch([n for n in (receipt, inapp) if not skips.is_skipped(n)])
+    await skips.dispatch(herald, [receipt, inapp], skipped)
     return purchase

@@ -20,7 +20,9 @@ from herald.preferences.service import switches_of
 if TYPE_CHECKING:
     from herald.runtime import Herald
 
-__all__ = ["Blocked", "address_blocked", "blocked", "is_skipped", "mark", "record", "screen"]
+__all__ = [
+    "Blocked", "address_blocked", "blocked", "dispatch", "is_skipped", "mark", "record", "screen",
+]  # fmt: skip
 # The audit row's queue: it never reached one; preferences decided.
 AUDIT_QUEUE = "preferences"
 
@@ -64,3 +66,14 @@ async def screen(
             mark(n, why)
             skipped.append((n, why))
     return skipped
+
+
+async def dispatch(
+    herald: Herald,
+    notifications: Sequence[DeliveryState],
+    skipped: Sequence[tuple[DeliveryState, Blocked]],
+) -> None:
+    """After a domain flow's commit: record its skips, queue the rest."""
+    if skipped:
+        await record(herald, skipped)
+    await herald.dispatcher.dispatch([n for n in notifications if not is_skipped(n)])
