@@ -343,3 +343,34 @@ class TestDomainFlows:
         assert accepted.status_code == 200, accepted.text
         inbox = await app_herald.http.get("/api/me/notifications", headers=alice["auth"])
         assert "friend_request_accepted" in [n["type"] for n in inbox.json()["items"]]
+
+
+class TestLeftAlone:
+    async def test_the_reconciler_never_queues_a_skipped_notification(
+        self, herald_factory: Any
+    ) -> None:
+        herald = await herald_factory(reconcile_grace=0)
+        sid, _ = await subscriber(herald)
+        assert (await put_prefs(herald, sid, {"types": {"promo": False}})).status_code == 200
+        (made,) = await trigger(herald, {"subscriberId": sid}, "promo", ["email"])
+        assert made["status"] == "skipped"
+        await herald.herald.reconciler.run_once()  # every row, however new
+        assert await herald.herald.queues.state("mail", made["jobId"]) == "unknown"  # no job
+        after = await record(herald, "email", made["notificationId"])
+        assert after["status"] == "skipped" and after["attempts"] == 0
+
+    async def test_deleting_a_subscriber_deletes_their_switches(
+        self, app_herald: RunningHerald
+    ) -> None:
+        sid, _ = await subscriber(app_herald)
+        assert (await put_prefs(app_herald, sid, {"channels": {"email": False}})).status_code == 200
+        gone = await app_herald.http.delete(f"/api/subscribers/{sid}", headers=app_herald.admin())
+        assert gone.status_code == 200, gone.text
+        again = await app_herald.http.put(
+            f"/api/subscribers/{sid}", json={}, headers=app_herald.admin()
+        )
+        assert again.status_code == 201
+        got = await app_herald.http.get(
+            f"/api/subscribers/{sid}/preferences", headers=app_herald.admin()
+        )
+        assert got.json()["channels"] == {}
