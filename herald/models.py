@@ -11,9 +11,11 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
 )
+from herald.preferences.models import AddressOptOut, NotificationType, Preference
 from herald.social.models import FriendRequest
 
 __all__ = [
+    "AddressOptOut",
     "ApiKey",
     "Base",
     "DeliveryAttempt",
@@ -24,7 +26,9 @@ __all__ = [
     "FriendRequest",
     "InAppNotification",
     "Login",
+    "NotificationType",
     "PasswordReset",
+    "Preference",
     "Purchase",
     "Session",
     "User",

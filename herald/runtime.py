@@ -38,6 +38,8 @@ from herald.digests.worker import DigestWorker
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
 from herald.notifications.trigger import user_lookup
+from herald.preferences import unsubscribe
+from herald.preferences.service import TypeRegistry, address_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.telemetry.service import Telemetry
@@ -91,6 +93,11 @@ class Herald:
         )
         self.admin_token = self._admin_token()
         self.api_keys = KeyCache(self.db, self.admin_token)
+        # Preferences: critical types (cached), plain addresses' opt-outs (batched), and the
+        # signer of one-click unsubscribe links.
+        self.types = TypeRegistry(self.db)
+        self.address_opt_outs = address_lookup(self.db)
+        self.unsubscribe = unsubscribe.Signer(unsubscribe.secret(settings, self.admin_token))
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
         self.telemetry.attach(self)

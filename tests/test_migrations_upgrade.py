@@ -93,7 +93,7 @@ async def test_a_database_with_data_upgrades_and_keeps_it(database_url: str) -> 
     ]
     assert all(u[4] in ({}, "{}") for u in users)  # JSON: a dict on PostgreSQL, text on SQLite
     assert counts == [(1, 1, 1, 1, 0)]
-    assert version == [("0009",)]
+    assert version == [("0009",)]  # the head
 
     # The new columns work on the upgraded database: a bare subscriber (no username, email or
     # password) and a notification that records its API key.

@@ -67,7 +67,7 @@ async def signup_statistics(session: AsyncSession) -> SignupStatistics:
         total_users=total, verified_users=verified, unverified_users=total - verified,
         signups_last_24h=day or 0, signups_last_7d=week or 0,
         welcome_emails={s.value: int(by_status.get(s.value, 0)) for s in Status
-                        if s not in (Status.EXPIRED, Status.NOT_SENT)},
+                        if s not in (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)},
     )  # fmt: skip
 
 

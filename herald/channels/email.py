@@ -24,6 +24,7 @@ from herald.core.config import Settings
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import ladder
 from herald.notifications.models import Channel, DeliveryState, EmailNotification, Status
+from herald.preferences import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class EmailSender:
         msg["Message-ID"] = self.message_id(n)
         msg["X-Herald-Notification"] = f"email-{n.id}"
         msg["X-Herald-Type"] = _one_line(n.type)
+        if n.unsubscribe_token:  # RFC 8058 one-click unsubscribe; none for critical types
+            for name, value in unsubscribe.headers(self.settings, n.unsubscribe_token).items():
+                msg[name] = value
         msg.attach(_part(n.text, "plain"))
         msg.attach(_part(n.html, "html"))
         return msg

@@ -11,7 +11,9 @@ from herald.commerce.models import Purchase
 from herald.commerce.schemas import PurchaseIn
 from herald.core.db import transaction, utcnow
 from herald.core.errors import InvalidField
+from herald.notifications.models import DeliveryState
 from herald.notifications.service import new_email, new_inapp
+from herald.preferences import skips
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -32,12 +34,17 @@ async def record_purchase(
         f"{i.quantity} x {i.name} @ {_money(i.unit_amount, data.currency)}" for i in data.items
     )
     assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
+    critical = await herald.types.is_critical("purchase")
+    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
     async with transaction(herald.db) as session:
         receipt = new_email(
             herald.settings, "purchase", to=user.email, username=user.username, user_id=user.id,
             telemetry_id=client.telemetry_id,
             context={"order_reference": reference, "items": lines,
                      "total": f"{total / 100:,.2f}", "currency": data.currency},
+            unsubscribe_token=None if critical else herald.unsubscribe.token(
+                "purchase", user.external_id, user.email
+            ),
         )  # fmt: skip
         inapp = new_inapp(
             herald.settings, "purchase", user_id=user.id, username=user.username,
@@ -46,6 +53,8 @@ async def record_purchase(
             data={"orderReference": reference, "totalAmount": total, "currency": data.currency},
             telemetry_id=client.telemetry_id,
         )  # fmt: skip
+        if not critical:  # the receipt and the in-app notice honour the buyer's preferences
+            skipped = await skips.screen(session, user.id, "purchase", [receipt, inapp])
         session.add_all([receipt, inapp])
         await session.flush()
         purchase = Purchase(
@@ -56,5 +65,5 @@ async def record_purchase(
             receipt_email_id=receipt.id, inapp_notification_id=inapp.id, created_at=utcnow(),
         )  # fmt: skip
         session.add(purchase)
-    await herald.dispatcher.dispatch([receipt, inapp])
+    await skips.dispatch(herald, [receipt, inapp], skipped)
     return purchase

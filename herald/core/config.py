@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     client_token_secret: SecretStr | None = Field(
         None, min_length=32, validation_alias=_h("CLIENT_TOKEN_SECRET")
     )
+    # Where people reach this Herald (the load balancer's HTTPS address in production): the
+    # base of the one-click unsubscribe links in emails. Unset: http://HERALD_HOST:PORT.
+    public_url: str | None = Field(None, validation_alias=_h("PUBLIC_URL"))
+    # The HMAC secret unsubscribe links are signed with (32+ characters, the same on every
+    # server). Unset: derived from the admin token, so rotating that one voids old links.
+    unsubscribe_secret: SecretStr | None = Field(
+        None, min_length=32, validation_alias=_h("UNSUBSCRIBE_SECRET")
+    )
+    # An address whose mailbox the operator processes: emails then also carry
+    # `List-Unsubscribe: <mailto:ADDRESS?subject=unsubscribe%20TOKEN>`.
+    unsubscribe_mailto: str | None = Field(None, validation_alias=_h("UNSUBSCRIBE_MAILTO"))
     server_id: str | None = Field(None, validation_alias=_h("SERVER_ID"))
     host: str = Field("127.0.0.1", validation_alias=_h("HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias="PORT")
@@ -191,6 +202,20 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
         return url
 
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/") if url else None
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address and ("@" not in address or any(c in address for c in "<>?, \t")):
+            raise ValueError("must be a plain email address (unsubscribe@example.com)")
+        return address or None
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:
@@ -217,6 +242,13 @@ class Settings(BaseSettings):
             user = quote(self.redis_username or "", safe="")
             auth = f"{user}:{quote(self.redis_password.get_secret_value(), safe='')}@"
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def uses_capture_mailbox(self) -> bool:

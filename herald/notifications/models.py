@@ -36,14 +36,18 @@ class Status(StrEnum):
     HELD = "held"
     # Email only: carried by a digest email (`digest_id`), which is what gets delivered.
     DIGESTED = "digested"
+    # Never queued: the recipient's preferences turned it off (`failure_reason` says which
+    # switch). Kept, so the application sees what was not sent and why.
+    SKIPPED = "skipped"
 
 
 # No job ever sends a row in these (a held one goes out with its digest).
 FINAL_STATUSES = frozenset(
-    {Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT, Status.HELD, Status.DIGESTED}
-)
+    {Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT, Status.HELD, Status.DIGESTED,
+     Status.SKIPPED}
+)  # fmt: skip
 # Statuses an inbox leaves out: the recipient never got these.
-HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT)
+HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)
 
 
 class DeliveryState(Timestamped):
@@ -84,6 +88,9 @@ class EmailNotification(DeliveryState, Base):
     # foreign key, so adding the column copies no table on SQLite.
     digest_key: Mapped[str | None] = mapped_column(String(255))
     digest_id: Mapped[int | None] = mapped_column(index=True)
+    # The signed token of its one-click unsubscribe link (herald.preferences.unsubscribe);
+    # None for critical types. The body carries the link, the sender the List-Unsubscribe header.
+    unsubscribe_token: Mapped[str | None] = mapped_column(Text)
 
 
 class InAppNotification(DeliveryState, Base):

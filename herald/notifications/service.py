@@ -30,6 +30,7 @@ from herald.notifications.models import (
     Status,
 )
 from herald.notifications.templates import render
+from herald.preferences import unsubscribe
 from herald.telemetry.stages import now_ms
 
 if TYPE_CHECKING:
@@ -56,9 +57,14 @@ def new_email(
     context: dict[str, Any],
     telemetry_id: str | None,
     template: str | None = None,
+    unsubscribe_token: str | None = None,
 ) -> EmailNotification:
-    """An email of type `kind`, its body rendered from `template` (by default, kind's own)."""
+    """An email of type `kind`, its body rendered from `template` (by default, kind's own);
+    with an `unsubscribe_token`, both bodies end with its one-click link."""
     subject, text, html = render(template or kind, {"username": username or to, **context})
+    if unsubscribe_token is not None:
+        link = unsubscribe.url(settings, unsubscribe_token)
+        text, html = unsubscribe.with_footer(text, html, link)
     return EmailNotification(
         type=kind,
         user_id=user_id,
@@ -67,6 +73,7 @@ def new_email(
         subject=subject,
         text=text,
         html=html,
+        unsubscribe_token=unsubscribe_token,
         **_queued(settings, EmailNotification.channel),
         attempts=0,
         max_attempts=total_attempts(settings, EmailNotification.channel),

@@ -19,6 +19,9 @@ from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState, EmailNotification, Status
 from herald.notifications.service import new_email, new_inapp
 from herald.notifications.templates import TEMPLATES
+from herald.preferences import skips
+from herald.preferences.models import Preference
+from herald.preferences.rules import Switches
 from herald.subscribers import service as subscribers
 from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
 
@@ -90,12 +93,19 @@ async def trigger(
     """`api_key_id`: the key whose request this is, kept on every notification it creates."""
     channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
     users = await _recipients(herald, data, channels)
-    by_subscriber = await _subscribers(herald, data, channels)
+    by_subscriber, switches = await _subscribers(herald, data, channels)
     template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
+    # Preferences cost no query of their own: critical types come from a per-process cache,
+    # subscribers' switches with the recipient lookups, plain addresses' opt-outs in one
+    # batched query (only for a trigger that emails plain addresses).
+    critical = await herald.types.is_critical(data.type)
+    opted_out = set() if critical else await _opted_out(herald, data, channels)
     # A digested type's emails are held for their digest (herald.digests); the rule comes
-    # from an in-process cache, so an undigested type costs no query.
-    digest = await herald.digests.rules.get(data.type) if ChannelName.EMAIL in channels else None
+    # from an in-process cache, so an undigested type costs no query. Critical ones never wait.
+    wants_digest = ChannelName.EMAIL in channels and not critical
+    digest = await herald.digests.rules.get(data.type) if wants_digest else None
     created: list[tuple[DeliveryState, Recipient]] = []
+    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
     for recipient in data.recipients:
         user: User | Reachable | None = (
             by_subscriber[recipient.subscriber_id]
@@ -104,6 +114,10 @@ async def trigger(
         )
         username = user.username if user else None
         address = recipient.email or (user.email if user else None)
+        own = (
+            None if critical or user is None
+            else user.switches if isinstance(user, Reachable) else switches.get(user.id)
+        )  # fmt: skip
         for channel in channels:
             n: DeliveryState
             if channel is ChannelName.EMAIL and digest is not None and user is not None:
@@ -120,6 +134,9 @@ async def trigger(
                     user_id=user.id if user else None, telemetry_id=client.telemetry_id,
                     context={"title": data.title, "message": data.message},
                     template=template or "generic",
+                    unsubscribe_token=None if critical else herald.unsubscribe.token(
+                        data.type, user.external_id if user else None, address
+                    ),
                 )  # fmt: skip
             else:
                 assert user is not None
@@ -130,9 +147,19 @@ async def trigger(
                 )  # fmt: skip
             n.api_key_id = api_key_id
             created.append((n, recipient))
+            if not critical:
+                plain = user is None and (address or "").lower() in opted_out
+                why = skips.address_blocked(data.type) if plain else None
+                why = why or skips.blocked(own, data.type, channel.value)
+                if why is not None:
+                    skips.mark(n, why)
+                    skipped.append((n, why))
     await herald.group_commit.insert([n for n, _ in created])
+    if skipped:
+        await skips.record(herald, skipped)
     held = [n for n, _ in created if n.status == Status.HELD]
-    await herald.dispatcher.dispatch([n for n, _ in created if n.status != Status.HELD])
+    waiting = (Status.HELD, Status.SKIPPED)
+    await herald.dispatcher.dispatch([n for n, _ in created if n.status not in waiting])
     if held:  # after their commit: see herald.digests.service
         await herald.digests.opened([n for n in held if isinstance(n, EmailNotification)])
     out = [
@@ -152,17 +179,33 @@ class Reachable(NamedTuple):
     id: int
     username: str | None
     email: str | None
+    external_id: str | None = None
+    switches: Switches | None = None  # their preferences; None: none set
 
 
 def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachable]:
-    """`userId` recipients of concurrent triggers looked up in one query (herald.runtime)."""
+    """`userId` recipients of concurrent triggers looked up in one query (herald.runtime),
+    their preference switches with them (a LEFT JOIN: a row per switch, one when none)."""
 
     async def fetch(ids: set[int]) -> dict[int, Reachable]:
         async def query(session: AsyncSession) -> dict[int, Reachable]:
             rows = await session.execute(
-                select(User.id, User.username, User.email).where(User.id.in_(ids))
-            )
-            return {row.id: Reachable(row.id, row.username, row.email) for row in rows}
+                select(
+                    User.id, User.username, User.email, User.external_id,
+                    Preference.type, Preference.channel, Preference.enabled,
+                )
+                .outerjoin(Preference, Preference.user_id == User.id)
+                .where(User.id.in_(ids))
+            )  # fmt: skip
+            found: dict[int, Reachable] = {}
+            for row in rows:
+                user = found.get(row.id)
+                if user is None:
+                    user = Reachable(row.id, row.username, row.email, row.external_id, {})
+                    found[row.id] = user
+                if row.type is not None:
+                    user.switches[(row.type, row.channel)] = row.enabled  # type: ignore[index]
+            return found
 
         return await dbfaults.read(db, query)  # once more if it dropped
 
@@ -195,18 +238,44 @@ async def _recipients(
     return users
 
 
+async def _opted_out(herald: Herald, data: TriggerIn, channels: list[ChannelName]) -> set[str]:
+    """The trigger's plain addresses (no user, no subscriber) that unsubscribed from its type."""
+    if ChannelName.EMAIL not in channels:
+        return set()
+    plain = {
+        (str(r.email).lower(), data.type)
+        for r in data.recipients
+        if r.email is not None and r.user_id is None and r.subscriber_id is None
+    }
+    if not plain:
+        return set()
+    return {email for email, _ in await herald.address_opt_outs.get(plain)}
+
+
 async def _subscribers(
     herald: Herald, data: TriggerIn, channels: list[ChannelName]
-) -> dict[str, User]:
-    """The `subscriberId` recipients' rows, in one query (none when there are none), creating
-    the unknown ones that come with an email; 422 naming the first that can't be reached."""
+) -> tuple[dict[str, User], dict[int, dict[tuple[str, str], bool]]]:
+    """The `subscriberId` recipients' rows and preference switches, in one query (none when
+    there are none), creating the unknown ones that come with an email; 422 naming the first
+    that can't be reached."""
     wanted = {r.subscriber_id: i for i, r in enumerate(data.recipients) if r.subscriber_id}
+    switches: dict[int, dict[tuple[str, str], bool]] = {}
     if not wanted:
-        return {}
+        return {}, switches
 
     async def query(session: AsyncSession) -> dict[str, User]:
-        rows = await session.scalars(select(User).where(User.external_id.in_(list(wanted))))
-        return {u.external_id: u for u in rows if u.external_id is not None}
+        rows = await session.execute(
+            select(User, Preference.type, Preference.channel, Preference.enabled)
+            .outerjoin(Preference, Preference.user_id == User.id)
+            .where(User.external_id.in_(list(wanted)))
+        )
+        users: dict[str, User] = {}
+        for user, kind, channel, enabled in rows:
+            if user.external_id is not None:
+                users[user.external_id] = user
+            if kind is not None:
+                switches.setdefault(user.id, {})[(kind, channel)] = enabled
+        return users
 
     found = await dbfaults.read(herald.db, query)
     missing: dict[str, tuple[str, str]] = {}
@@ -231,4 +300,4 @@ async def _subscribers(
             raise InvalidField(
                 f"recipients.{i}.email", f"subscriber {r.subscriber_id!r} has no email address"
             )
-    return found
+    return found, switches

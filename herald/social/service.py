@@ -17,8 +17,9 @@ from herald.accounts.models import User
 from herald.accounts.service import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import Conflict, Forbidden, InvalidField, NotFound
-from herald.notifications.models import Channel, InAppNotification, Status
+from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.service import new_inapp
+from herald.preferences import skips
 from herald.social.models import (
     LIVE_STATUSES,
     FriendRequest,
@@ -82,6 +83,8 @@ async def create(
     herald: Herald, sender: User, data: FriendRequestIn, client: ClientInfo
 ) -> FriendRequest:
     now = utcnow()
+    critical = await herald.types.is_critical("friend_request")
+    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
     try:
         async with transaction(herald.db) as session:
             recipient = await _recipient(session, data)
@@ -119,12 +122,14 @@ async def create(
                       "fromUsername": sender.username, "message": data.message},
                 telemetry_id=client.telemetry_id,
             )  # fmt: skip
+            if not critical:  # the recipient's preferences may turn it off
+                skipped = await skips.screen(session, recipient.id, "friend_request", [inapp])
             session.add(inapp)
             await session.flush()
             request.inapp_notification_id = inapp.id
     except IntegrityError:  # a concurrent request for the same pair got in first
         raise Conflict("a friend request between you two is already open") from None
-    await herald.dispatcher.dispatch([inapp])
+    await skips.dispatch(herald, [inapp], skipped)
     return request
 
 
@@ -216,6 +221,8 @@ async def respond(
     now = utcnow()
     notify: InAppNotification | None = None
     withdrawn: list[int] = []
+    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
+    critical = action == "accept" and await herald.types.is_critical("friend_request_accepted")
     async with transaction(herald.db) as session:
         request = await _load_for(session, request_id, user)
         role_ok = user.id == (request.from_user_id if action == "cancel" else request.to_user_id)
@@ -235,6 +242,10 @@ async def respond(
             if action == "accept":
                 request.request_status, request.accepted_at = RequestStatus.ACCEPTED, now
                 notify = _accepted_notification(herald, request, client)
+                if not critical:  # the sender's preferences may turn it off
+                    skipped = await skips.screen(
+                        session, request.from_user_id, notify.type, [notify]
+                    )
                 session.add(notify)
             elif action == "reject":
                 request.request_status, request.rejected_at = RequestStatus.REJECTED, now
@@ -245,7 +256,7 @@ async def respond(
         if action != "accept":  # rejected, cancelled or blocked: nothing left to announce
             withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
     if notify is not None:
-        await herald.dispatcher.dispatch([notify])
+        await skips.dispatch(herald, [notify], skipped)
     await _forget_jobs(herald, withdrawn)
     return request
 

@@ -101,6 +101,12 @@ class Metrics:
             "herald_dependency_up", "1 when this server reaches the dependency, else 0",
             ["dependency"], registry=r,
         )  # fmt: skip
+        self.skipped = Counter(
+            "herald_notifications_skipped",
+            "Notifications not sent because the recipient's preferences turned them off, by "
+            "channel and the switch that decided (type_channel, type, channel, address)",
+            ["channel", "reason"], registry=r,
+        )  # fmt: skip
         self.stage_events = Counter(
             "herald_telemetry_stage_events", "Stage events by result", ["result"], registry=r
         )
@@ -141,6 +147,9 @@ class Metrics:
         self.deliveries.labels(channel, "delivered" if ok else "failed").inc()
         self.send_duration.labels(channel).observe(seconds)
         self.window.observe(f"channel:{channel}", seconds * 1000, ok)
+
+    def observe_skipped(self, channel: str, reason: str) -> None:
+        self._child(self.skipped, channel, reason).inc()
 
     def observe_socket_event(self, event: str, ok: bool, seconds: float) -> None:
         self.socket_events.labels(event, "ok" if ok else "error").inc()

@@ -24,6 +24,9 @@ from herald.digests.endpoints import router as digests_router
 from herald.notifications.endpoints import TriggerFastPath
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
+from herald.preferences.endpoints import router as preferences_router
+from herald.preferences.endpoints import types_router
+from herald.preferences.pages import router as unsubscribe_router
 from herald.realtime.endpoints import client_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
@@ -49,6 +52,9 @@ ROUTERS = (
     social_router,
     notifications_router,
     subscribers_router,
+    preferences_router,
+    types_router,
+    unsubscribe_router,
     ops_router,
     apikeys_router,
     delivery_router,

@@ -1,0 +1,1 @@
+"""Subscribers' preferences, critical notification types, and one-click unsubscribe."""

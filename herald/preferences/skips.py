@@ -1,0 +1,79 @@
+"""Notifications the recipient's preferences turned off: kept as `skipped`, never queued.
+
+A skip is never a silent drop: the row is written with the trigger's others (status
+`skipped`, the switch that decided in `failure_reason`), gets an audit row in the delivery
+trail, a `database` stage in its telemetry timeline, and counts in
+`herald_notifications_skipped_total{channel,reason}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.notifications.models import DeliveryAttempt, DeliveryState, Status
+from herald.preferences.rules import Blocked, address_blocked, blocked
+from herald.preferences.service import switches_of
+
+if TYPE_CHECKING:
+    from herald.runtime import Herald
+
+__all__ = [
+    "Blocked", "address_blocked", "blocked", "dispatch", "is_skipped", "mark", "record", "screen",
+]  # fmt: skip
+# The audit row's queue: it never reached one; preferences decided.
+AUDIT_QUEUE = "preferences"
+
+
+def mark(n: DeliveryState, why: Blocked) -> None:
+    n.status = Status.SKIPPED
+    n.queue_name = None
+    n.failure_reason = why.reason
+
+
+def is_skipped(n: DeliveryState) -> bool:
+    return n.status == Status.SKIPPED
+
+
+async def record(herald: Herald, skipped: Sequence[tuple[DeliveryState, Blocked]]) -> None:
+    """The committed skipped rows' audit rows, metrics and telemetry. The audit rows go in a
+    group commit of their own: they need the rows' ids, which the first one assigned."""
+    await herald.group_commit.insert(
+        [DeliveryAttempt.of(n, Status.SKIPPED, AUDIT_QUEUE, error=why.reason) for n, why in skipped]
+    )
+    metrics = herald.telemetry.metrics
+    for n, why in skipped:
+        metrics.observe_skipped(n.channel.value, why.switch)
+        herald.telemetry.stages.event(
+            n.telemetry_id, "database", "database", channel=n.channel.value,
+            notification_id=n.id, detail={"status": Status.SKIPPED, "reason": why.reason},
+        )  # fmt: skip
+
+
+async def screen(
+    session: AsyncSession, user_id: int, kind: str, notifications: Sequence[DeliveryState]
+) -> list[tuple[DeliveryState, Blocked]]:
+    """For a domain flow (a purchase), inside its transaction and before its rows are written:
+    mark the ones the user's switches turn off. One query; the caller has checked that `kind`
+    is not critical, and after its commit records the skips and dispatches the rest."""
+    switches = await switches_of(session, user_id)
+    skipped = []
+    for n in notifications:
+        why = blocked(switches, kind, n.channel.value)
+        if why is not None:
+            mark(n, why)
+            skipped.append((n, why))
+    return skipped
+
+
+async def dispatch(
+    herald: Herald,
+    notifications: Sequence[DeliveryState],
+    skipped: Sequence[tuple[DeliveryState, Blocked]],
+) -> None:
+    """After a domain flow's commit: record its skips, queue the rest."""
+    if skipped:
+        await record(herald, skipped)
+    await herald.dispatcher.dispatch([n for n in notifications if not is_skipped(n)])
