@@ -9,8 +9,10 @@ from herald.notifications.models import (
     EmailNotification,
     Escalation,
     InAppNotification,
+    WebhookDelivery,
 )
 from herald.social.models import FriendRequest
+from herald.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -25,4 +27,6 @@ __all__ = [
     "Purchase",
     "Session",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -32,12 +32,15 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
     Status,
+    WebhookDelivery,
     attempt_row,
 )
 from herald.telemetry.attempts import Attempt
+from herald.webhooks import events as webhook
 
 if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
+    from herald.webhooks.events import WebhookEvents
 
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome the channel already accepted.
@@ -52,12 +55,14 @@ class Processor:
         senders: Mapping[Channel, ChannelSender],
         accepted: AcceptedOutcomes,
         telemetry: Telemetry | None = None,
+        events: WebhookEvents | None = None,
     ) -> None:
         self.db = db
         self.queues = queues
         self.senders = senders
         self.accepted = accepted
         self.telemetry = telemetry
+        self.events = events
 
     async def __call__(self, job: Job, token: str) -> str:
         channel = Channel(job.data["channel"])
@@ -209,11 +214,17 @@ class Processor:
         fields: dict[str, Any] = {"status": Status.DELIVERED, "delivered_at": now}
         if sender.channel is Channel.EMAIL:
             fields.update(message_id=result.message_id, smtp_response=result.response)
+        elif sender.channel is Channel.WEBHOOK:
+            fields.update(response=result.response)
         else:
             fields.update(socket_id=result.socket_id, delivered_via=result.method)
         async with transaction(self.db) as session:
             await self._update(session, n, fields)
             await self._audit(session, n, tier, Status.DELIVERED, None, result)
+            announced = await self._stage(
+                session, [webhook.of_row(webhook.DELIVERED, n, attempt=_attempt(n, tier))]
+            )
+        await self._announce(announced)
 
     async def _failed(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
@@ -223,6 +234,8 @@ class Processor:
         when it reached a final state meanwhile: a client acknowledged it while we waited."""
         now = utcnow()
         fields: dict[str, Any] = {"status": Status.QUEUED, "failure_reason": reason}
+        attempt = {**_attempt(n, tier), "error": reason}
+        events = [webhook.of_row(webhook.FAILED, n, status=Status.QUEUED, attempt=attempt)]
         async with transaction(self.db) as session:
             if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
                 return False
@@ -242,8 +255,28 @@ class Processor:
                 fields["queue_name"] = to_tier.queue
                 if to_tier.is_dead_letter:
                     fields.update(status=Status.FAILED, failed_at=now)
+                    kind = webhook.DEAD_LETTERED
+                else:
+                    kind = webhook.ESCALATED
+                moved = {"fromQueue": tier.queue, "toQueue": to_tier.queue, "error": reason}
+                events.append(webhook.of_row(kind, n, status=fields["status"], **moved))
             await self._update(session, n, fields)
+            announced = await self._stage(session, events)
+        await self._announce(announced)
         return True
+
+    async def _stage(
+        self, session: AsyncSession, events: list[webhook.Event]
+    ) -> list[WebhookDelivery]:
+        """The webhook deliveries of these events, in the caller's transaction (none for a
+        webhook's own attempts: its events would announce themselves without end)."""
+        if self.events is None or events[0].data["channel"] == Channel.WEBHOOK.value:
+            return []
+        return await self.events.stage(session, events)
+
+    async def _announce(self, rows: list[WebhookDelivery]) -> None:
+        if rows and self.events is not None:
+            await self.events.dispatch(rows)
 
     @staticmethod
     async def _update(
@@ -279,3 +312,8 @@ class Processor:
                          message_id=result.message_id, smtp_response=result.response)  # fmt: skip
         row = attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
         await session.execute(insert(table(DeliveryAttempt)).values(row))
+
+
+def _attempt(n: DeliveryState, tier: Tier) -> dict[str, Any]:
+    """Which attempt an event is about: its number (over every tier), tier and queue."""
+    return {"number": n.attempts, "tier": tier.index, "queue": tier.queue}

@@ -6,7 +6,8 @@ Shared by the Socket.IO handlers and the inbox REST API, so both say the same th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +25,8 @@ from herald.notifications.models import (
     attempt_row,
 )
 from herald.realtime import sessions
+from herald.webhooks import events as webhook
+from herald.webhooks.events import Event
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -93,6 +96,10 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
         row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
         row.delivered_via = "catch-up"
         session.add(_history(row, "delivered", sid, "catch-up"))
+        announced = await herald.webhooks.stage(
+            session, [webhook.of_row(webhook.DELIVERED, row, via="catch-up", socketId=sid)]
+        )
+    await herald.webhooks.dispatch(announced)
     detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
     herald.telemetry.stages.event(
         n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
@@ -132,7 +139,7 @@ async def acknowledge(
             # A worker's emit can't tell the transport; a catch-up says so itself.
             delivered_via=case((c.delivered_via == "catch-up", "catch-up"), else_=transport),
         )
-        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
+        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at)
     )  # fmt: skip
     async with transaction(herald.db) as session:
         rows = sorted((await session.execute(acknowledged)).all(), key=lambda row: row.id)
@@ -147,6 +154,8 @@ async def acknowledge(
                 for row in rows
             ],
         )  # fmt: skip
+        announced = await herald.webhooks.stage(session, _ack_events(rows, user_id, now, sid))
+    await herald.webhooks.dispatch(announced)
     acked = [row.id for row in rows]
     for row in rows:
         herald.telemetry.stages.event(
@@ -166,14 +175,25 @@ async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> 
     condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
     if ids is not None:
         condition.append(_MODEL.id.in_(ids))
+    now = utcnow()
     async with transaction(herald.db) as session:
-        marked = list((await session.scalars(select(_MODEL.id).where(*condition))).all())
+        found = (await session.execute(select(_MODEL.id, _MODEL.type).where(*condition))).all()
+        marked = [row.id for row in found]
         if marked:
             await session.execute(
                 update(_MODEL)
                 .where(_MODEL.id.in_(marked))
-                .values(is_read=True, read_at=utcnow(), updated_at=utcnow())
+                .values(is_read=True, read_at=now, updated_at=now)
             )
+        read = [
+            webhook.notification_event(
+                webhook.READ, channel=Channel.INAPP, notification_id=row.id, type=row.type,
+                status="read", user_id=user_id, readAt=now.isoformat(),
+            )
+            for row in found
+        ]  # fmt: skip
+        announced = await herald.webhooks.stage(session, read)
+    await herald.webhooks.dispatch(announced)
     return marked
 
 
@@ -212,6 +232,21 @@ async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> in
     for notification_id in ids:
         await queues.forget(Channel.INAPP, notification_id)
     return len(ids)
+
+
+def _ack_events(rows: Sequence[Any], user_id: int, now: datetime, sid: str) -> list[Event]:
+    """`acked` for each row, and `delivered` for those this ack delivered (the others were
+    delivered earlier, by a catch-up emit)."""
+    events = []
+    for row in rows:
+        common = dict(
+            channel=Channel.INAPP, notification_id=row.id, type=row.type,
+            status=Status.DELIVERED, user_id=user_id, socketId=sid,
+        )  # fmt: skip
+        if row.delivered_at == now:
+            events.append(webhook.notification_event(webhook.DELIVERED, **common))
+        events.append(webhook.notification_event(webhook.ACKED, **common))
+    return events
 
 
 def _history(n: InAppNotification, status: str, sid: str, method: str) -> DeliveryAttempt:

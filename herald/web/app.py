@@ -39,6 +39,7 @@ from herald.web.openapi import install_openapi
 from herald.web.ops import router as ops_router
 from herald.web.pages import router as pages_router
 from herald.web.pages import static_files
+from herald.webhooks.endpoints import router as webhooks_router
 
 ROUTERS = (
     health_router,
@@ -50,6 +51,7 @@ ROUTERS = (
     subscribers_router,
     ops_router,
     apikeys_router,
+    webhooks_router,
     delivery_router,
     realtime_router,
     client_router,
