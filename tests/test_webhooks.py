@@ -1,0 +1,350 @@
+"""Signed webhooks, against a real HTTP receiver that verifies every signature with the
+`standardwebhooks` package and the secret Herald answered at registration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from herald.core.redis import free_port
+from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.realtime_client import RecordingClient
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.headers["webhook-id"]
+
+    @property
+    def type(self) -> str:
+        return str(self.body["type"])
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.body["data"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that answers `status` and keeps each request whose signature verifies
+    (a request that does not verify is kept in `forged` and answered 400)."""
+
+    port: int = 0
+    status: int = 200
+    secret: str | None = None
+    received: list[Delivery] = field(default_factory=list)
+    forged: list[dict[str, str]] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)  # webhook-id of every request
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/herald"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        headers = dict(request.headers)
+        try:
+            assert self.secret is not None
+            body = Webhook(self.secret).verify(raw, headers)
+        except Exception:
+            self.forged.append(headers)
+            return web.Response(status=400)
+        self.attempts.append(request.headers["webhook-id"])
+        if self.status >= 300:
+            return web.Response(status=self.status, text="receiver is broken")
+        self.received.append(Delivery({k.lower(): v for k, v in headers.items()}, body))
+        return web.Response(status=self.status)
+
+    def about(self, channel: str, notification_id: int) -> list[Delivery]:
+        return [
+            d
+            for d in self.received
+            if d.data.get("channel") == channel and d.data.get("notificationId") == notification_id
+        ]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver(port=free_port())
+    app = web.Application()
+    app.router.add_post("/hooks/herald", found.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", found.port)
+    await site.start()
+    yield found
+    await runner.cleanup()
+
+
+async def register(herald: RunningHerald, url: str, events: list[str]) -> dict[str, Any]:
+    r = await herald.http.post(
+        "/api/ops/webhooks", json={"url": url, "events": events}, headers=herald.admin()
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def endpoints(herald_factory: Any) -> AsyncIterator[list[RunningHerald]]:
+    """Heralds whose endpoints are deleted after the test: the PostgreSQL database is shared
+    by the session's tests, and a later test must not send to this one's receiver."""
+    used: list[RunningHerald] = []
+    yield used
+    for herald in used:
+        listed = await herald.http.get("/api/ops/webhooks", headers=herald.admin())
+        for item in listed.json()["items"]:
+            await herald.http.delete(f"/api/ops/webhooks/{item['id']}", headers=herald.admin())
+
+
+async def subscribe(
+    herald: RunningHerald, receiver: Receiver, events: list[str], used: list[RunningHerald]
+) -> dict[str, Any]:
+    used.append(herald)
+    endpoint = await register(herald, receiver.url, events)
+    receiver.secret = endpoint["secret"]
+    return endpoint
+
+
+async def trigger(
+    herald: RunningHerald, user: dict[str, Any], channels: list[str]
+) -> dict[str, int]:
+    r = await herald.http.post(
+        "/api/notifications",
+        json={
+            "recipients": [{"userId": user["userId"]}],
+            "type": "comment",
+            "title": "New comment",
+            "message": "Grace: lovely work!",
+            "channels": channels,
+        },
+        headers=herald.admin(),
+    )
+    assert r.status_code == 201, r.text
+    return {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
+
+
+async def test_registration_is_validated_and_the_secret_is_shown_once(
+    herald: RunningHerald, endpoints: list[RunningHerald]
+) -> None:
+    endpoints.append(herald)
+    admin = herald.admin()
+    for body, bad in (
+        ({"url": "ftp://example.com/hook", "events": ["notification.queued"]}, "url"),
+        ({"url": "not a url", "events": ["*"]}, "url"),
+        ({"url": "http:///no-host", "events": ["*"]}, "url"),
+        ({"url": "https://example.com/hook", "events": ["notification.exploded"]}, "events"),
+        ({"url": "https://example.com/hook", "events": []}, "events"),
+    ):
+        r = await herald.http.post("/api/ops/webhooks", json=body, headers=admin)
+        assert r.status_code == 422, r.text
+        assert [d["field"] for d in r.json()["error"]["details"]] == [bad], r.text
+    r = await herald.http.post("/api/ops/webhooks", json={"url": "https://x.example/h"})
+    assert r.status_code == 401
+
+    made = await register(herald, "https://hooks.example.com/herald", ["notification.failed"])
+    assert made["secret"].startswith("whsec_") and len(made["secret"]) > 40
+    Webhook(made["secret"])  # the package accepts it as a Standard Webhooks secret
+    listed = (await herald.http.get("/api/ops/webhooks", headers=admin)).json()["items"]
+    mine = [e for e in listed if e["id"] == made["id"]]
+    assert mine and mine[0]["events"] == ["notification.failed"]
+    assert "secret" not in json.dumps(listed)
+
+    rotated = await herald.http.post(f"/api/ops/webhooks/{made['id']}/rotate-secret", headers=admin)
+    assert rotated.status_code == 200 and rotated.json()["secret"] != made["secret"]
+    gone = await herald.http.delete(f"/api/ops/webhooks/{made['id']}", headers=admin)
+    assert gone.status_code == 200
+    again = await herald.http.delete(f"/api/ops/webhooks/{made['id']}", headers=admin)
+    assert again.status_code == 404
+    listed = (await herald.http.get("/api/ops/webhooks", headers=admin)).json()["items"]
+    assert made["id"] not in [e["id"] for e in listed]
+
+
+async def test_a_trigger_sends_signed_queued_and_delivered_events_for_both_channels(
+    herald: RunningHerald, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    await subscribe(herald, receiver, ["*"], endpoints)
+    user = await herald.member()
+    client = RecordingClient(ack=True)
+    await client.connect(herald.url, auth={"token": user["token"]})
+    try:
+        ids = await trigger(herald, user, ["inapp", "email"])
+
+        async def both_delivered() -> bool:
+            return all(
+                any(d.type == "notification.delivered" for d in receiver.about(ch, nid))
+                for ch, nid in ids.items()
+            )
+
+        await eventually(both_delivered, timeout=30)
+        inapp = await eventually(
+            lambda: _async(
+                [d.type for d in receiver.about("inapp", ids["inapp"])]
+                if any(
+                    d.type == "notification.acked" for d in receiver.about("inapp", ids["inapp"])
+                )
+                else None
+            )
+        )
+    finally:
+        await client.close()
+    assert not receiver.forged
+    for channel, nid in ids.items():
+        events = sorted(receiver.about(channel, nid), key=lambda d: d.body["timestamp"])
+        kinds = [d.type for d in events]
+        assert kinds[0] == "notification.queued", kinds
+        assert events[0].data["queue"] == ("mail" if channel == "email" else "inapp")
+        delivered = next(d for d in events if d.type == "notification.delivered")
+        assert delivered.body["timestamp"] > events[0].body["timestamp"]
+        assert delivered.data["status"] == "delivered"
+        assert all(
+            d.data["type"] == "comment" and d.data["userId"] == user["userId"] for d in events
+        )
+        assert len({d.id for d in events}) == len(events)  # one webhook-id per event
+    assert sorted(inapp) == ["notification.acked", "notification.delivered", "notification.queued"]
+    email = next(d for d in receiver.about("email", ids["email"]) if d.type.endswith("delivered"))
+    assert email.data["attempt"] == {"number": 1, "tier": 0, "queue": "mail"}
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_a_failing_smtp_server_produces_failed_events_with_the_attempt(
+    herald_factory: Any, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    herald = await herald_factory(mail_max_attempts=2, mail_retry_1_max_attempts=1,
+                                  mail_retry_2_max_attempts=1)  # fmt: skip
+    events = ["notification.failed", "notification.escalated", "notification.dead_lettered"]
+    await subscribe(herald, receiver, events, endpoints)
+    smtp.fail_with = "451 4.3.0 try again later"
+    user = await herald.signup()
+    ids = await trigger(herald, user, ["email"])
+
+    async def dead() -> list[Delivery] | None:
+        got = receiver.about("email", ids["email"])
+        return got if any(d.type == "notification.dead_lettered" for d in got) else None
+
+    got = sorted(await eventually(dead, timeout=60), key=lambda d: d.body["timestamp"])
+    failed = [d.data["attempt"] for d in got if d.type == "notification.failed"]
+    assert [a["number"] for a in failed] == [1, 2, 3, 4]
+    assert [a["queue"] for a in failed] == ["mail", "mail", "mail-retry-1", "mail-retry-2"]
+    assert all("451" in a["error"] for a in failed)
+    moves = [
+        (d.data["fromQueue"], d.data["toQueue"]) for d in got if d.type != "notification.failed"
+    ]
+    assert moves == [("mail", "mail-retry-1"), ("mail-retry-1", "mail-retry-2"),
+                     ("mail-retry-2", "mail-dlq")]  # fmt: skip
+    assert not receiver.forged
+
+
+SMALL_WEBHOOK_LADDER = {
+    "webhook_max_attempts": 2,
+    "webhook_retry_1_max_attempts": 1,
+    "webhook_retry_2_max_attempts": 1,
+    "webhook_retry_1_delay": 200,
+    "webhook_retry_2_delay": 200,
+}
+
+
+async def test_a_broken_receiver_climbs_the_tiers_and_a_replay_keeps_the_webhook_id(
+    herald_factory: Any, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    herald = await herald_factory(**SMALL_WEBHOOK_LADDER)
+    endpoint = await subscribe(herald, receiver, ["notification.delivered"], endpoints)
+    receiver.status = 500
+    user = await herald.signup()
+    ids = await trigger(herald, user, ["email"])
+    admin = herald.admin()
+
+    async def dead_letter() -> dict[str, Any] | None:
+        """The dead letter announcing our email (the signup's welcome email has one too)."""
+        r = await herald.http.get("/api/ops/dlq/webhook", headers=admin)
+        for d in r.json()["items"]:
+            got = await herald.http.get(
+                f"/api/notifications/webhook/{d['notificationId']}", headers=admin
+            )
+            if json.loads(got.json()["payload"])["data"]["notificationId"] == ids["email"]:
+                return d  # type: ignore[no-any-return]
+        return None
+
+    letter = await eventually(dead_letter, timeout=60)
+    assert letter["type"] == "notification.delivered" and "HTTP 500" in letter["failureReason"]
+    story = (await herald.http.get(f"/api/ops/dlq/webhook/{letter['notificationId']}",
+                                   headers=admin)).json()  # fmt: skip
+    assert [(e["fromQueue"], e["toQueue"]) for e in story["escalationHistory"]] == [
+        ("webhook", "webhook-retry-1"), ("webhook-retry-1", "webhook-retry-2"),
+        ("webhook-retry-2", "webhook-dlq"),
+    ]  # fmt: skip
+    assert story["endpointId"] == endpoint["id"] and story["status"] == "failed"
+    # Four attempts (2 + 1 + 1), each with the same webhook-id.
+    assert receiver.attempts.count(story["eventId"]) == 4
+    # A webhook's own failures are not announced by webhook (no loops): nothing but the
+    # email's delivered event was ever attempted.
+    assert not receiver.received
+
+    receiver.status = 200
+    r = await herald.http.post(
+        "/api/ops/dlq/webhook/replay", json={"ids": [letter["notificationId"]]}, headers=admin
+    )
+    assert r.json()["replayed"] == [letter["notificationId"]]
+    arrived = await eventually(lambda: _async(receiver.about("email", ids["email"])))
+    assert [d.id for d in arrived] == [story["eventId"]]  # the same webhook-id after replay
+    assert arrived[0].type == "notification.delivered"
+
+    async def recorded() -> dict[str, Any] | None:
+        r = await herald.http.get(
+            f"/api/notifications/webhook/{letter['notificationId']}", headers=admin
+        )
+        return r.json() if r.json()["status"] == "delivered" else None
+
+    record = await eventually(recorded)
+    assert record["response"] == "200 OK" and record["eventId"] == story["eventId"]
+    assert json.loads(record["payload"]) == arrived[0].body
+
+
+async def test_a_receiver_that_is_down_does_not_hold_up_notifications(
+    herald_factory: Any, smtp: SmtpSink, endpoints: list[RunningHerald]
+) -> None:
+    herald = await herald_factory(**SMALL_WEBHOOK_LADDER)
+    endpoints.append(herald)
+    down = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    await register(herald, down, ["*"])
+    users = [await herald.signup() for _ in range(3)]
+    for user in users:
+        await trigger(herald, user, ["email"])
+    for user in users:
+        await smtp.wait_for(user["email"])  # every email arrives, the receiver never answers
+
+    async def refused() -> list[dict[str, Any]] | None:
+        r = await herald.http.get("/api/ops/dlq/webhook?limit=100", headers=herald.admin())
+        mine = [d for d in r.json()["items"] if d["recipient"] == down]
+        return mine if len(mine) >= 2 * len(users) else None  # queued + delivered each
+
+    letters = await eventually(refused, timeout=60)
+    assert all("unreachable" in d["failureReason"] for d in letters)
+
+
+async def test_a_webhook_signature_does_not_verify_with_another_secret(
+    herald: RunningHerald, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    """The receiver's check is real: with a secret other than the endpoint's, every delivery
+    is refused as forged."""
+    await subscribe(herald, receiver, ["notification.queued"], endpoints)
+    receiver.secret = (await register(herald, "https://other.example/h", ["*"]))["secret"]
+    user = await herald.signup()
+    await trigger(herald, user, ["email"])
+    await eventually(lambda: _async(receiver.forged))
+    assert not receiver.received
+    await asyncio.sleep(0)
