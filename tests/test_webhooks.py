@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from herald.channels.webhook import signed_headers
 from herald.core.redis import free_port
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 
 
@@ -348,3 +354,81 @@ async def test_a_webhook_signature_does_not_verify_with_another_secret(
     await eventually(lambda: _async(receiver.forged))
     assert not receiver.received
     await asyncio.sleep(0)
+
+
+# --- README "Webhooks", run as written ----------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Webhooks"
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(SECTION)
+    end = readme.find("\n## ", start + len(SECTION))
+    return re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.S)
+
+
+async def test_the_readme_examples_register_receive_and_verify(
+    herald: RunningHerald, smtp: SmtpSink, endpoints: list[RunningHerald], tmp_path: Path
+) -> None:
+    endpoints.append(herald)
+    blocks = readme_blocks()
+    assert [lang for lang, _ in blocks] == ["sh", "json", "python", "python", "json", "sh"]
+    port = free_port()
+
+    def local(text: str) -> str:
+        return text.replace("http://localhost:9000", f"http://127.0.0.1:{port}").replace(
+            "localhost:8000", herald.url.removeprefix("http://")
+        )
+
+    # The curl block, in bash, from a folder holding the admin token where `make run` keeps it.
+    (tmp_path / "herald-data").mkdir()
+    (tmp_path / "herald-data" / "admin-token").write_text(ADMIN_TOKEN)
+    curl = await asyncio.create_subprocess_exec(
+        "bash", "-eu", "-c", local(blocks[0][1]), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(curl.communicate(), 30)
+    assert curl.returncode == 0, err.decode()
+    secret = json.loads(out)["secret"]
+
+    # The receiver, as written but for its port, started as the README says.
+    script = tmp_path / "receiver.py"
+    script.write_text(blocks[2][1].replace("9000", str(port)))
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env={**os.environ, "HERALD_WEBHOOK_SECRET": secret},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: _listening(port))
+        user = await herald.signup()
+        ids = await trigger(herald, user, ["email"])
+        expected = f"notification.delivered email {ids['email']} delivered"
+        assert receiver.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(receiver.stdout.readline(), 30)).decode()
+            assert line, (await receiver.stderr.read()).decode()  # type: ignore[union-attr]
+            if line.strip() == expected:
+                break
+    finally:
+        receiver.terminate()
+        await receiver.wait()
+
+    # The hmac block agrees with Herald's signatures, and refuses a changed body.
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks[3][1], "README.md, hmac block", "exec"), namespace)
+    body = '{"type":"notification.read"}'
+    headers = signed_headers(secret, "msg_1", body, datetime.now(UTC))
+    assert namespace["verify"](secret, headers, body.encode())
+    assert not namespace["verify"](secret, headers, body.encode() + b" ")
+    other = (await register(herald, "https://other.example/h", ["*"]))["secret"]
+    assert not namespace["verify"](other, headers, body.encode())
+
+
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True

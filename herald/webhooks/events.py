@@ -4,12 +4,14 @@ An event becomes one `WebhookDelivery` row per subscribed endpoint, which the la
 delivers like any notification (tiers, dead-letter queue, replay). Where the change an event
 announces is written in one transaction (a failed attempt, an escalation, a delivery by SMTP,
 an ack, a read), its rows are written in that same transaction (`stage`), and enqueued after
-the commit; `notification.queued` is written right after the enqueue it announces (`publish`).
+the commit; `notification.queued`'s are committed just before the enqueue they announce
+(herald.notifications.service), and a later caller's (a skipped notification's) right after
+its commit (`publish`).
 
 The guarantee is at least once: a row committed is delivered (its enqueue failing leaves it
 to the reconciler, as any notification) and may be delivered twice (a worker dying after the
 receiver answered 2xx); every attempt carries the same `webhook-id`, for receivers to dedupe.
-The one gap: a process that dies between a notification's enqueue and its `queued` rows'
+The one gap: a process that dies between a notification's commit and its `queued` rows'
 commit loses that `queued` event (its later events are not affected).
 
 A webhook delivery's own fate makes no events: no loops.
