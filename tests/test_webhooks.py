@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import event
 from standardwebhooks import Webhook
 
 from herald.channels.webhook import signed_headers
@@ -432,3 +433,30 @@ async def _listening(port: int) -> bool:
         return False
     writer.close()
     return True
+
+
+async def test_emitting_with_no_endpoint_costs_no_query_while_the_cache_is_fresh(
+    herald_factory: Any, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    herald = await herald_factory(webhook_cache_seconds=600)
+    endpoints.append(herald)
+    lookups: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM webhook_endpoints" in statement:
+            lookups.append(statement)
+
+    engine = herald.herald.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        user = await herald.signup()
+        for _ in range(5):
+            await trigger(herald, user, ["email", "inapp"])
+        await smtp.wait_for(user["email"], count=6)
+        assert len(lookups) <= 1  # one load for the process, then none per event
+        # A registration through this process is seen by its next event at once.
+        await subscribe(herald, receiver, ["notification.queued"], endpoints)
+        ids = await trigger(herald, user, ["email"])
+        await eventually(lambda: _async(receiver.about("email", ids["email"])))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

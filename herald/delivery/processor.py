@@ -235,7 +235,9 @@ class Processor:
         now = utcnow()
         fields: dict[str, Any] = {"status": Status.QUEUED, "failure_reason": reason}
         attempt = {**_attempt(n, tier), "error": reason}
-        events = [webhook.of_row(webhook.FAILED, n, status=Status.QUEUED, attempt=attempt)]
+        dead = to_tier is not None and to_tier.is_dead_letter
+        left = Status.FAILED if dead else Status.QUEUED  # the status the attempt leaves
+        events = [webhook.of_row(webhook.FAILED, n, status=left, attempt=attempt)]
         async with transaction(self.db) as session:
             if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
                 return False
