@@ -21,6 +21,8 @@ from standardwebhooks import Webhook
 
 from herald.channels.webhook import signed_headers
 from herald.core.redis import free_port
+from herald.notifications.models import EmailNotification
+from herald.webhooks.events import publish_skipped
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 
@@ -460,3 +462,20 @@ async def test_emitting_with_no_endpoint_costs_no_query_while_the_cache_is_fresh
         await eventually(lambda: _async(receiver.about("email", ids["email"])))
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_the_skipped_hook_for_preferences_sends_its_event(
+    herald: RunningHerald, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    """`publish_skipped` is what the preferences feature calls for a notification it created
+    `skipped`; here it is handed an existing row."""
+    await subscribe(herald, receiver, ["notification.skipped"], endpoints)
+    user = await herald.signup()
+    ids = await trigger(herald, user, ["email"])
+    async with herald.herald.db() as session:
+        row = await session.get(EmailNotification, ids["email"])
+    assert row is not None
+    await publish_skipped(herald.herald.webhooks, [(row, "opted out of comment emails")])
+    got = await eventually(lambda: _async(receiver.about("email", ids["email"])))
+    assert [d.type for d in got] == ["notification.skipped"]
+    assert got[0].data["reason"] == "opted out of comment emails"

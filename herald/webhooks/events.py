@@ -155,7 +155,13 @@ class WebhookEvents:
         return False
 
 
-async def publish_skipped(events: WebhookEvents, n: DeliveryState, reason: str) -> None:
-    """`notification.skipped`, for the preferences feature (a notification created `skipped`
-    because its recipient opted out): call after its commit."""
-    await events.publish([of_row(SKIPPED, n, reason=reason)])
+def skipped(n: DeliveryState, reason: str) -> Event:
+    """`notification.skipped` for a notification created `skipped` (its recipient opted out,
+    herald.preferences): stage it in the transaction that writes the row, after a flush gave
+    it its id, or hand it to `publish_skipped` after the commit."""
+    return of_row(SKIPPED, n, reason=reason)
+
+
+async def publish_skipped(events: WebhookEvents, rows: Sequence[tuple[DeliveryState, str]]) -> None:
+    """`notification.skipped` for committed (row, reason)s; no query when nobody listens."""
+    await events.publish([skipped(n, reason) for n, reason in rows])
