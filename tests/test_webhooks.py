@@ -25,6 +25,7 @@ from herald.notifications.models import EmailNotification
 from herald.webhooks.events import publish_skipped
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
+from tests.test_dlq_cli import herald_cli
 
 
 @dataclass
@@ -343,6 +344,13 @@ async def test_a_receiver_that_is_down_does_not_hold_up_notifications(
 
     letters = await eventually(refused, timeout=60)
     assert all("unreachable" in d["failureReason"] for d in letters)
+    # The same dead letters through `herald dlq`.
+    listed = await herald_cli(herald, "dlq", "list", "--channel", "webhook", "--json")
+    assert listed.returncode == 0, listed.stderr
+    cli_ids = {d["notificationId"] for d in json.loads(listed.stdout) if d["recipient"] == down}
+    assert cli_ids >= {d["notificationId"] for d in letters}  # more may have come since
+    shown = await herald_cli(herald, "dlq", "show", "webhook", str(letters[0]["notificationId"]))
+    assert json.loads(shown.stdout)["eventId"].startswith("msg_")
 
 
 async def test_a_webhook_signature_does_not_verify_with_another_secret(

@@ -25,6 +25,7 @@ class WebhookIn(CamelInput):
     @classmethod
     def _http_url(cls, url: str) -> str:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError (a 422) for a port out of range
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
         if any(c.isspace() for c in url):
