@@ -188,14 +188,14 @@ class Dispatcher:
         if self.events is None or not notifications:
             return []
         try:
+            if not await self.events.endpoints.matching(QUEUED):
+                return []
             events = [
-                of_row(
-                    QUEUED, n, status=Status.QUEUED, queue=ladder(self.settings, n.channel)[0].queue
-                )
+                of_row(QUEUED, n, status=Status.QUEUED, queue=self.queues.tier(n.channel, 0).queue)
                 for n in notifications
                 if n.channel is not Channel.WEBHOOK
             ]
-            if not await self.events.endpoints.matching(QUEUED) or not events:
+            if not events:
                 return []
             async with transaction(self.db) as session:
                 return list(await self.events.stage(session, events))
