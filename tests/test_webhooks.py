@@ -489,3 +489,26 @@ async def test_the_skipped_hook_for_preferences_sends_its_event(
     got = await eventually(lambda: _async(receiver.about("email", ids["email"])))
     assert [d.type for d in got] == ["notification.skipped"]
     assert got[0].data["reason"] == "opted out of comment emails"
+
+
+async def test_an_endpoint_registered_through_one_server_reaches_another_process(
+    herald_factory: Any, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
+) -> None:
+    """Two processes on one database and Redis (PostgreSQL: the embedded stack keeps each
+    data folder's own SQLite): the one that did not take the registration picks it up when
+    its cache expires, with no restart."""
+    worker = await herald_factory(webhook_cache_seconds=1)
+    if not worker.settings.database_url:
+        pytest.skip("two processes share a database only on the services stack")
+    api = await herald_factory(workers=False, webhook_cache_seconds=1)
+    user = await worker.signup()
+    await trigger(worker, user, ["email"])  # the worker's cache now holds "no endpoints"
+    await subscribe(api, receiver, ["notification.queued"], endpoints)
+
+    async def announced() -> list[Delivery] | None:
+        ids = await trigger(worker, user, ["email"])  # made and queued by the other process
+        await asyncio.sleep(0.2)
+        return receiver.about("email", ids["email"]) or None
+
+    got = await eventually(announced, timeout=20, interval=0.2)
+    assert got[0].type == "notification.queued"
