@@ -133,7 +133,7 @@ def migrate() -> None:
 
 
 # --- Dead letters ---------------------------------------------------------------------------
-CHANNEL = click.Choice(["email", "inapp"])
+CHANNEL = click.Choice(["email", "inapp", "webhook"])
 
 
 def _with_herald(work: Callable[[Herald], Awaitable[T]]) -> T:
@@ -159,7 +159,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--channel", type=CHANNEL, help="Only this channel (default: both).")
+@click.option("--channel", type=CHANNEL, help="Only this channel (default: all).")
 @click.option("--type", "kind", help="Only this notification type (signup, login, ...).")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

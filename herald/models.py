@@ -10,9 +10,11 @@ from herald.notifications.models import (
     EmailNotification,
     Escalation,
     InAppNotification,
+    WebhookDelivery,
 )
 from herald.preferences.models import AddressOptOut, NotificationType, Preference
 from herald.social.models import FriendRequest
+from herald.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "AddressOptOut",
@@ -32,4 +34,6 @@ __all__ = [
     "Purchase",
     "Session",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -22,6 +22,7 @@ from herald.channels.base import ChannelSender
 from herald.channels.email import EmailSender
 from herald.channels.inapp import InAppSender
 from herald.channels.mailbox import CaptureMailbox
+from herald.channels.webhook import WebhookSender
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
 from herald.core.group_commit import GroupCommit
@@ -43,6 +44,8 @@ from herald.preferences.service import TypeRegistry, address_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.telemetry.service import Telemetry
+from herald.webhooks.events import WebhookEvents
+from herald.webhooks.registry import EndpointCache
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,10 @@ class Herald:
         self.queues = Queues(settings, self.redis_url)
         self.telemetry = Telemetry(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
+        self.webhook_endpoints = EndpointCache(self.db, settings.webhook_cache_seconds)
+        self.webhooks = WebhookEvents(settings, self.db, self.webhook_endpoints)
+        self.dispatcher.events = self.webhooks
+        self.webhooks.dispatcher = self.dispatcher
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.digests = Digests(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
@@ -106,6 +113,7 @@ class Herald:
         self._mailbox_server: asyncio.Server | None = None
         self._emitter: socketio.AsyncRedisManager | None = None
         self._email: EmailSender | None = None
+        self._webhook: WebhookSender | None = None
         self._acks: AckListener | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -158,17 +166,19 @@ class Herald:
         self._acks.start()
         acks = self._acks
         self._email = EmailSender(self.settings, host, port, capture=capture)
+        self._webhook = WebhookSender(self.settings, self.webhook_endpoints)
         senders: dict[Channel, ChannelSender] = {
             Channel.EMAIL: self._email,
             Channel.INAPP: InAppSender(
                 self._emitter, self.presence, acks, self.settings.inapp_ack_timeout
             ),
+            Channel.WEBHOOK: self._webhook,
         }
-        self.workers = DeliveryWorkers(
-            self.settings,
-            self.redis_url,
-            Processor(self.db, self.queues, senders, AcceptedOutcomes(self.redis), self.telemetry),
-        )
+        processor = Processor(
+            self.db, self.queues, senders, AcceptedOutcomes(self.redis), self.telemetry,
+            self.webhooks,
+        )  # fmt: skip
+        self.workers = DeliveryWorkers(self.settings, self.redis_url, processor)
         self.workers.start()
         self.digest_worker = DigestWorker(self.settings, self.redis_url, self.digests)
         self.digest_worker.start()
@@ -240,6 +250,8 @@ class Herald:
             await self.workers.close()
         if self._email:
             await self._email.pool.close()
+        if self._webhook:
+            await self._webhook.close()
         if self._acks:
             await self._acks.close()
         await self.telemetry.close()

@@ -77,7 +77,7 @@ class TestEscalations:
         tiers = {t["queue"]: t for t in s["escalations"]["tiers"]}
         assert set(tiers) == {
             "mail-retry-1", "mail-retry-2", "mail-dlq", "inapp-retry-1", "inapp-retry-2",
-            "inapp-dlq",
+            "inapp-dlq", "webhook-retry-1", "webhook-retry-2", "webhook-dlq",
         }  # fmt: skip
         for queue, tier in tiers.items():
             jobs = s["queues"][queue]

@@ -386,16 +386,19 @@ def render(report: dict[str, Any]) -> str:
     if report["queues"]:
         out += [
             "",
-            f"{'QUEUE':14} {'TIER':8} {'WAITING':>7} {'ACTIVE':>6} {'DELAYED':>7} "
+            f"{'QUEUE':15} {'TIER':8} {'WAITING':>7} {'ACTIVE':>6} {'DELAYED':>7} "
             f"{'FAILED':>6} {'CONNS':>7}",
         ]
         for q in report["queues"]:
             out.append(
-                f"{q['queue']:14} {q['tier']:8} {q['waiting']:>7} {q['active']:>6} "
+                f"{q['queue']:15} {q['tier']:8} {q['waiting']:>7} {q['active']:>6} "
                 f"{q['delayed']:>7} {q['failed']:>6} {q['workerConnections']:>7}"
             )
         letters = report["deadLetters"]
-        out.append(f"dead letters: email {letters['email']}, in-app {letters['inapp']}")
+        out.append(
+            f"dead letters: email {letters['email']}, in-app {letters['inapp']}, "
+            f"webhook {letters.get('webhook', 0)}"
+        )
     if report["live"]:
         out += [
             "",

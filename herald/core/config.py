@@ -108,6 +108,31 @@ class Settings(BaseSettings):
     mail_retry_2_max_attempts: int = Field(
         2, ge=1, validation_alias=_h("MAIL_RETRY_2_MAX_ATTEMPTS")
     )
+    # Webhooks (herald.webhooks): the third channel's ladder, as the email one's (delays in ms),
+    # how long one POST to a receiver may take, and how long each process trusts its cached
+    # list of registered endpoints (a change made through another process reaches this one
+    # within that many seconds; the process that made it knows at once).
+    webhook_max_attempts: int = Field(3, ge=1, validation_alias=_h("WEBHOOK_MAX_ATTEMPTS"))
+    webhook_queue_concurrency: int = Field(
+        10, ge=1, validation_alias=_h("WEBHOOK_QUEUE_CONCURRENCY")
+    )
+    webhook_retry_1_delay: int = Field(60_000, ge=0, validation_alias=_h("WEBHOOK_RETRY_1_DELAY"))
+    webhook_retry_1_max_attempts: int = Field(
+        3, ge=1, validation_alias=_h("WEBHOOK_RETRY_1_MAX_ATTEMPTS")
+    )
+    webhook_retry_1_concurrency: int = Field(
+        5, ge=1, validation_alias=_h("WEBHOOK_RETRY_1_CONCURRENCY")
+    )
+    webhook_retry_2_delay: int = Field(600_000, ge=0, validation_alias=_h("WEBHOOK_RETRY_2_DELAY"))
+    webhook_retry_2_max_attempts: int = Field(
+        3, ge=1, validation_alias=_h("WEBHOOK_RETRY_2_MAX_ATTEMPTS")
+    )
+    webhook_retry_2_concurrency: int = Field(
+        3, ge=1, validation_alias=_h("WEBHOOK_RETRY_2_CONCURRENCY")
+    )
+    webhook_dlq_concurrency: int = Field(1, ge=1, validation_alias=_h("WEBHOOK_DLQ_CONCURRENCY"))
+    webhook_timeout: float = Field(10.0, gt=0, validation_alias=_h("WEBHOOK_TIMEOUT"))
+    webhook_cache_seconds: float = Field(2.0, ge=0, validation_alias=_h("WEBHOOK_CACHE_SECONDS"))
     # Telemetry: how long a request's stage timeline stays readable in Redis (seconds; 0 keeps
     # none, metrics still count), and the share of telemetry ids whose timelines are kept.
     telemetry_ttl: int = Field(900, ge=0, validation_alias=_h("TELEMETRY_TTL"))

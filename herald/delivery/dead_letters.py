@@ -41,7 +41,11 @@ def _dead(model: type[DeliveryState]) -> Select[DeliveryState]:
 
 
 def _as_dead_letter(n: DeliveryState) -> DeadLetter:
-    recipient = getattr(n, "recipient_email", None) or getattr(n, "recipient_username", None)
+    recipient = (
+        getattr(n, "recipient_email", None)
+        or getattr(n, "recipient_username", None)
+        or getattr(n, "url", None)  # a webhook's endpoint
+    )
     return DeadLetter(
         channel=n.channel, notification_id=n.id, type=getattr(n, "type", ""),
         recipient=recipient, failure_reason=n.failure_reason, attempts=n.attempts,

@@ -12,7 +12,7 @@ from herald.core.pagination import Page
 from herald.core.schemas import CamelInput
 from herald.delivery import dead_letters
 from herald.notifications.models import MODEL_OF, Channel
-from herald.notifications.schemas import EmailTracking, InAppTracking, tracking
+from herald.notifications.schemas import EmailTracking, InAppTracking, WebhookTracking, tracking
 from herald.web.deps import AdminDep, HeraldDep, PageDep
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
@@ -65,14 +65,14 @@ async def list_dead_letters(
 
 @router.get(
     "/dlq/{channel}/{notificationId}",
-    response_model=EmailTracking | InAppTracking,
+    response_model=EmailTracking | InAppTracking | WebhookTracking,
     responses={404: {"description": "No such notification"}},
 )
 async def show_dead_letter(
     channel: Channel,
     notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
     herald: HeraldDep,
-) -> EmailTracking | InAppTracking:
+) -> EmailTracking | InAppTracking | WebhookTracking:
     """A notification's whole story: every attempt and escalation."""
     async with herald.db() as session:
         n = await session.get(MODEL_OF[channel], notification_id)

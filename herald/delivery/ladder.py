@@ -1,4 +1,4 @@
-"""The four-tier retry ladder, defined once for both channels.
+"""The four-tier retry ladder, defined once for every channel (email, in-app, webhook).
 
 Tier 0 is the channel's main queue, tiers 1 and 2 are its retry queues, and the last tier is
 its dead-letter queue, which nothing drains by itself: a person replays or discards.
@@ -36,6 +36,15 @@ def ladder(settings: Settings, channel: Channel) -> tuple[Tier, ...]:
             ("mail-retry-2", s.mail_retry_2_max_attempts, s.retry_2_delay, s.retry_2_concurrency),
             ("mail-dlq", 0, 0, s.dlq_concurrency),
         ]
+    elif channel is Channel.WEBHOOK:
+        rows = [
+            ("webhook", s.webhook_max_attempts, 0, s.webhook_queue_concurrency),
+            ("webhook-retry-1", s.webhook_retry_1_max_attempts, s.webhook_retry_1_delay,
+             s.webhook_retry_1_concurrency),
+            ("webhook-retry-2", s.webhook_retry_2_max_attempts, s.webhook_retry_2_delay,
+             s.webhook_retry_2_concurrency),
+            ("webhook-dlq", 0, 0, s.webhook_dlq_concurrency),
+        ]  # fmt: skip
     else:
         rows = [
             ("inapp", s.inapp_max_attempts, 0, s.inapp_queue_concurrency),

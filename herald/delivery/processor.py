@@ -36,12 +36,15 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
     Status,
+    WebhookDelivery,
     attempt_row,
 )
 from herald.telemetry.attempts import Attempt
+from herald.webhooks import events as webhook
 
 if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
+    from herald.webhooks.events import WebhookEvents
 
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome the channel already accepted.
@@ -56,12 +59,14 @@ class Processor:
         senders: Mapping[Channel, ChannelSender],
         accepted: AcceptedOutcomes,
         telemetry: Telemetry | None = None,
+        events: WebhookEvents | None = None,
     ) -> None:
         self.db = db
         self.queues = queues
         self.senders = senders
         self.accepted = accepted
         self.telemetry = telemetry
+        self.events = events
 
     async def __call__(self, job: Job, token: str) -> str:
         channel = Channel(job.data["channel"])
@@ -198,20 +203,29 @@ class Processor:
                 return
             if sender.channel is Channel.EMAIL:
                 fields = {"message_id": result.message_id, "smtp_response": result.response}
+            elif sender.channel is Channel.WEBHOOK:
+                fields = {"response": result.response}
             else:
                 fields = {"socket_id": result.socket_id, "delivered_via": result.method}
             now = utcnow()
             params = {"nid": n.id, "now": now, **fields}
-            if await outside_a_transaction(session):  # PostgreSQL: one statement
+            delivered = webhook.of_row(
+                webhook.DELIVERED, n, status=Status.DELIVERED, attempt=_attempt(n, tier)
+            )
+            announced: list[WebhookDelivery] = []
+            # PostgreSQL, and no webhook to stage with it: one statement.
+            if not await self._listened([delivered]) and await outside_a_transaction(session):
                 statement = _delivered_and_audit(n.channel, tuple(fields), tuple(audit))
                 await session.execute(statement, {**params, **_prefixed(audit)})
             else:
                 async with session.begin():
                     await session.execute(_delivered_statement(n.channel, tuple(fields)), params)
                     await session.execute(ATTEMPT_INSERT, audit)
+                    announced = await self._stage(session, [delivered])
             await session.commit()
         for key, value in {**fields, "status": Status.DELIVERED, "delivered_at": now}.items():
             setattr(n, key, value)
+        await self._announce(announced)
 
     async def _failed(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
@@ -221,6 +235,10 @@ class Processor:
         when it reached a final state meanwhile: a client acknowledged it while we waited."""
         now = utcnow()
         fields: dict[str, Any] = {"status": Status.QUEUED, "failure_reason": reason}
+        attempt = {**_attempt(n, tier), "error": reason}
+        dead = to_tier is not None and to_tier.is_dead_letter
+        left = Status.FAILED if dead else Status.QUEUED  # the status the attempt leaves
+        events = [webhook.of_row(webhook.FAILED, n, status=left, attempt=attempt)]
         async with transaction(self.db) as session:
             if not await self._update(session, n, {"failure_reason": reason}, unless_final=True):
                 return False
@@ -242,8 +260,35 @@ class Processor:
                 fields["queue_name"] = to_tier.queue
                 if to_tier.is_dead_letter:
                     fields.update(status=Status.FAILED, failed_at=now)
+                    kind = webhook.DEAD_LETTERED
+                else:
+                    kind = webhook.ESCALATED
+                moved = {"fromQueue": tier.queue, "toQueue": to_tier.queue, "error": reason}
+                events.append(webhook.of_row(kind, n, status=fields["status"], **moved))
             await self._update(session, n, fields)
+            announced = await self._stage(session, events)
+        await self._announce(announced)
         return True
+
+    async def _stage(
+        self, session: AsyncSession, events: list[webhook.Event]
+    ) -> list[WebhookDelivery]:
+        """The webhook deliveries of these events, in the caller's transaction (none for a
+        webhook's own attempts: its events would announce themselves without end)."""
+        if self.events is None or events[0].data["channel"] == Channel.WEBHOOK.value:
+            return []
+        return await self.events.stage(session, events)
+
+    async def _listened(self, events: list[webhook.Event]) -> bool:
+        """Whether `_stage` would stage anything for these events (no query while the
+        endpoints' cache is fresh)."""
+        if self.events is None or events[0].data["channel"] == Channel.WEBHOOK.value:
+            return False
+        return await self.events.wanted(events)
+
+    async def _announce(self, rows: list[WebhookDelivery]) -> None:
+        if rows and self.events is not None:
+            await self.events.dispatch(rows)
 
     @staticmethod
     async def _update(
@@ -336,3 +381,8 @@ def _delivered_and_audit(
 
 def _prefixed(audit: dict[str, Any]) -> dict[str, Any]:
     return {f"a_{column}": value for column, value in audit.items()}
+
+
+def _attempt(n: DeliveryState, tier: Tier) -> dict[str, Any]:
+    """Which attempt an event is about: its number (over every tier), tier and queue."""
+    return {"number": n.attempts, "tier": tier.index, "queue": tier.queue}

@@ -39,7 +39,7 @@ async def create_notifications(
 
 @router.get(
     "/notifications/{channel}/{notificationId}",
-    response_model=records.EmailRecord | records.InAppRecord,
+    response_model=records.EmailRecord | records.InAppRecord | records.WebhookRecord,
     responses=errors(401, 404),
 )
 async def show_notification(
@@ -47,7 +47,7 @@ async def show_notification(
     notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
     herald: HeraldDep,
     caller: CallerDep,
-) -> records.EmailRecord | records.InAppRecord:
+) -> records.Record:
     """One notification, whole: every field of the seed's schema, the content, and its audit
     trail under `metadata`. The admin token sees any; a user sees their own in-app ones."""
     async with herald.db() as session:

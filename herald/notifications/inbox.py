@@ -39,9 +39,12 @@ from herald.notifications.models import (
     DeliveryAttempt,
     InAppNotification,
     Status,
+    WebhookDelivery,
     attempt_row,
 )
 from herald.realtime import sessions
+from herald.webhooks import events as webhook
+from herald.webhooks.events import Event
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -111,6 +114,10 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
         row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
         row.delivered_via = "catch-up"
         session.add(_history(row, "delivered", sid, "catch-up"))
+        announced = await herald.webhooks.stage(
+            session, [webhook.of_row(webhook.DELIVERED, row, via="catch-up", socketId=sid)]
+        )
+    await herald.webhooks.dispatch(announced)
     detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
     herald.telemetry.stages.event(
         n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
@@ -138,16 +145,19 @@ async def acknowledge(
     data-modifying WITH), two in one transaction on SQLite. A row in the dead-letter queue is
     one whose queue is the DLQ's."""
     dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
+    now = utcnow()
     params = {
-        "ids": list(ids), "recipient": user_id, "session_id": session_id, "now": utcnow(),
+        "ids": list(ids), "recipient": user_id, "session_id": session_id, "now": now,
         "sid": sid, "transport": transport,
     }  # fmt: skip
     checks_session = session_id is not None
+    announced: list[WebhookDelivery] = []
     async with herald.db() as session:
-        if await outside_a_transaction(session):  # PostgreSQL: one statement, one round trip
-            rows = list(
-                (await session.execute(_acknowledge_and_audit(checks_session), params)).all()
-            )
+        # PostgreSQL, and no webhook to stage with it: one statement, one round trip.
+        listened = await herald.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
+        if not listened and await outside_a_transaction(session):
+            statement = _acknowledge_and_audit(checks_session)
+            rows = list((await session.execute(statement, params)).all())
         else:
             async with session.begin():
                 rows = list((await session.execute(_acknowledge(checks_session), params)).all())
@@ -157,10 +167,13 @@ async def acknowledge(
                                     row.queue_name or "inapp", method=transport, socket_id=sid)
                         for row in rows
                     ])  # fmt: skip
+                    events = _ack_events(rows, user_id, now, sid)
+                    announced = await herald.webhooks.stage(session, events)
         if not rows:
             ended = session_id is not None and not await sessions.is_live(session, session_id)
             return None if ended else []
         await session.commit()
+    await herald.webhooks.dispatch(announced)
     rows.sort(key=lambda row: row.id)
     acked = [row.id for row in rows]
     for row in rows:
@@ -181,14 +194,25 @@ async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> 
     condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
     if ids is not None:
         condition.append(_MODEL.id.in_(ids))
+    now = utcnow()
     async with transaction(herald.db) as session:
-        marked = list((await session.scalars(select(_MODEL.id).where(*condition))).all())
+        found = (await session.execute(select(_MODEL.id, _MODEL.type).where(*condition))).all()
+        marked = [row.id for row in found]
         if marked:
             await session.execute(
                 update(_MODEL)
                 .where(_MODEL.id.in_(marked))
-                .values(is_read=True, read_at=utcnow(), updated_at=utcnow())
+                .values(is_read=True, read_at=now, updated_at=now)
             )
+        read = [
+            webhook.notification_event(
+                webhook.READ, channel=Channel.INAPP, notification_id=row.id, type=row.type,
+                status="read", user_id=user_id, readAt=now.isoformat(),
+            )
+            for row in found
+        ]  # fmt: skip
+        announced = await herald.webhooks.stage(session, read)
+    await herald.webhooks.dispatch(announced)
     return marked
 
 
@@ -229,6 +253,21 @@ async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> in
     return len(ids)
 
 
+def _ack_events(rows: Sequence[Any], user_id: int, now: datetime, sid: str) -> list[Event]:
+    """`acked` for each row, and `delivered` for those this ack delivered (the others were
+    delivered earlier, by a catch-up emit)."""
+    events = []
+    for row in rows:
+        common = dict(
+            channel=Channel.INAPP, notification_id=row.id, type=row.type,
+            status=Status.DELIVERED, user_id=user_id, socketId=sid,
+        )  # fmt: skip
+        if row.delivered_at == now:
+            events.append(webhook.notification_event(webhook.DELIVERED, **common))
+        events.append(webhook.notification_event(webhook.ACKED, **common))
+    return events
+
+
 def _history(n: InAppNotification, status: str, sid: str, method: str) -> DeliveryAttempt:
     return DeliveryAttempt.of(n, status, n.queue_name or "inapp", method=method, socket_id=sid)
 
@@ -253,7 +292,7 @@ def _acknowledge(checks_session: bool) -> Update:
                 (c.delivered_via == "catch-up", "catch-up"), else_=bindparam("transport")
             ),
         )
-        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts)
+        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at)
     )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Notification rows and their audit trail.
 
-Both channels share `DeliveryState` (status, tier, attempt counters) so one ladder drives both.
+Every channel shares `DeliveryState` (status, tier, attempt counters) so one ladder drives both.
 The audit trail is one row per attempt and per escalation rather than ever-growing arrays;
 the API renders them as the seed's `deliveryHistory`, `retryHistory` and `escalationHistory`.
 """
@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, Insert, String, Text, insert
+from sqlalchemy import JSON, ForeignKey, Index, Insert, String, Text, UniqueConstraint, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.core.db import Base, Timestamped, table, utcnow
@@ -20,6 +20,9 @@ from herald.core.db import Base, Timestamped, table, utcnow
 class Channel(StrEnum):
     EMAIL = "email"
     INAPP = "inapp"
+    # Not a way to reach a recipient: Herald's own events POSTed to the application's
+    # registered endpoints (herald.webhooks), through the same ladder and dead-letter queue.
+    WEBHOOK = "webhook"
 
 
 class Status(StrEnum):
@@ -117,6 +120,24 @@ class InAppNotification(DeliveryState, Base):
     acked_at: Mapped[datetime | None]
 
 
+class WebhookDelivery(DeliveryState, Base):
+    """One event for one registered endpoint (herald.webhooks): the exact body it is sent
+    with, and the `webhook-id` every attempt, retry and replay of it carries."""
+
+    __tablename__ = "webhook_deliveries"
+    channel = Channel.WEBHOOK
+    __table_args__ = (UniqueConstraint("event_id", "endpoint_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The event's id, shared by every endpoint that receives it: receivers dedupe on it.
+    event_id: Mapped[str] = mapped_column(String(40))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)  # notification.delivered, ...
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[str] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)  # the receiver's status line
+
+
 class DeliveryAttempt(Base):
     """One attempt to deliver one notification, whatever its outcome."""
 
@@ -197,4 +218,5 @@ class Escalation(Base):
 MODEL_OF: dict[Channel, type[DeliveryState]] = {
     Channel.EMAIL: EmailNotification,
     Channel.INAPP: InAppNotification,
+    Channel.WEBHOOK: WebhookDelivery,
 }

@@ -26,6 +26,7 @@ from herald.notifications.models import (
     EmailNotification,
     Escalation,
     InAppNotification,
+    WebhookDelivery,
 )
 from herald.notifications.schemas import (
     AttemptOut,
@@ -105,13 +106,27 @@ class InAppRecord(NotificationRecord):
     acked_at: datetime | None
 
 
+class WebhookRecord(NotificationRecord):
+    """One event for one endpoint (`type` is the event's: `notification.delivered`, ...)."""
+
+    channel: Literal["webhook"] = "webhook"
+    event_id: str = Field(description="its `webhook-id`: the same on every attempt")
+    endpoint_id: int
+    url: str
+    payload: str = Field(description="the exact body every attempt sends")
+    response: str | None
+
+
+Record = EmailRecord | InAppRecord | WebhookRecord
+
+
 async def load(
     session: AsyncSession, channel: Channel, notification_id: int
 ) -> DeliveryState | None:
     return await session.get(MODEL_OF[channel], notification_id)
 
 
-async def record(session: AsyncSession, n: DeliveryState) -> EmailRecord | InAppRecord:
+async def record(session: AsyncSession, n: DeliveryState) -> Record:
     """`n` with its whole audit trail (two queries)."""
     found = await histories(session, n.channel, [n.id])
     out = _record(n, found.attempts[n.id], found.escalations[n.id])
@@ -123,7 +138,7 @@ async def record(session: AsyncSession, n: DeliveryState) -> EmailRecord | InApp
 
 def _record(
     n: DeliveryState, attempts: list[DeliveryAttempt], escalations: list[Escalation]
-) -> EmailRecord | InAppRecord:
+) -> Record:
     common: dict[str, Any] = {
         "id": n.id,
         "type": getattr(n, "type", ""),
@@ -157,6 +172,11 @@ def _record(
         return EmailRecord(
             **common, subject=n.subject, content=Content(html=n.html, text=n.text),
             message_id=n.message_id, smtp_response=n.smtp_response,
+        )  # fmt: skip
+    if isinstance(n, WebhookDelivery):
+        return WebhookRecord(
+            **common, event_id=n.event_id, endpoint_id=n.endpoint_id, url=n.url,
+            payload=n.payload, response=n.response,
         )  # fmt: skip
     assert isinstance(n, InAppNotification)
     return InAppRecord(

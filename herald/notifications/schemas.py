@@ -20,6 +20,7 @@ from herald.notifications.models import (
     EmailNotification,
     Escalation,
     InAppNotification,
+    WebhookDelivery,
 )
 
 
@@ -86,6 +87,17 @@ class InAppTracking(DeliveryTracking):
     read_at: datetime | None
 
 
+class WebhookTracking(DeliveryTracking):
+    event_id: str
+    endpoint_id: int
+    url: str
+    response: str | None
+    retry_history: list[RetryOut]
+
+
+Tracking = EmailTracking | InAppTracking | WebhookTracking
+
+
 @dataclass
 class Histories:
     """The audit trail of some notifications of one channel, by notification id."""
@@ -123,9 +135,9 @@ def retry_history(attempts: list[DeliveryAttempt]) -> list[RetryOut]:
 
 async def tracking(
     session: AsyncSession, notifications: Sequence[DeliveryState]
-) -> dict[tuple[Channel, int], EmailTracking | InAppTracking]:
+) -> dict[tuple[Channel, int], Tracking]:
     """The tracking block of each notification, with its history, in two queries per channel."""
-    result: dict[tuple[Channel, int], EmailTracking | InAppTracking] = {}
+    result: dict[tuple[Channel, int], Tracking] = {}
     for channel in Channel:
         rows = [n for n in notifications if n.channel is channel]
         if not rows:
@@ -149,7 +161,7 @@ async def email_tracking(session: AsyncSession, n: EmailNotification) -> EmailTr
 
 def _tracking(
     n: DeliveryState, attempts: list[DeliveryAttempt], escalations: list[Escalation]
-) -> EmailTracking | InAppTracking:
+) -> Tracking:
     common: dict[str, Any] = {
         "notification_id": n.id,
         "job_id": job_id(n.channel, n.id),
@@ -173,6 +185,11 @@ def _tracking(
         return EmailTracking(
             **common, recipient=n.recipient_email, subject=n.subject, message_id=n.message_id,
             retry_history=retry_history(attempts),
+        )  # fmt: skip
+    if isinstance(n, WebhookDelivery):
+        return WebhookTracking(
+            **common, event_id=n.event_id, endpoint_id=n.endpoint_id, url=n.url,
+            response=n.response, retry_history=retry_history(attempts),
         )  # fmt: skip
     assert isinstance(n, InAppNotification)
     return InAppTracking(

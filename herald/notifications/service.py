@@ -32,9 +32,11 @@ from herald.notifications.models import (
 from herald.notifications.templates import render
 from herald.preferences import unsubscribe
 from herald.telemetry.stages import now_ms
+from herald.webhooks.events import QUEUED, of_row
 
 if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
+    from herald.webhooks.events import WebhookEvents
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class Dispatcher:
         self.db = db
         self.queues = queues
         self.telemetry = telemetry
+        self.events: WebhookEvents | None = None  # set once both exist (herald.runtime)
         # Concurrent dispatches (the requests of one group commit wake together) share one
         # Redis pipeline for their jobs.
         self._enqueues: GroupCall[tuple[Channel, int, str | None], str] = GroupCall(
@@ -144,7 +147,11 @@ class Dispatcher:
 
     async def dispatch(self, notifications: Sequence[DeliveryState], *, by: str = "api") -> None:
         """Enqueue committed notifications; mark those that made it `queued`. `by` says who
-        dispatches (`api`, `reconciler`, `replay`); only `api` has just committed the rows."""
+        dispatches (`api`, `reconciler`, `replay`, `webhooks`); only `api` has just committed
+        the rows. New and replayed ones are announced (`notification.queued`) first, and their
+        webhook deliveries enqueued with them."""
+        if by in ("api", "replay"):
+            notifications = [*notifications, *await self._announce(notifications)]
         committed = now_ms()
         queued: list[tuple[DeliveryState, str]] = []
         failed: list[DeliveryState] = []
@@ -180,6 +187,28 @@ class Dispatcher:
                 )  # fmt: skip
                 queued.append((n, queue))
         await self._settle(queued, failed)
+
+    async def _announce(self, notifications: Sequence[DeliveryState]) -> list[DeliveryState]:
+        """`notification.queued`'s webhook deliveries, committed before the enqueue (so a
+        process dying after it still delivers them), or none when nobody subscribed (no
+        query). A failure here never holds the notifications back."""
+        if self.events is None or not notifications:
+            return []
+        try:
+            if not await self.events.endpoints.matching(QUEUED):
+                return []
+            events = [
+                of_row(QUEUED, n, status=Status.QUEUED, queue=self.queues.tier(n.channel, 0).queue)
+                for n in notifications
+                if n.channel is not Channel.WEBHOOK
+            ]
+            if not events:
+                return []
+            async with transaction(self.db) as session:
+                return list(await self.events.stage(session, events))
+        except Exception as exc:
+            log.warning("webhooks.publish_failed", extra={"event": QUEUED, "error": repr(exc)})
+            return []
 
     async def _settle(
         self, queued: list[tuple[DeliveryState, str]], failed: list[DeliveryState]

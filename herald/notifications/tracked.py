@@ -14,12 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.notifications.models import Channel, DeliveryState, EmailNotification, InAppNotification
-from herald.notifications.schemas import EmailTracking, InAppTracking, tracking
+from herald.notifications.schemas import EmailTracking, InAppTracking, Tracking, tracking
 
 
 @dataclass
 class Tracked:
-    blocks: dict[tuple[Channel, int], EmailTracking | InAppTracking]
+    blocks: dict[tuple[Channel, int], Tracking]
 
     def email(self, notification_id: int | None) -> EmailTracking | None:
         block = self.blocks.get((Channel.EMAIL, notification_id or 0))

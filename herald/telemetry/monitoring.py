@@ -35,6 +35,13 @@ def _per_minute(count: int, covered: float) -> float:
     return round(count * 60 / max(covered, 1.0), 2)
 
 
+def _channel_of(settings: Settings, queue: str) -> str:
+    for channel in Channel:
+        if any(t.queue == queue for t in ladder(settings, channel)):
+            return channel.value
+    return "unknown"
+
+
 def escalations(
     settings: Settings, counts: Mapping[str, Bin], covered: float,
     queues: Mapping[str, Mapping[str, int]],
@@ -47,7 +54,7 @@ def escalations(
         if not name.startswith(ESCALATION):
             continue
         from_queue, _, to_queue = name.removeprefix(ESCALATION).partition(">")
-        channel = "email" if from_queue.startswith("mail") else "inapp"
+        channel = _channel_of(settings, from_queue)
         moves.append(
             {"channel": channel, "fromQueue": from_queue, "toQueue": to_queue,
              "count": b.count, "perMinute": _per_minute(b.count, covered)}

@@ -43,6 +43,7 @@ from herald.web.openapi import install_openapi
 from herald.web.ops import router as ops_router
 from herald.web.pages import router as pages_router
 from herald.web.pages import static_files
+from herald.webhooks.endpoints import router as webhooks_router
 
 ROUTERS = (
     health_router,
@@ -57,6 +58,7 @@ ROUTERS = (
     unsubscribe_router,
     ops_router,
     apikeys_router,
+    webhooks_router,
     delivery_router,
     digests_router,
     realtime_router,
