@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,8 +22,6 @@ from standardwebhooks import Webhook
 
 from herald.channels.webhook import signed_headers
 from herald.core.redis import free_port
-from herald.notifications.models import EmailNotification
-from herald.webhooks.events import publish_skipped
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 from tests.test_dlq_cli import herald_cli
@@ -474,21 +473,34 @@ async def test_emitting_with_no_endpoint_costs_no_query_while_the_cache_is_fresh
         event.remove(engine, "before_cursor_execute", count)
 
 
-async def test_the_skipped_hook_for_preferences_sends_its_event(
+async def test_a_notification_the_preferences_skip_sends_a_skipped_event(
     herald: RunningHerald, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
 ) -> None:
-    """`publish_skipped` is what the preferences feature calls for a notification it created
-    `skipped`; here it is handed an existing row."""
+    """A subscriber who turned a type's email off: the trigger creates it `skipped`, and the
+    endpoint hears why."""
     await subscribe(herald, receiver, ["notification.skipped"], endpoints)
-    user = await herald.signup()
-    ids = await trigger(herald, user, ["email"])
-    async with herald.herald.db() as session:
-        row = await session.get(EmailNotification, ids["email"])
-    assert row is not None
-    await publish_skipped(herald.herald.webhooks, [(row, "opted out of comment emails")])
-    got = await eventually(lambda: _async(receiver.about("email", ids["email"])))
+    sid = f"webhook-skip-{uuid.uuid4().hex[:8]}"
+    admin = herald.admin()
+    r = await herald.http.put(f"/api/subscribers/{sid}", json={"email": f"{sid}@example.com"},
+                              headers=admin)  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    r = await herald.http.put(
+        f"/api/subscribers/{sid}/preferences", json={"types": {"comment": {"email": False}}},
+        headers=admin,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = await herald.http.post(
+        "/api/notifications",
+        json={"recipients": [{"subscriberId": sid}], "type": "comment", "title": "New comment",
+              "message": "Grace: lovely work!", "channels": ["email"]},
+        headers=admin,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    created = r.json()["notifications"][0]
+    assert created["status"] == "skipped"
+    got = await eventually(lambda: _async(receiver.about("email", created["notificationId"])))
     assert [d.type for d in got] == ["notification.skipped"]
-    assert got[0].data["reason"] == "opted out of comment emails"
+    assert "email off for type comment" in got[0].data["reason"]
 
 
 async def test_an_endpoint_registered_through_one_server_reaches_another_process(

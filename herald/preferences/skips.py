@@ -3,7 +3,8 @@
 A skip is never a silent drop: the row is written with the trigger's others (status
 `skipped`, the switch that decided in `failure_reason`), gets an audit row in the delivery
 trail, a `database` stage in its telemetry timeline, and counts in
-`herald_notifications_skipped_total{channel,reason}`.
+`herald_notifications_skipped_total{channel,reason}`, and a `notification.skipped` webhook
+event for the endpoints that want one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.notifications.models import DeliveryAttempt, DeliveryState, Status
 from herald.preferences.rules import Blocked, address_blocked, blocked
 from herald.preferences.service import switches_of
+from herald.webhooks.events import publish_skipped
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -38,8 +40,9 @@ def is_skipped(n: DeliveryState) -> bool:
 
 
 async def record(herald: Herald, skipped: Sequence[tuple[DeliveryState, Blocked]]) -> None:
-    """The committed skipped rows' audit rows, metrics and telemetry. The audit rows go in a
-    group commit of their own: they need the rows' ids, which the first one assigned."""
+    """The committed skipped rows' audit rows, metrics, telemetry and `notification.skipped`
+    webhook events. The audit rows go in a group commit of their own: they need the rows' ids,
+    which the first one assigned."""
     await herald.group_commit.insert(
         [DeliveryAttempt.of(n, Status.SKIPPED, AUDIT_QUEUE, error=why.reason) for n, why in skipped]
     )
@@ -50,6 +53,7 @@ async def record(herald: Herald, skipped: Sequence[tuple[DeliveryState, Blocked]
             n.telemetry_id, "database", "database", channel=n.channel.value,
             notification_id=n.id, detail={"status": Status.SKIPPED, "reason": why.reason},
         )  # fmt: skip
+    await publish_skipped(herald.webhooks, [(n, why.reason) for n, why in skipped])
 
 
 async def screen(
