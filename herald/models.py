@@ -11,6 +11,7 @@ from herald.notifications.models import (
     InAppNotification,
 )
 from herald.social.models import FriendRequest
+from herald.templates.models import StoredTemplate
 
 __all__ = [
     "ApiKey",
@@ -24,5 +25,6 @@ __all__ = [
     "PasswordReset",
     "Purchase",
     "Session",
+    "StoredTemplate",
     "User",
 ]

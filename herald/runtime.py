@@ -39,6 +39,7 @@ from herald.notifications.trigger import user_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.telemetry.service import Telemetry
+from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Herald:
         self.queues = Queues(settings, self.redis_url)
         self.telemetry = Telemetry(settings, self.redis_url)
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
+        # Email templates, all stored ones kept in memory: rendering queries nothing.
+        self.templates = TemplateStore(settings, self.db, self.redis)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
             self.redis,
@@ -123,7 +126,8 @@ class Herald:
         await run_migrations_async(self.settings.effective_database_url)
         if self.run_workers:
             await self._start_workers()
-        if self.run_api:
+        if self.run_api:  # emails are rendered where they are triggered
+            await self.templates.start()
             await self._listen_for_emits()
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         if self.run_api or self.run_workers:  # not for a one-off command like `herald dlq`
@@ -215,6 +219,7 @@ class Herald:
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await self.presence.leave()
+        await self.templates.close()
         if self.sio:
             # The Redis listener of the Socket.IO manager would otherwise outlive us.
             listener = getattr(self.sio.manager, "thread", None)

@@ -29,11 +29,11 @@ from herald.notifications.models import (
     InAppNotification,
     Status,
 )
-from herald.notifications.templates import render
 from herald.telemetry.stages import now_ms
 
 if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
+    from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,15 @@ def new_email(
     user_id: int | None,
     context: dict[str, Any],
     telemetry_id: str | None,
+    templates: TemplateStore,
+    locale: str | None = None,
     template: str | None = None,
 ) -> EmailNotification:
-    """An email of type `kind`, its body rendered from `template` (by default, kind's own)."""
-    subject, text, html = render(template or kind, {"username": username or to, **context})
+    """An email of type `kind`, its body rendered from `template`'s templates (by default,
+    kind's own) in the recipient's `locale` (herald.templates.store says which one)."""
+    subject, text, html = templates.render(
+        template or kind, locale, {"username": username or to, **context}
+    )
     return EmailNotification(
         type=kind,
         user_id=user_id,

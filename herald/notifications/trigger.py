@@ -18,15 +18,13 @@ from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState
 from herald.notifications.service import new_email, new_inapp
-from herald.notifications.templates import TEMPLATES
 from herald.subscribers import service as subscribers
 from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
+from herald.templates.builtin import DOMAIN_TYPES, GENERIC
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
 
-# Domain types whose templates need fields only their own flows provide.
-_DOMAIN_TEMPLATES = frozenset({"signup", "login", "reset_password", "purchase"})
 MAX_RECIPIENTS = 1000
 
 
@@ -60,7 +58,8 @@ class TriggerIn(CamelInput):
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     type: str = Field(
         min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$",
-        description="picks the email template; unknown types use the generic one",
+        description="picks the email template (GET /api/templates); a type without one of its own "
+        "uses the generic one",
     )  # fmt: skip
     title: OneLine = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
@@ -91,7 +90,8 @@ async def trigger(
     channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
     users = await _recipients(herald, data, channels)
     by_subscriber = await _subscribers(herald, data, channels)
-    template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
+    # Domain types' templates need variables only their own flows provide.
+    template = GENERIC if data.type in DOMAIN_TYPES else data.type
     created: list[tuple[DeliveryState, Recipient]] = []
     for recipient in data.recipients:
         user: User | Reachable | None = (
@@ -108,8 +108,9 @@ async def trigger(
                 n = new_email(
                     herald.settings, data.type, to=address, username=username,
                     user_id=user.id if user else None, telemetry_id=client.telemetry_id,
-                    context={"title": data.title, "message": data.message},
-                    template=template or "generic",
+                    context={"title": data.title, "message": data.message, "data": data.data},
+                    templates=herald.templates, locale=user.locale if user else None,
+                    template=template,
                 )  # fmt: skip
             else:
                 assert user is not None
@@ -139,6 +140,7 @@ class Reachable(NamedTuple):
     id: int
     username: str | None
     email: str | None
+    locale: str | None  # picks the email's template
 
 
 def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachable]:
@@ -147,9 +149,9 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
     async def fetch(ids: set[int]) -> dict[int, Reachable]:
         async def query(session: AsyncSession) -> dict[int, Reachable]:
             rows = await session.execute(
-                select(User.id, User.username, User.email).where(User.id.in_(ids))
+                select(User.id, User.username, User.email, User.locale).where(User.id.in_(ids))
             )
-            return {row.id: Reachable(row.id, row.username, row.email) for row in rows}
+            return {row.id: Reachable(row.id, row.username, row.email, row.locale) for row in rows}
 
         return await dbfaults.read(db, query)  # once more if it dropped
 
