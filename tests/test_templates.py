@@ -360,6 +360,6 @@ class TestAcrossServers:
 def test_locale_chain(locale: str) -> None:
     from herald.templates.locales import chain
 
-    expected = {"de-CH": ["de-CH", "de", "en"], "zh-Hant-TW": ["zh-Hant-TW", "zh-Hant", "zh", "en"]}
+    expected = {"de-CH": ("de-CH", "de", "en"), "zh-Hant-TW": ("zh-Hant-TW", "zh-Hant", "zh", "en")}
     assert chain(locale.lower().replace("-", "_"), "en") == expected[locale]
-    assert chain(None, "en") == ["en"] and chain("not a locale!", "de") == ["de"]
+    assert chain(None, "en") == ("en",) and chain("not a locale!", "de") == ("de",)

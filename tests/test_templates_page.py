@@ -10,14 +10,18 @@ from typing import Any
 
 from playwright.async_api import expect
 
+from tests import test_web_pages
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink
-from tests.test_web_pages import browser, contexts  # noqa: F401 - the fixtures
+
+# The Chromium fixtures of the page tests.
+browser = test_web_pages.browser
+contexts = test_web_pages.contexts
 
 
 async def test_edit_preview_refuse_save_and_delete_a_template(
     herald: RunningHerald,
     contexts: Any,
-    smtp: SmtpSink,  # noqa: F811
+    smtp: SmtpSink,
 ) -> None:
     kind = f"t{uuid.uuid4().hex[:10]}"
     context = await contexts()

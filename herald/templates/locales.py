@@ -4,6 +4,7 @@ subscriber's locale tries, in order."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # A language of 2-3 letters, then subtags of 1-8 letters or digits; `_` is taken for `-`
 # (`pt_BR` is how many systems spell it), as the subscribers' `locale` field takes it.
@@ -30,7 +31,8 @@ def canonical(tag: str) -> str:
     return "-".join(parts)
 
 
-def chain(locale: str | None, default: str) -> list[str]:
+@lru_cache(maxsize=4096)  # per email on the trigger path; there are few distinct locales
+def chain(locale: str | None, default: str) -> tuple[str, ...]:
     """The locales to try for a recipient, most specific first: theirs, each shorter prefix
     of it down to the language (`de-CH` -> `de`), then the default. Canonical casing; a
     malformed locale counts as none."""
@@ -41,4 +43,4 @@ def chain(locale: str | None, default: str) -> list[str]:
     fallback = canonical(default)
     if fallback not in tried:
         tried.append(fallback)
-    return tried
+    return tuple(tried)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 VERSION_KEY = "herald:templates:version"
 CHECK_SECONDS = 1.0
 RELOAD_SECONDS = 60.0
+RESOLVED_MAX = 10_000  # (type, locale) pairs whose choice is remembered
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TemplateStore:
         self.redis = redis
         self._entries: dict[tuple[str, str], Entry] = {}
         self._types: frozenset[str] = frozenset()
+        self._resolved: dict[tuple[str, str | None], list[Choice]] = {}
         self._version: str | None = None  # the last version seen in Redis
         self._loaded = False
         self._failed: set[tuple[str, str, datetime]] = set()  # logged once per version
@@ -83,7 +85,17 @@ class TemplateStore:
 
     # --- choosing and rendering (synchronous: the trigger path calls it per email) ----------
     def resolve(self, kind: str, locale: str | None) -> list[Choice]:
-        """The templates to try for an email of `kind`, best first; the last is a built-in."""
+        """The templates to try for an email of `kind`, best first; the last is a built-in.
+        Remembered until the next reload (a trigger to many recipients asks the same)."""
+        key = (kind, locale)
+        found = self._resolved.get(key)
+        if found is None:
+            if len(self._resolved) >= RESOLVED_MAX:
+                self._resolved.clear()
+            found = self._resolved[key] = self._resolve(kind, locale)
+        return found
+
+    def _resolve(self, kind: str, locale: str | None) -> list[Choice]:
         chain = locales.chain(locale, self.default_locale)
         kinds = [kind] if kind in BUILT_IN or kind in self._types else []
         if kind not in BUILT_IN:
@@ -151,6 +163,7 @@ class TemplateStore:
                 entries[key] = Entry(row.type, row.locale, row.updated_at, compiled)
             self._entries = entries
             self._types = frozenset(k for k, _ in entries)
+            self._resolved = {}
 
     async def changed(self) -> None:
         """After a save or delete: this process reloads now, the others within a second."""
