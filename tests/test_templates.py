@@ -210,6 +210,10 @@ class TestChecks:
                      "ok\n{{ data.x.__class__ }}"):  # fmt: skip
             [detail] = error_details(await put_template(herald, kind, "en", html=html))
             assert detail["field"] == "html" and "unsafe" in detail["message"], detail
+        # Nor may one render take minutes or gigabytes.
+        for text in ("{{ 9**9**9**9**9 }}", "{{ 'x' * 10**8 }}"):
+            [detail] = error_details(await put_template(herald, kind, "en", text=text))
+            assert detail["field"] == "text" and "not allowed" in detail["message"], detail
         r = await herald.http.post(
             f"/api/templates/{kind}/en/preview", headers=herald.admin(),
             json={"text": "{{ message.__class__.__base__.__subclasses__() }}"},

@@ -2,8 +2,10 @@
 
 Policy, in one place:
 - Templates run in `jinja2.sandbox.SandboxedEnvironment`: no attribute starting with `_`, no
-  function or method that changes data, ranges capped; a template cannot reach Python's
-  internals (`{{ ''.__class__.__mro__ }}` raises `SecurityError`).
+  function or method that changes data, ranges capped, and here `**` and `*` capped too; a
+  template cannot reach Python's internals (`{{ ''.__class__.__mro__ }}` raises
+  `SecurityError`). Loops are not capped beyond that: whoever may save templates (the `ops`
+  scope) is trusted not to write `range(100000)` three times nested.
 - The HTML part is autoescaped (a trigger's `<script>` arrives as `&lt;script&gt;`); the
   subject and the plain-text part are not (they are not HTML). The rendered subject is one
   line: line breaks and other control characters become spaces.
@@ -30,11 +32,32 @@ from herald.templates.builtin import Body, sample
 
 FIELDS = ("subject", "text", "html")
 
+MAX_PRODUCT = 100_000  # longest string or list `*` may make; `**` exponents are capped too
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, plus limits on the two operators that could make one render (or the
+    compiler folding a constant: `{{ 9**9**9 }}`) take minutes or gigabytes: Jinja2's own
+    recipe of intercepted binary operators."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int):
+            bits = left.bit_length() if isinstance(left, int) else 64
+            if abs(right) > 64 or bits * abs(right) > 4096:
+                raise SecurityError("powers beyond 4096 bits are not allowed")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if sized and len(seq) * times > MAX_PRODUCT:
+                    raise SecurityError(f"results longer than {MAX_PRODUCT} are not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 # Plain text (subject, text) and HTML differ only in escaping.
-_TEXT = SandboxedEnvironment(
-    autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
-)
-_HTML = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+_TEXT = _Sandbox(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+_HTML = _Sandbox(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
 _ENVS = {"subject": _TEXT, "text": _TEXT, "html": _HTML}
 
 _LAYOUT_HEAD = (
@@ -81,6 +104,8 @@ def compile_body(body: Body) -> Compiled:
             compiled[field] = _ENVS[field].from_string(getattr(body, field))
         except TemplateSyntaxError as error:
             raise TemplateProblem(field, error.message or str(error), error.lineno) from None
+        except (TemplateError, RecursionError, MemoryError) as error:  # nested far too deep
+            raise TemplateProblem(field, f"cannot be compiled: {error!r}") from None
     return Compiled(**compiled)
 
 
