@@ -29,7 +29,9 @@ async def test_edit_preview_refuse_save_and_delete_a_template(
     tab = await context.new_page()
     await tab.goto(herald.url + "/dashboard")
     editor = tab.get_by_test_id("templates")
-    await expect(editor.get_by_label("Locale")).to_have_value("en")  # the default locale
+    # It opens on the first type, in the default locale.
+    await expect(editor.get_by_test_id("template-status")).to_contain_text("signup / en")
+    await expect(editor.get_by_label("Subject")).to_have_value("Welcome to Herald, {{ username }}")
 
     # A type nothing is stored for opens on the built-in it falls back to.
     await editor.get_by_label("Type").fill(kind)

@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const path = (type, locale) => `/api/templates/${encodeURIComponent(type)}/${encodeURIComponent(locale)}`;
 
 export function initTemplates(call) {
-  const state = { types: [], defaultLocale: "en" };
+  const state = { types: [], defaultLocale: "en", loads: 0 };
 
   const current = () => ({ type: $("tpl-type").value.trim(), locale: $("tpl-locale").value.trim() });
   const draft = () => ({ subject: $("tpl-subject").value, text: $("tpl-text").value, html: $("tpl-html").value });
@@ -54,8 +54,10 @@ export function initTemplates(call) {
       $("tpl-error").textContent = "Give a type and a locale.";
       return;
     }
+    const mine = ++state.loads; // a slower, older load must not overwrite a newer one
     try {
       const t = await call(path(type, locale));
+      if (mine !== state.loads) return;
       $("tpl-subject").value = t.subject;
       $("tpl-text").value = t.text;
       $("tpl-html").value = t.html;
@@ -123,5 +125,13 @@ export function initTemplates(call) {
   $("tpl-delete").addEventListener("click", remove);
   $("tpl-form").addEventListener("submit", save);
   $("tpl-type").addEventListener("change", showStored);
-  refreshList().catch(showError);
+  // Open on the first type, unless someone already chose one.
+  refreshList()
+    .then(() => {
+      if (!$("tpl-type").value && state.types.length) {
+        $("tpl-type").value = state.types[0].type;
+        return load();
+      }
+    })
+    .catch(showError);
 }
