@@ -14,6 +14,7 @@ from herald.notifications.models import (
 )
 from herald.preferences.models import AddressOptOut, NotificationType, Preference
 from herald.social.models import FriendRequest
+from herald.templates.models import StoredTemplate
 from herald.webhooks.models import WebhookEndpoint
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Preference",
     "Purchase",
     "Session",
+    "StoredTemplate",
     "User",
     "WebhookDelivery",
     "WebhookEndpoint",

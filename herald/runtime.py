@@ -44,6 +44,7 @@ from herald.preferences.service import TypeRegistry, address_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.telemetry.service import Telemetry
+from herald.templates.store import TemplateStore
 from herald.webhooks.events import WebhookEvents
 from herald.webhooks.registry import EndpointCache
 
@@ -86,8 +87,9 @@ class Herald:
         self.webhooks = WebhookEvents(settings, self.db, self.webhook_endpoints)
         self.dispatcher.events = self.webhooks
         self.webhooks.dispatcher = self.dispatcher
+        # Email templates, all stored ones kept in memory: rendering queries nothing.
+        self.templates = TemplateStore(settings, self.db, self.redis)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)
-        self.digests = Digests(settings, self.db, self.queues, self.dispatcher)
         self.presence = Presence(
             self.redis,
             settings.effective_server_id,
@@ -105,6 +107,9 @@ class Herald:
         self.types = TypeRegistry(self.db)
         self.address_opt_outs = address_lookup(self.db)
         self.unsubscribe = unsubscribe.Signer(unsubscribe.secret(settings, self.admin_token))
+        self.digests = Digests(
+            settings, self.db, self.queues, self.dispatcher, self.templates, self.unsubscribe
+        )
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
         self.telemetry.attach(self)
@@ -142,7 +147,8 @@ class Herald:
         await run_migrations_async(self.settings.effective_database_url)
         if self.run_workers:
             await self._start_workers()
-        if self.run_api:
+        if self.run_api:  # emails are rendered where they are triggered
+            await self.templates.start()
             await self._listen_for_emits()
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         if self.run_api or self.run_workers:  # not for a one-off command like `herald dlq`
@@ -238,6 +244,7 @@ class Herald:
         if self._heartbeat:
             with contextlib.suppress(Exception):
                 await self.presence.leave()
+        await self.templates.close()
         if self.sio:
             # The Redis listener of the Socket.IO manager would otherwise outlive us.
             listener = getattr(self.sio.manager, "thread", None)

@@ -131,7 +131,7 @@ class TestNoHeaderInjection:
         email = new_email(
             herald.settings, "invoice", to="payer@example.com", username="payer", user_id=None,
             context={"title": INJECTED, "message": "Pay up"}, telemetry_id=None,
-            template="generic",
+            templates=herald.herald.templates, template="generic",
         )  # fmt: skip
         async with transaction(herald.herald.db) as session:
             session.add(email)

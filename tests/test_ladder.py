@@ -160,7 +160,7 @@ class TestPermanentFailures:
         async with transaction(running.db) as session:
             email = new_email(
                 running.settings, "signup", to="no-at-sign", username="ghost", user_id=None,
-                context={"verify_url": "x"}, telemetry_id=None,
+                context={"verify_url": "x"}, telemetry_id=None, templates=running.templates,
             )  # fmt: skip
             session.add(email)
         await running.dispatcher.dispatch([email])
@@ -187,6 +187,7 @@ class TestIdempotentEnqueue:
             email = new_email(
                 running.settings, "signup", to="twice@example.com", username="twice",
                 user_id=None, context={"verify_url": "x"}, telemetry_id=None,
+                templates=running.templates,
             )  # fmt: skip
             session.add(email)
         await running.dispatcher.dispatch([email])
@@ -256,6 +257,7 @@ class TestReconcilerSecondLook:
                 email = new_email(
                     running.settings, "signup", to=f"{name}@example.com", username=name,
                     user_id=None, context={"verify_url": "x"}, telemetry_id=None,
+                    templates=running.templates,
                 )  # fmt: skip
                 email.status = "queued"  # as a Redis restarted empty leaves it: no job
                 session.add(email)

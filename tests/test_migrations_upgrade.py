@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from herald.core.db import MIGRATIONS_DIR, create_engine, run_migrations
@@ -19,20 +20,15 @@ PREVIOUS = "0004"
 NOW = "2026-12-01 10:00:00+00:00"
 
 
-def _head() -> str:
-    """The newest revision (later issues add theirs after 0005)."""
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return str(ScriptDirectory.from_config(config).get_current_head())
-
-
-def _upgrade(url: str, revision: str) -> None:
+def _config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
-    command.upgrade(config, revision)
+    return config
+
+
+def _upgrade(url: str, revision: str) -> None:
+    command.upgrade(_config(url), revision)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -102,7 +98,7 @@ async def test_a_database_with_data_upgrades_and_keeps_it(database_url: str) -> 
     ]
     assert all(u[4] in ({}, "{}") for u in users)  # JSON: a dict on PostgreSQL, text on SQLite
     assert counts == [(1, 1, 1, 1, 0)]
-    assert version == [(_head(),)]
+    assert version == [(ScriptDirectory.from_config(_config(database_url)).get_current_head(),)]
 
     # The new columns work on the upgraded database: a bare subscriber (no username, email or
     # password) and a notification that records its API key.

@@ -58,8 +58,8 @@ async def request_reset(herald: Herald, email: str, client: ClientInfo) -> None:
         )
         reset_email = new_email(
             herald.settings, "reset_password", to=address, username=user.username,
-            user_id=user.id, telemetry_id=client.telemetry_id,
-            context={"reset_url": _reset_url(herald, token),
+            user_id=user.id, telemetry_id=client.telemetry_id, templates=herald.templates,
+            locale=user.locale, context={"reset_url": _reset_url(herald, token),
                      "minutes": int(herald.settings.reset_token_ttl_minutes)},
         )  # fmt: skip
         session.add(reset_email)

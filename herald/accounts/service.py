@@ -56,7 +56,7 @@ async def signup(
             welcome = new_email(
                 herald.settings, "signup", to=email_address, username=user.username,
                 user_id=user.id, context={"verify_url": _verify_url(herald, token)},
-                telemetry_id=client.telemetry_id,
+                telemetry_id=client.telemetry_id, templates=herald.templates, locale=user.locale,
             )  # fmt: skip
             session.add(welcome)
     except IntegrityError:  # a concurrent signup won the race for the same name or address
@@ -143,7 +143,8 @@ async def _open_session(
     assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
     alert = new_email(
         herald.settings, "login", to=user.email, username=user.username, user_id=user.id,
-        context=context, telemetry_id=client.telemetry_id,
+        context=context, telemetry_id=client.telemetry_id, templates=herald.templates,
+        locale=user.locale,
     )  # fmt: skip
     inapp = new_inapp(
         herald.settings, "login", user_id=user.id, username=user.username, email=user.email,

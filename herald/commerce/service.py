@@ -39,11 +39,11 @@ async def record_purchase(
     async with transaction(herald.db) as session:
         receipt = new_email(
             herald.settings, "purchase", to=user.email, username=user.username, user_id=user.id,
-            telemetry_id=client.telemetry_id,
+            telemetry_id=client.telemetry_id, templates=herald.templates, locale=user.locale,
             context={"order_reference": reference, "items": lines,
                      "total": f"{total / 100:,.2f}", "currency": data.currency},
             unsubscribe_token=None if critical else herald.unsubscribe.token(
-                "purchase", user.external_id, user.email
+                "purchase", user.external_id, user.email, user.id
             ),
         )  # fmt: skip
         inapp = new_inapp(

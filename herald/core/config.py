@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: float = Field(24, gt=0, validation_alias=_h("IDEMPOTENCY_TTL_HOURS"))
     reset_token_ttl_minutes: float = Field(60, gt=0, validation_alias=_h("RESET_TOKEN_TTL_MINUTES"))
     friend_request_ttl_days: float = Field(30, gt=0, validation_alias=_h("FRIEND_REQUEST_TTL_DAYS"))
+    # The locale whose stored templates a recipient gets when none matches their own locale
+    # (or they have none), before the built-ins (herald.templates).
+    default_locale: str = Field(
+        "en", max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
+        validation_alias=_h("DEFAULT_LOCALE"),
+    )  # fmt: skip
 
     # --- The seed's names ---------------------------------------------------------------
     database_url: str | None = None

@@ -1,10 +1,10 @@
 """The digest email's subject and bodies, in one function so it can move to the stored
 templates later.
 
-Rendered with `string.Template` and the page layout of herald.notifications.templates, but not
-through `EmailTemplate.render`: that escapes every value for the HTML part, and the list of
-items is HTML built here from values escaped one by one. Each body is one substitution pass,
-so text inside an item that looks like a placeholder stays as written.
+Rendered with `string.Template` inside the page layout of herald.templates.rendering (not yet
+a stored, editable template): the list of items is HTML built here from values escaped one by
+one. Each body is one substitution pass, so text inside an item that looks like a placeholder
+stays as written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass
 from string import Template
 
-from herald.notifications.templates import _LAYOUT, EmailTemplate
+from herald.templates.rendering import LAYOUT_HEAD, LAYOUT_TAIL
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,11 @@ class Item:
     message: str
 
 
-DIGEST = EmailTemplate(
-    subject="$count new $kind notifications",
-    text="Hi $username,\n\nHere is what happened:\n\n$items",
-    html="<h1>$count new $kind notifications</h1><p>Hi $username, here is what happened:</p>"
-    "<ul>$items</ul>",
+_SUBJECT = Template("$count new $kind notifications")
+_TEXT = Template("Hi $username,\n\nHere is what happened:\n\n$items")
+_HTML = Template(
+    "<h1>$count new $kind notifications</h1><p>Hi $username, here is what happened:</p>"
+    "<ul>$items</ul>"
 )
 _TEXT_ITEM = Template("- $title\n  $message\n")
 _HTML_ITEM = Template("<li><strong>$title</strong><br>$message</li>")
@@ -42,7 +42,7 @@ def render_digest(kind: str, username: str, items: list[Item]) -> tuple[str, str
         for i in items
     )
     return (
-        Template(DIGEST.subject).substitute(plain),
-        Template(DIGEST.text).substitute(plain, items=text_items),
-        _LAYOUT.substitute(body=Template(DIGEST.html).substitute(escaped, items=html_items)),
+        _SUBJECT.substitute(plain),
+        _TEXT.substitute(plain, items=text_items),
+        LAYOUT_HEAD + _HTML.substitute(escaped, items=html_items) + LAYOUT_TAIL,
     )

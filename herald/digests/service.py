@@ -41,9 +41,13 @@ from herald.digests.rules import Rule, RuleCache
 from herald.digests.schedule import group_key, next_daily, parse_daily_at, zone
 from herald.notifications.models import EmailNotification, Status
 from herald.notifications.service import new_email
+from herald.preferences import unsubscribe
+from herald.preferences.unsubscribe import Signer
+from herald.templates.builtin import GENERIC
 
 if TYPE_CHECKING:
     from herald.notifications.service import Dispatcher
+    from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
 QUEUE = "digests"
@@ -63,11 +67,15 @@ class Digests:
         db: async_sessionmaker[AsyncSession],
         queues: Queues,
         dispatcher: Dispatcher,
+        templates: TemplateStore,
+        unsubscribe: Signer,
     ) -> None:
         self.settings = settings
         self.db = db
         self.queues = queues
         self.dispatcher = dispatcher
+        self.templates = templates
+        self.unsubscribe = unsubscribe
         self.rules = RuleCache(db, settings.digest_rules_cache)
 
     # --- the trigger's side ------------------------------------------------------------------
@@ -217,10 +225,18 @@ class Digests:
         username = last.recipient_username or last.recipient_email
         email = new_email(
             self.settings, DIGEST_TYPE, to=last.recipient_email, username=username,
-            user_id=user_id, context={}, telemetry_id=None, template="generic",
+            user_id=user_id, context={"title": kind, "message": ""}, telemetry_id=None,
+            templates=self.templates, template=GENERIC,
         )  # fmt: skip
-        email.subject, email.text, email.html = render_digest(
+        subject, text, body = render_digest(
             kind, username, [Item(row.subject, row.text) for row in items]
+        )
+        # Its unsubscribe link covers the type it carries (a digested type is never critical).
+        token = self.unsubscribe.token(kind, None, None, user_id)
+        email.unsubscribe_token = token
+        email.subject = subject
+        email.text, email.html = unsubscribe.with_footer(
+            text, body, unsubscribe.url(self.settings, token)
         )
         return email
 

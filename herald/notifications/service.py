@@ -29,13 +29,13 @@ from herald.notifications.models import (
     InAppNotification,
     Status,
 )
-from herald.notifications.templates import render
 from herald.preferences import unsubscribe
 from herald.telemetry.stages import now_ms
 from herald.webhooks.events import QUEUED, of_row
 
 if TYPE_CHECKING:
     from herald.telemetry.service import Telemetry
+    from herald.templates.store import TemplateStore
     from herald.webhooks.events import WebhookEvents
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,17 @@ def new_email(
     user_id: int | None,
     context: dict[str, Any],
     telemetry_id: str | None,
+    templates: TemplateStore,
+    locale: str | None = None,
     template: str | None = None,
     unsubscribe_token: str | None = None,
 ) -> EmailNotification:
-    """An email of type `kind`, its body rendered from `template` (by default, kind's own);
-    with an `unsubscribe_token`, both bodies end with its one-click link."""
-    subject, text, html = render(template or kind, {"username": username or to, **context})
+    """An email of type `kind`, its body rendered from `template`'s templates (by default,
+    kind's own) in the recipient's `locale` (herald.templates.store says which one); with an
+    `unsubscribe_token`, both bodies end with its one-click link."""
+    subject, text, html = templates.render(
+        template or kind, locale, {"username": username or to, **context}
+    )
     if unsubscribe_token is not None:
         link = unsubscribe.url(settings, unsubscribe_token)
         text, html = unsubscribe.with_footer(text, html, link)

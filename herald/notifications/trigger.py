@@ -18,18 +18,16 @@ from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
 from herald.notifications.models import DeliveryState, EmailNotification, Status
 from herald.notifications.service import new_email, new_inapp
-from herald.notifications.templates import TEMPLATES
 from herald.preferences import skips
 from herald.preferences.models import Preference
 from herald.preferences.rules import Switches
 from herald.subscribers import service as subscribers
 from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
+from herald.templates.builtin import DOMAIN_TYPES, GENERIC
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
 
-# Domain types whose templates need fields only their own flows provide.
-_DOMAIN_TEMPLATES = frozenset({"signup", "login", "reset_password", "purchase"})
 MAX_RECIPIENTS = 1000
 
 
@@ -63,7 +61,8 @@ class TriggerIn(CamelInput):
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     type: str = Field(
         min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$",
-        description="picks the email template; unknown types use the generic one",
+        description="picks the email template (GET /api/templates); a type without one of its own "
+        "uses the generic one",
     )  # fmt: skip
     title: OneLine = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
@@ -94,7 +93,8 @@ async def trigger(
     channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
     users = await _recipients(herald, data, channels)
     by_subscriber, switches = await _subscribers(herald, data, channels)
-    template = data.type if data.type in TEMPLATES and data.type not in _DOMAIN_TEMPLATES else None
+    # Domain types' templates need variables only their own flows provide.
+    template = GENERIC if data.type in DOMAIN_TYPES else data.type
     # Preferences cost no query of their own: critical types come from a per-process cache,
     # subscribers' switches with the recipient lookups, plain addresses' opt-outs in one
     # batched query (only for a trigger that emails plain addresses).
@@ -132,10 +132,12 @@ async def trigger(
                 n = new_email(
                     herald.settings, data.type, to=address, username=username,
                     user_id=user.id if user else None, telemetry_id=client.telemetry_id,
-                    context={"title": data.title, "message": data.message},
-                    template=template or "generic",
+                    context={"title": data.title, "message": data.message, "data": data.data},
+                    templates=herald.templates, locale=user.locale if user else None,
+                    template=template,
                     unsubscribe_token=None if critical else herald.unsubscribe.token(
-                        data.type, user.external_id if user else None, address
+                        data.type, user.external_id if user else None, address,
+                        user.id if user else None,
                     ),
                 )  # fmt: skip
             else:
@@ -179,6 +181,7 @@ class Reachable(NamedTuple):
     id: int
     username: str | None
     email: str | None
+    locale: str | None = None  # picks the email's template
     external_id: str | None = None
     switches: Switches | None = None  # their preferences; None: none set
 
@@ -191,7 +194,7 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
         async def query(session: AsyncSession) -> dict[int, Reachable]:
             rows = await session.execute(
                 select(
-                    User.id, User.username, User.email, User.external_id,
+                    User.id, User.username, User.email, User.locale, User.external_id,
                     Preference.type, Preference.channel, Preference.enabled,
                 )
                 .outerjoin(Preference, Preference.user_id == User.id)
@@ -201,7 +204,9 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
             for row in rows:
                 user = found.get(row.id)
                 if user is None:
-                    user = Reachable(row.id, row.username, row.email, row.external_id, {})
+                    user = Reachable(
+                        row.id, row.username, row.email, row.locale, row.external_id, {}
+                    )
                     found[row.id] = user
                 if row.type is not None:
                     user.switches[(row.type, row.channel)] = row.enabled  # type: ignore[index]

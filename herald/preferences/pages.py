@@ -121,10 +121,14 @@ async def _grant(herald: Herald, token: str) -> tuple[Grant, User | None]:
         grant = herald.unsubscribe.verify(token)
     except LinkRefused as refused:
         raise _Refused(400, str(refused)) from None
-    if grant.subscriber_id is None:
+    if grant.user_id is not None:
+        user_id = grant.user_id
+        user = await dbfaults.read(herald.db, lambda s: s.get(User, user_id))
+    elif grant.subscriber_id is not None:
+        subscriber_id = grant.subscriber_id
+        user = await dbfaults.read(herald.db, lambda s: subscribers.find(s, subscriber_id))
+    else:
         return grant, None
-    subscriber_id = grant.subscriber_id
-    user = await dbfaults.read(herald.db, lambda s: subscribers.find(s, subscriber_id))
     if user is None:
         raise _Refused(404, "this subscriber no longer exists: there is nothing to unsubscribe")
     return grant, user

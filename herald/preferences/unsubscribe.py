@@ -37,10 +37,13 @@ class Grant:
     type: str
     subscriber_id: str | None = None
     email: str | None = None
+    user_id: int | None = None  # a signed-up user the application gave no subscriber id
 
     @property
     def recipient(self) -> str:
-        return self.subscriber_id if self.subscriber_id is not None else str(self.email)
+        if self.subscriber_id is not None:
+            return self.subscriber_id
+        return str(self.email) if self.user_id is None else "your account"
 
 
 def secret(settings: Settings, admin_token: str) -> str:
@@ -50,10 +53,14 @@ def secret(settings: Settings, admin_token: str) -> str:
     return hmac.new(admin_token.encode(), b"herald.unsubscribe.v1", hashlib.sha256).hexdigest()
 
 
-def sign(key: str, kind: str, *, subscriber_id: str | None, email: str | None) -> str:
-    claims: dict[str, str] = {"aud": AUDIENCE, "type": kind, "ch": "email"}
+def sign(
+    key: str, kind: str, *, subscriber_id: str | None, email: str | None, user_id: int | None = None
+) -> str:
+    claims: dict[str, str | int] = {"aud": AUDIENCE, "type": kind, "ch": "email"}
     if subscriber_id is not None:
         claims["sub"] = subscriber_id
+    elif user_id is not None:
+        claims["uid"] = user_id
     else:
         assert email is not None
         claims["email"] = email
@@ -69,13 +76,15 @@ def verify(key: str, token: str) -> Grant:
     except jwt.InvalidTokenError:
         raise LinkRefused("this unsubscribe link is not valid (it may be cut short)") from None
     kind, subscriber, email = claims.get("type"), claims.get("sub"), claims.get("email")
+    user_id = claims.get("uid")
     if (
         claims.get("ch") != "email"
         or not isinstance(kind, str)
-        or (subscriber is None) == (email is None)
+        or [subscriber, email, user_id].count(None) != 2
+        or not isinstance(user_id, int | None)
     ):
         raise LinkRefused("this unsubscribe link is not valid")
-    return Grant(kind, subscriber_id=subscriber, email=email)
+    return Grant(kind, subscriber_id=subscriber, email=email, user_id=user_id)
 
 
 class Signer:
@@ -84,10 +93,15 @@ class Signer:
     def __init__(self, key: str) -> None:
         self._key = key
 
-    def token(self, kind: str, subscriber_id: str | None, email: str | None) -> str:
-        """For a subscriber when there is one, else for the plain address."""
+    def token(
+        self, kind: str, subscriber_id: str | None, email: str | None, user_id: int | None = None
+    ) -> str:
+        """For a subscriber when there is one, else for the user (a signed-up one without a
+        subscriber id), else for the plain address."""
         if subscriber_id is not None:
             return sign(self._key, kind, subscriber_id=subscriber_id, email=None)
+        if user_id is not None:
+            return sign(self._key, kind, subscriber_id=None, email=None, user_id=user_id)
         return sign(self._key, kind, subscriber_id=None, email=(email or "").lower())
 
     def verify(self, token: str) -> Grant:

@@ -34,6 +34,7 @@ from herald.social.endpoints import router as social_router
 from herald.subscribers.endpoints import router as subscribers_router
 from herald.telemetry.endpoints import metrics_router
 from herald.telemetry.endpoints import router as telemetry_router
+from herald.templates.endpoints import router as templates_router
 from herald.web.deps import credential_live
 from herald.web.errors import install_error_handlers
 from herald.web.health import router as health_router
@@ -59,6 +60,7 @@ ROUTERS = (
     ops_router,
     apikeys_router,
     webhooks_router,
+    templates_router,
     delivery_router,
     digests_router,
     realtime_router,

@@ -2,6 +2,7 @@
 // the rest (dead letters, mailbox, the per-minute summary).
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { ApiError, api, el, formError, formatMs, formatRate, timeAgo, toast } from "/static/js/common.js";
+import { initTemplates } from "/static/js/templates.js";
 
 const TOKEN_KEY = "herald.admin";
 const HISTORY = 60; // seconds on the chart
@@ -40,6 +41,7 @@ function open(token) {
   poll();
   state.poller = setInterval(poll, POLL_MS);
   window.addEventListener("resize", drawChart);
+  initTemplates(call);
 }
 
 const call = (path, options = {}) => api(path, { ...options, token: state.token });
