@@ -190,3 +190,23 @@ class TestOneClick:
         assert skipped["failureReason"] == "preferences: address unsubscribed from type newsletter"
         other = await trigger(app_herald, {"email": address}, "receipt")
         assert other["status"] == "queued"
+
+    async def test_a_signed_up_user_without_a_subscriber_id_unsubscribes_by_user(
+        self, app_herald: RunningHerald, smtp: SmtpSink
+    ) -> None:
+        """A `userId` recipient the application never gave a subscriber id: the link names
+        the user, and the opt-out holds for the next trigger by `userId`."""
+        user = await app_herald.signup()
+        address = user["email"]
+        await smtp.wait_for(address, 1)  # the welcome email (critical: no link)
+        await trigger(app_herald, {"userId": user["userId"]}, "promo")
+        message = await received(smtp, address, 2)
+        async with httpx.AsyncClient() as provider:
+            answer = await provider.post(link(message), data={"List-Unsubscribe": "One-Click"})
+        assert answer.status_code == 200, answer.text
+        again = await trigger(app_herald, {"userId": user["userId"]}, "promo")
+        assert again["status"] == "skipped"
+        skipped = await record(app_herald, again["notificationId"])
+        assert skipped["failureReason"] == "preferences: email off for type promo"
+        other = await trigger(app_herald, {"userId": user["userId"]}, "news")
+        assert other["status"] == "queued"
