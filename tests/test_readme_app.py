@@ -23,17 +23,15 @@ from typing import Any
 import jwt
 import pytest
 
+from tests import readme
 from tests.conftest import RunningHerald, SmtpSink, bearer
+from tests.readme import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Use Herald from your app"
 
 
 def blocks() -> list[tuple[str, str]]:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    return re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.S)
+    return readme.blocks(SECTION)
 
 
 def test_the_section_is_the_four_steps() -> None:

@@ -8,24 +8,19 @@ run in, and the window, 10 minutes in the README and 2 seconds here."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 from pathlib import Path
-from typing import Any
 
+from tests import readme
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
+from tests.readme import json_answers
 from tests.test_digests import digests_to, text_of
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Digests"
 
 
 def blocks() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    return re.findall(r"```sh\n(.*?)```", readme[start:end], re.S)
+    return [code for lang, code in readme.blocks(SECTION) if lang == "sh"]
 
 
 async def run(herald: RunningHerald, tmp: Path, script: str, **env: str) -> str:
@@ -39,17 +34,6 @@ async def run(herald: RunningHerald, tmp: Path, script: str, **env: str) -> str:
     return out.decode()
 
 
-def answers(out: str) -> list[Any]:
-    """The JSON answers curl printed one after another."""
-    found, decoder, at = [], json.JSONDecoder(), 0
-    while at < len(out.rstrip()):
-        value, at = decoder.raw_decode(out, at)
-        found.append(value)
-        while at < len(out) and out[at].isspace():
-            at += 1
-    return found
-
-
 async def test_the_digests_section_as_written(
     herald: RunningHerald, smtp: SmtpSink, tmp_path: Path
 ) -> None:
@@ -60,7 +44,7 @@ async def test_the_digests_section_as_written(
     try:
         out = await run(herald, tmp_path, first.replace('"10m"', '"2s"') + '\necho "HELD=$HELD"')
         held = out.rsplit("HELD=", 1)[1].strip()
-        rule, got = answers(out.rsplit("HELD=", 1)[0])
+        rule, got = json_answers(out.rsplit("HELD=", 1)[0])
         assert rule == got == {
             "type": "comment", "window": "2s", "dailyAt": None, "groupBy": "data.postId"
         }  # fmt: skip
@@ -72,7 +56,7 @@ async def test_the_digests_section_as_written(
         await eventually(digest_closed)
         # The second block runs in the shell the first one left: its TOKEN and HELD.
         shell = {"TOKEN": ADMIN_TOKEN, "HELD": held}
-        digest, daily = answers(await run(herald, tmp_path, second, **shell))
+        digest, daily = json_answers(await run(herald, tmp_path, second, **shell))
         assert digest["status"] == "sent" and len(digest["carried"]) == 3
         assert int(held) in digest["carried"]
         assert daily == {

@@ -14,20 +14,16 @@ import email
 import json
 import re
 import uuid
-from pathlib import Path
 
+from tests import readme
 from tests.conftest import RunningHerald, SmtpSink
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Preferences and unsubscribe"
 STRICT_CURL = 'curl() { command curl -sS --fail-with-body "$@"; echo; }\nset -e\n'
 
 
 def blocks() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    found = re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.S)
+    found = readme.blocks(SECTION)
     assert [lang for lang, _ in found] == ["sh", "sh"]
     return [code for _, code in found]
 

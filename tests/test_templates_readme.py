@@ -8,22 +8,18 @@ the test Herald's admin token."""
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
+from tests import readme
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink
+from tests.readme import json_answers
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Templates"
 
 
 def block() -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(f"\n{SECTION}\n")
-    end = readme.find("\n## ", start + len(SECTION))
-    [found] = re.findall(r"```sh\n(.*?)```", readme[start:end], re.S)
+    [found] = [code for lang, code in readme.blocks(SECTION) if lang == "sh"]
     return str(found)
 
 
@@ -40,21 +36,10 @@ async def run(herald: RunningHerald, tmp: Path, script: str) -> str:
     return out.decode()
 
 
-def answers(printed: str) -> list[dict[str, object]]:
-    """The JSON answers curl printed one after another (without newlines between them)."""
-    decoder, found, at = json.JSONDecoder(), [], 0
-    while at < len(printed):
-        value, at = decoder.raw_decode(printed, at)
-        found.append(value)
-        while at < len(printed) and printed[at].isspace():
-            at += 1
-    return found
-
-
 async def test_the_templates_block_runs_as_written(
     herald: RunningHerald, smtp: SmtpSink, tmp_path: Path
 ) -> None:
-    stored, preview, refused, subscriber, sent, listed, deleted = answers(
+    stored, preview, refused, subscriber, sent, listed, deleted = json_answers(
         await run(herald, tmp_path, block())
     )
     assert stored["source"] == "stored" and stored["locale"] == "de", stored

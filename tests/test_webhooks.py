@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from standardwebhooks import Webhook
 
 from herald.channels.webhook import signed_headers
 from herald.core.redis import free_port
+from tests import readme
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 from tests.test_dlq_cli import herald_cli
@@ -369,15 +369,11 @@ async def test_a_webhook_signature_does_not_verify_with_another_secret(
 
 
 # --- README "Webhooks", run as written ----------------------------------------------------------
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Webhooks"
 
 
 def readme_blocks() -> list[tuple[str, str]]:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    return re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.S)
+    return readme.blocks(SECTION)
 
 
 async def test_the_readme_examples_register_receive_and_verify(
