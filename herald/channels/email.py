@@ -6,8 +6,10 @@ is just an SMTP server that keeps what it receives.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import secrets
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -58,15 +60,17 @@ class EmailSender:
     def message_id(self, notification: EmailNotification) -> str:
         # Stable across attempts, so a receiver can drop the rare duplicate of an
         # at-least-once delivery.
-        domain = parseaddr(self.settings.email_from)[1].rpartition("@")[2] or "herald.local"
+        domain = _sender(self.settings.email_from)[1]
         return f"<herald.email.{notification.id}@{domain}>"
 
     def build(self, n: EmailNotification) -> MIMEMultipart:
         # The classic MIME classes, not EmailMessage: the modern policy parses every header it
         # is given, which was a fifth of a worker's CPU per email (docs/benchmarks.md). Non-ASCII
         # names and subjects are encoded here (RFC 2047), as the modern policy would.
-        msg = MIMEMultipart("alternative")
-        msg["From"] = formataddr(parseaddr(self.settings.email_from), charset="utf-8")
+        # A boundary of our own: the generator's default draws one and then searches the whole
+        # body for it. A random one cannot occur in a body (and "=_" never in quoted-printable).
+        msg = MIMEMultipart("alternative", boundary=f"=_herald_{secrets.token_hex(16)}")
+        msg["From"] = _sender(self.settings.email_from)[0]
         msg["To"] = formataddr((n.recipient_username or "", n.recipient_email), charset="utf-8")
         subject = _one_line(n.subject)  # inputs are checked; a row made otherwise is not
         msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
@@ -128,6 +132,14 @@ class EmailSender:
             options["username"] = s.email_user
             options["password"] = s.email_password.get_secret_value() if s.email_password else ""
         return options
+
+
+@functools.lru_cache(maxsize=8)
+def _sender(email_from: str) -> tuple[str, str]:
+    """EMAIL_FROM as a From header, and its domain for Message-IDs: parsed once, not per email."""
+    name, address = parseaddr(email_from)
+    domain = address.rpartition("@")[2] or "herald.local"
+    return formataddr((name, address), charset="utf-8"), domain
 
 
 _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
