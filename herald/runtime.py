@@ -145,6 +145,8 @@ class Herald:
         if self.embedded_redis:
             await self.embedded_redis.start()
         await run_migrations_async(self.settings.effective_database_url)
+        if self.run_api or self.run_workers:  # both emit webhook events
+            await self._load_webhook_endpoints()
         if self.run_workers:
             await self._start_workers()
         if self.run_api:  # emails are rendered where they are triggered
@@ -164,6 +166,12 @@ class Herald:
                 "captureMailbox": self.mailbox is not None,
             },
         )
+
+    async def _load_webhook_endpoints(self) -> None:
+        try:
+            await self.webhook_endpoints.reload()
+        except Exception as exc:  # the first emit loads them then
+            log.warning("webhooks.cache.load_failed", extra={"error": repr(exc)})
 
     async def _start_workers(self) -> None:
         host, port, capture = await self._smtp_target()

@@ -27,9 +27,9 @@ def _with_secret(row: WebhookEndpoint) -> WebhookWithSecret:
     )
 
 
-def _changed(herald: Herald) -> None:
+async def _changed(herald: Herald) -> None:
     """This process sees the change at once; the others within HERALD_WEBHOOK_CACHE_SECONDS."""
-    herald.webhook_endpoints.forget()
+    await herald.webhook_endpoints.reload()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(422))
@@ -38,7 +38,7 @@ async def register_webhook(data: WebhookIn, herald: HeraldDep) -> WebhookWithSec
     verify each delivery's `webhook-signature`."""
     async with transaction(herald.db) as session:
         row = await service.register(session, data)
-    _changed(herald)
+    await _changed(herald)
     log.info("webhooks.registered", extra={"webhookId": row.id, "events": row.events})
     return _with_secret(row)
 
@@ -57,7 +57,7 @@ async def rotate_webhook_secret(endpoint_id: EndpointId, herald: HeraldDep) -> W
     """A new secret, answered once; attempts from now on are signed with it."""
     async with transaction(herald.db) as session:
         row = await service.rotate(session, endpoint_id)
-    _changed(herald)
+    await _changed(herald)
     log.info("webhooks.secret_rotated", extra={"webhookId": endpoint_id})
     return _with_secret(row)
 
@@ -67,6 +67,6 @@ async def delete_webhook(endpoint_id: EndpointId, herald: HeraldDep) -> WebhookO
     """Stop sending to it; its deliveries not yet made are withdrawn."""
     async with transaction(herald.db) as session:
         row = await service.delete(session, endpoint_id)
-    _changed(herald)
+    await _changed(herald)
     log.info("webhooks.deleted", extra={"webhookId": endpoint_id})
     return WebhookOut.model_validate(row)

@@ -48,10 +48,20 @@ class EndpointCache:
         self._loaded = False
         self._fresh_until = 0.0
         self._lock = asyncio.Lock()
+        self._reloading: asyncio.Task[None] | None = None
 
     async def matching(self, kind: str) -> Sequence[Endpoint]:
-        """The live endpoints subscribed to `kind` (no query while the cache is fresh)."""
-        await self._ensure_fresh()
+        """The live endpoints subscribed to `kind` (no query while the cache is fresh).
+
+        Callers emit inside their own transactions, so once a list is loaded this never waits
+        for a reload: a stale list is served while a reload runs in the background. Waiting
+        would hold the caller's write lock (SQLite) while the reload waits for a pooled
+        connection that other writers, queued on that lock, hold: a stall until the lock's
+        timeout, seen as "database is locked" under a burst of acks."""
+        if self._loaded and time.monotonic() >= self._fresh_until:
+            self._reload_in_background()
+        else:
+            await self._ensure_fresh()
         found = self._by_event.get(kind)
         if found is None:
             found = self._by_event[kind] = [e for e in self._by_id.values() if e.wants(kind)]
@@ -66,8 +76,20 @@ class EndpointCache:
         return self._by_id.get(endpoint_id)
 
     def forget(self) -> None:
-        """Reload on next use (after a change made by this process)."""
+        """Reload on next use."""
         self._fresh_until = 0.0
+
+    async def reload(self) -> None:
+        """Reload now: after a change made by this process (which then sees it at once), and
+        at start, so that no emit waits for the first load. Outside any transaction."""
+        self.forget()
+        await self._ensure_fresh()
+
+    def _reload_in_background(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(
+                self._ensure_fresh(), name="webhook-endpoints-reload"
+            )
 
     async def _ensure_fresh(self) -> None:
         if time.monotonic() < self._fresh_until:
