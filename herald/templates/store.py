@@ -19,7 +19,6 @@ stored template for the chain takes the `generic` family the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ log = logging.getLogger(__name__)
 VERSION_KEY = "herald:templates:version"
 CHECK_SECONDS = 1.0
 RELOAD_SECONDS = 60.0
+CLOSE_SECONDS = 5.0  # how long close() waits for the watcher to end
 RESOLVED_MAX = 10_000  # (type, locale) pairs whose choice is remembered
 
 
@@ -82,6 +82,7 @@ class TemplateStore:
         self._failed: set[tuple[str, str, datetime]] = set()  # logged once per version
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._closing = False
 
     # --- choosing and rendering (synchronous: the trigger path calls it per email) ----------
     def resolve(self, kind: str, locale: str | None) -> list[Choice]:
@@ -184,7 +185,9 @@ class TemplateStore:
     async def watch(self) -> None:
         loop = asyncio.get_running_loop()
         reloaded = loop.time()
-        while True:
+        # A flag as well as the cancellation: a database or Redis client can swallow a
+        # cancellation that lands mid-query, and the loop would then run on after close().
+        while not self._closing:
             await asyncio.sleep(CHECK_SECONDS)
             try:
                 if loop.time() - reloaded >= RELOAD_SECONDS:
@@ -202,7 +205,7 @@ class TemplateStore:
         self._watcher = asyncio.create_task(self.watch(), name="templates-watch")
 
     async def close(self) -> None:
+        self._closing = True
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await asyncio.wait([self._watcher], timeout=CLOSE_SECONDS)
