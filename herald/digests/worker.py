@@ -28,6 +28,7 @@ class DigestWorker:
         self.digests = digests
         self._worker: Worker | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def process(self, job: Job, token: str) -> str:
         return await self.digests.close(int(job.data["digestId"]))
@@ -46,7 +47,9 @@ class DigestWorker:
         ]
 
     async def _sweep_forever(self) -> None:
-        while True:
+        # A flag as well as the cancellation: a cancellation swallowed mid-query (the database
+        # clients can) must not keep the sweep, and close(), going.
+        while not self._stopping:
             try:
                 await self.digests.sweep()
             except Exception as exc:  # the database is away: next round
@@ -54,6 +57,7 @@ class DigestWorker:
             await asyncio.sleep(self.settings.reconcile_interval)
 
     async def close(self) -> None:
+        self._stopping = True
         sweep = self._tasks[1:] if self._tasks else []
         for task in sweep:
             task.cancel()
@@ -64,5 +68,6 @@ class DigestWorker:
                 await asyncio.wait({asyncio.create_task(self._worker.close(force=True))}, timeout=5)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         self._tasks.clear()
