@@ -155,8 +155,9 @@ class TestOneWindow:
             subjects = sorted(str(m["Subject"]) for m in digests_to(smtp, address, type_))
             assert subjects == [f"1 new {type_} notifications", f"2 new {type_} notifications"]
             bodies = {text_of(m) for m in digests_to(smtp, address, type_)}
-            assert any("P1 first" in t and "P1 second" in t and "P2" not in t for t in bodies)
-            assert any("P2 only" in t and "P1" not in t for t in bodies)
+            # Items are "- <title>" lines (the unsubscribe token's base64 may hold any pair).
+            assert any("- P1 first" in t and "- P1 second" in t and "- P2" not in t for t in bodies)
+            assert any("- P2 only" in t and "- P1" not in t for t in bodies)
         digests = await eventually(lambda: _at_least(closed_digests(herald, type_), 4))
         assert sorted((d.group_key, d.status) for d in digests) == [
             ("1", "sent"), ("1", "sent"), ("2", "sent"), ("2", "sent"),
