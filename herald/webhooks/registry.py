@@ -81,9 +81,13 @@ class EndpointCache:
 
     async def reload(self) -> None:
         """Reload now: after a change made by this process (which then sees it at once), and
-        at start, so that no emit waits for the first load. Outside any transaction."""
-        self.forget()
-        await self._ensure_fresh()
+        at start, so that no emit waits for the first load. Outside any transaction.
+
+        Always a load of its own: a background reload that is running now may have read the
+        table before the change committed, and counting it as fresh hid a new endpoint from
+        this process for a whole window (its `notification.queued` events were never written)."""
+        async with self._lock:
+            await self._load_now()
 
     def _reload_in_background(self) -> None:
         if self._reloading is None or self._reloading.done():
@@ -97,18 +101,22 @@ class EndpointCache:
         async with self._lock:  # concurrent emits share one reload
             if time.monotonic() < self._fresh_until:
                 return
-            try:
-                rows = await self._load()
-            except Exception as exc:
-                if not self._loaded:
-                    raise
-                log.warning("webhooks.cache.reload_failed", extra={"error": repr(exc)})
-                self._fresh_until = time.monotonic() + RETRY_AFTER_FAILURE
-                return
-            self._by_id = {e.id: e for e in rows}
-            self._by_event = {}
-            self._loaded = True
-            self._fresh_until = time.monotonic() + self.ttl
+            await self._load_now()
+
+    async def _load_now(self) -> None:
+        """Load under the lock; a failure after the first load serves the last list a while."""
+        try:
+            rows = await self._load()
+        except Exception as exc:
+            if not self._loaded:
+                raise
+            log.warning("webhooks.cache.reload_failed", extra={"error": repr(exc)})
+            self._fresh_until = time.monotonic() + RETRY_AFTER_FAILURE
+            return
+        self._by_id = {e.id: e for e in rows}
+        self._by_event = {}
+        self._loaded = True
+        self._fresh_until = time.monotonic() + self.ttl
 
     async def _load(self) -> list[Endpoint]:
         async with self.db() as session:
