@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from herald.core.redis import EmbeddedRedis, free_port
-from herald.notifications.models import EmailNotification, Status
+from herald.delivery import bullmq_clients
+from herald.delivery.queues import job_id
+from herald.notifications.models import Channel, EmailNotification, Status
 from herald.runtime import Herald
 from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings
 
@@ -170,3 +173,28 @@ class TestWorkerKilled:
 async def _at_least(smtp: SmtpSink, count: int) -> bool:
     await asyncio.sleep(0)
     return len(smtp.messages) >= count
+
+
+async def test_the_reconcilers_batched_job_states_match_bullmqs_own(
+    herald: RunningHerald, smtp: SmtpSink
+) -> None:
+    """The reconciler asks for many jobs' states in one round trip through BullMQ's script
+    (bullmq_clients.job_states): it must say what `Queue.getJobState` says, job by job, or a
+    BullMQ upgrade that changed the script's keys would make it requeue live jobs."""
+    user = await herald.signup()
+    delivered = int(user["welcomeEmail"]["notificationId"])
+    await eventually(lambda: all_delivered(herald.herald, [delivered]), timeout=30)
+    queues = herald.herald.queues
+    mail = queues.tier(Channel.EMAIL, 0).queue
+    scratch = queues.get(f"scratch-{uuid.uuid4().hex[:8]}")
+    await scratch.add("x", {}, {"jobId": "waits"})
+    await scratch.add("x", {}, {"jobId": "later", "delay": 600_000})
+    for queue, jobs in (
+        (scratch, ["waits", "later", "none"]),
+        (queues.get(mail), [job_id(Channel.EMAIL, delivered)]),
+    ):
+        expected = [await queue.getJobState(j) for j in jobs]
+        assert await bullmq_clients.job_states(queue, jobs) == expected
+    assert expected == ["completed"]
+    assert await queues.live(scratch.name, ["waits", "later", "none"]) == {"waits", "later"}
+    await scratch.obliterate(force=True)

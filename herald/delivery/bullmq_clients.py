@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -67,6 +67,25 @@ def worker(
     made = LeanWorker(name, processor, {**options, "connection": commands})
     _use_blocking_client(made, blocking_client(redis_url, longest_block(made)))
     return made
+
+
+async def job_states(made: Queue, job_ids: Sequence[str]) -> list[str]:
+    """The BullMQ state of each job ("unknown" for none), in one pipelined round trip.
+
+    `Queue.getJobState` asks for one job per round trip, and its script looks the id up in
+    the wait list (LPOS, linear in its length): the reconciler checking a 500-job backlog every
+    few seconds cost 500 round trips each time, a few percent of a draining worker's CPU. This
+    runs the same script (BullMQ's `getStateV2`, Redis >= 6.0.6) for all of them at once."""
+    scripts = made.scripts
+    keys = scripts.getKeys(
+        ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children",
+         "prioritized"]
+    )  # fmt: skip
+    get_state = scripts.commands["getStateV2"]
+    async with made.client.pipeline(transaction=False) as pipe:
+        for job in job_ids:
+            await get_state(keys=keys, args=[job, scripts.toKey(job)], client=pipe)
+        return [str(state) for state in await pipe.execute()]
 
 
 def longest_block(made: Worker) -> float:

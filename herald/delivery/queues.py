@@ -8,7 +8,7 @@ create a duplicate job.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from bullmq import Queue
@@ -115,6 +115,11 @@ class Queues:
     async def state(self, queue: str, job: str) -> str:
         """The job's BullMQ state, or "unknown" when the queue has no such job."""
         return str(await self.get(queue).getJobState(job))
+
+    async def live(self, queue: str, jobs: Sequence[str]) -> set[str]:
+        """Which of these jobs will still run (or wait in a dead-letter queue): one round trip."""
+        states = await bullmq_clients.job_states(self.get(queue), jobs) if jobs else []
+        return {job for job, state in zip(jobs, states, strict=True) if state in LIVE_STATES}
 
     async def requeue(
         self,

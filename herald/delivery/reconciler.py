@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.config import Settings
 from herald.core.db import utcnow
-from herald.delivery.queues import LIVE_STATES, Queues, job_id
+from herald.delivery.queues import Queues, job_id
 from herald.notifications.inbox import expire_due
 from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Status
 from herald.notifications.service import Dispatcher
@@ -56,11 +56,14 @@ class Reconciler:
         """The rows with no live job that have not moved on since they were read. Checking
         hundreds of jobs takes a while, and meanwhile a row can be delivered and its finished
         job removed: without the second look such a row was reported lost and re-enqueued."""
-        jobless = []
+        by_queue: dict[str, list[DeliveryState]] = {}
         for n in rows:
             queue = self.queues.tier_of_queue(channel, n.queue_name).queue
-            if await self.queues.state(queue, job_id(channel, n.id)) not in LIVE_STATES:
-                jobless.append(n)
+            by_queue.setdefault(queue, []).append(n)
+        jobless = []
+        for queue, waiting in by_queue.items():
+            live = await self.queues.live(queue, [job_id(channel, n.id) for n in waiting])
+            jobless += [n for n in waiting if job_id(channel, n.id) not in live]
         if not jobless:
             return []
         async with self.db() as session:
