@@ -8,10 +8,17 @@ notifications (with the seed's concurrency of 10, ten such clients used to stall
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import RunningHerald
+import pytest
+
+from herald.delivery.bullmq_clients import LeanWorker
+from herald.notifications.models import Channel
+from herald.runtime import Herald
+from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings
 from tests.realtime_client import RecordingClient
+from tests.test_nothing_lost import all_delivered
 from tests.test_retry_tiers import notify
 
 
@@ -37,3 +44,39 @@ async def test_an_attempt_waiting_for_its_ack_leaves_its_slot_to_others(
     finally:
         await silent.close()
         await acking.close()
+
+
+async def test_a_busy_worker_takes_its_next_job_with_the_completion_of_the_last(
+    herald_factory: Any, smtp: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completing a job fetches the next one in the same script run (`fetchNext`, as the
+    Node.js worker does): a backlog of 20 emails drains through one slot with a handful of
+    `moveToActive` runs instead of one (or more) per job, and nothing is sent twice."""
+    fetched: list[str] = []
+    plain = LeanWorker.moveToActive
+
+    async def counted(self: LeanWorker, token: str) -> Any:
+        fetched.append(self.name)
+        return await plain(self, token)
+
+    monkeypatch.setattr(LeanWorker, "moveToActive", counted)
+    api: RunningHerald = await herald_factory(workers=False)
+    user = await api.member()
+    ids = [(await notify(api, user, ["email"], f"backlog {n}"))["email"] for n in range(20)]
+    worker = Herald(
+        make_settings(
+            tmp_path / "worker", database_url=api.settings.effective_database_url,
+            redis_url=api.herald.redis_url, email_host="127.0.0.1", email_port=smtp.port,
+            mail_queue_concurrency=1,
+        ),
+        api=False, workers=True,
+    )  # fmt: skip
+    await worker.start()
+    try:
+        await eventually(lambda: all_delivered(worker, ids), timeout=60)
+    finally:
+        await worker.stop()
+    mail = worker.queues.tier(Channel.EMAIL, 0).queue
+    subjects = [m.content for m in smtp.to(user["email"]) if b"backlog" in m.content]
+    assert len(subjects) == 20  # each once
+    assert fetched.count(mail) < 6, fetched.count(mail)

@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from bullmq import Queue, Worker
+from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 from bullmq.redis_connection import RedisConnection
 from bullmq.timer import Timer
 
@@ -139,6 +141,8 @@ class LeanWorker(Worker):
         tokens = (f"{self.id}:{n}" for n in itertools.count(1))
 
         def start(job: Any) -> None:
+            """Run the job in a task of its own; while that task keeps its slot, each job it
+            completes brings the next one with it (see `_process`)."""
             released = False
 
             def release() -> None:
@@ -155,11 +159,13 @@ class LeanWorker(Worker):
                 else:
                     slots.release()
 
+            async def run(job: Any) -> None:
+                while job is not None:
+                    job = await self._process(job, fetch_next=lambda: not released)
+
             context = contextvars.copy_context()
             context.run(_release_slot.set, release)
-            task = asyncio.get_running_loop().create_task(
-                self.processJob(job, job.token), context=context
-            )
+            task = asyncio.get_running_loop().create_task(run(job), context=context)
             self.processing.add(task)
             task.add_done_callback(finished)
 
@@ -182,6 +188,51 @@ class LeanWorker(Worker):
                     task.cancel()
                 await asyncio.gather(*self.processing, return_exceptions=True)
             await self.lockManager.close()
+
+    async def _process(self, job: Any, *, fetch_next: Callable[[], bool]) -> Any:
+        """`Worker.processJob`, except that completing a job whose slot is still held also
+        fetches the next one (BullMQ's `moveToFinished` script can, and the Node.js worker
+        does): one round trip per job less on a busy queue. Returns that job, or None.
+        BullMQ-Python's own `processJob` always asks for none."""
+        token = job.token
+        for option in ("removeOnComplete", "removeOnFail"):
+            if option not in job.opts and option in self.opts:
+                job.opts[option] = self.opts[option]
+        self.jobs.add((job, token))
+        self.lockManager.track_job(job.id, token, int(time.time() * 1000))
+        try:
+            if job.deferredFailure:
+                await job.moveToFailed(UnrecoverableError(job.deferredFailure), token)
+                self.emit("failed", job, UnrecoverableError(job.deferredFailure))
+                return None
+            result = await self.processor(job, token)
+            if self.forceClosing:
+                return None
+            more = fetch_next() and not (self.closing or self.paused)
+            finished = await self.backend.moveToCompleted(
+                job, result, job.opts.get("removeOnComplete", False), token, fetch_next=more
+            )
+            job.returnvalue, job.attemptsMade = result, job.attemptsMade + 1
+            self.emit("completed", job, result)
+            if not more:
+                return None
+            data, job_id, limit_until, delay_until = finished["result"] or (None,) * 4
+            return await self.nextJobFromJobData(
+                data, job_id, limit_until or 0, delay_until or 0, token
+            )
+        except (DelayedError, WaitingChildrenError):
+            return None
+        except Exception as err:
+            try:
+                if not self.forceClosing:
+                    await job.moveToFailed(err, token)
+                self.emit("failed", job, err)
+            except Exception as failure:
+                self.emit("error", failure, job)
+            return None
+        finally:
+            self.jobs.discard((job, token))
+            self.lockManager.untrack_job(job.id)
 
     async def _fetch(self, token: str) -> Any:
         """The next job, or None (nothing came within the block, or the worker is closing).
