@@ -20,9 +20,11 @@ starts a fetch for every free slot at once: with ten slots and a short queue, ni
 the `moveToActive` script for nothing each time one job arrives (counted over a whole 20/s
 run, start-up and idle polling included: 2,285 runs of that script for 100 in-app jobs, 279
 with this loop), and each turn of its loop waits on the set of all slots' tasks. This one
-fetches one job at a time, only when a slot is free, and blocks on the
-queue's marker only when the last fetch found nothing, as the Node.js worker does. A job that
-only waits (an in-app attempt waiting for the client's ack) can give its slot back
+fetches one job at a time, only when a slot is free, and blocks on the queue's marker only when
+the last fetch found nothing, as the Node.js worker does; and, as that worker does, a slot that
+completes a job takes the next one in the same script run (`moveToFinished` with fetchNext),
+where BullMQ-Python's `processJob` always runs `moveToActive` again. A job that only waits (an
+in-app attempt waiting for the client's ack) can give its slot back
 (`release_slot`), so the concurrency setting bounds the work in flight, not the waiting.
 """
 
@@ -214,12 +216,6 @@ class LeanWorker(Worker):
             )
             job.returnvalue, job.attemptsMade = result, job.attemptsMade + 1
             self.emit("completed", job, result)
-            if not more:
-                return None
-            data, job_id, limit_until, delay_until = finished["result"] or (None,) * 4
-            return await self.nextJobFromJobData(
-                data, job_id, limit_until or 0, delay_until or 0, token
-            )
         except (DelayedError, WaitingChildrenError):
             return None
         except Exception as err:
@@ -233,6 +229,12 @@ class LeanWorker(Worker):
         finally:
             self.jobs.discard((job, token))
             self.lockManager.untrack_job(job.id)
+        if not more:
+            return None
+        data, job_id, limit_until, delay_until = finished["result"] or (None,) * 4
+        return await self.nextJobFromJobData(
+            data, job_id, limit_until or 0, delay_until or 0, token
+        )
 
     async def _fetch(self, token: str) -> Any:
         """The next job, or None (nothing came within the block, or the worker is closing).
