@@ -126,6 +126,35 @@ class TestDeliveredMeansAcknowledged:
         assert body["status"] == "delivered"
         assert "acknowledged" in [h["status"] for h in body["deliveryHistory"]]
 
+    async def test_the_ack_writes_one_acknowledged_and_one_delivered_entry(
+        self, herald: RunningHerald
+    ) -> None:
+        """The ack's own statement records the delivery (the attempt that waited for it has
+        nothing left to write): one entry each, in that order, naming the acking socket."""
+        user = await herald.member()
+        client = RecordingClient(ack=True)
+        await client.connect(herald.url)
+        try:
+            await client.authenticate(user["token"])
+            nid = (await herald.login(user))["loginInAppNotification"]["notificationId"]
+            await next_notification(client, nid)
+            sid = client.sio.get_sid()
+
+            async def settled() -> list[dict[str, Any]] | None:
+                body = await inapp_record(herald, nid)
+                done = body["status"] == "delivered" and body["deliveryHistory"]
+                return body["deliveryHistory"] if done else None
+
+            history = await eventually(settled)
+            await asyncio.sleep(0.5)  # the attempt that waited for the ack has finished
+            history = (await inapp_record(herald, nid))["deliveryHistory"]
+        finally:
+            await client.close()
+        assert [(h["status"], h["socketId"], h["deliveryMethod"]) for h in history] == [
+            ("acknowledged", sid, "websocket"), ("delivered", sid, "websocket"),
+        ]  # fmt: skip
+        assert {h["attempt"] for h in history} == {1} and history[0]["queueName"] == "inapp"
+
     async def test_an_emit_lost_while_the_server_resubscribes_arrives_on_a_later_attempt(
         self, herald_factory: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -14,7 +14,7 @@ class DeliveryResult:
     socket_id: str | None = None
     message_id: str | None = None
     response: str | None = None
-    # The row already says delivered (a client's ack wrote it): the attempt adds its audit row.
+    # The row already says delivered, with its audit rows: a client's ack wrote them.
     recorded: bool = False
 
 

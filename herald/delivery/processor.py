@@ -194,13 +194,10 @@ class Processor:
     async def _delivered(
         self, sender: ChannelSender, n: DeliveryState, tier: Tier, result: DeliveryResult
     ) -> None:
+        if result.recorded:  # the ack's own statement wrote the status and the audit rows
+            return
         audit = self._audit_row(n, tier, Status.DELIVERED, None, result)
         async with self.db() as session:
-            if result.recorded:  # the ack wrote the status: only the audit row is left
-                await outside_a_transaction(session)
-                await session.execute(ATTEMPT_INSERT, audit)
-                await session.commit()
-                return
             if sender.channel is Channel.EMAIL:
                 fields = {"message_id": result.message_id, "smtp_response": result.response}
             elif sender.channel is Channel.WEBHOOK:

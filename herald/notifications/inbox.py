@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -162,11 +163,9 @@ async def acknowledge(
             async with session.begin():
                 rows = list((await session.execute(_acknowledge(checks_session), params)).all())
                 if rows:
-                    await session.execute(ATTEMPT_INSERT, [
-                        attempt_row(Channel.INAPP, row.id, row.attempts, "acknowledged",
-                                    row.queue_name or "inapp", method=transport, socket_id=sid)
-                        for row in rows
-                    ])  # fmt: skip
+                    await session.execute(
+                        ATTEMPT_INSERT, _ack_audit_rows(rows, now, sid, transport)
+                    )
                     events = _ack_events(rows, user_id, now, sid)
                     announced = await herald.webhooks.stage(session, events)
         if not rows:
@@ -296,17 +295,40 @@ def _acknowledge(checks_session: bool) -> Update:
     )  # fmt: skip
 
 
+def _ack_audit_rows(
+    rows: Sequence[Any], now: datetime, sid: str, transport: str
+) -> list[dict[str, Any]]:
+    """An `acknowledged` audit row for each acked row, and a `delivered` one for each that this
+    ack delivered: the attempt waiting for the ack then has nothing left to write (rows a
+    catch-up emit delivered got their `delivered` row from it)."""
+    return [
+        attempt_row(Channel.INAPP, row.id, row.attempts, status, row.queue_name or "inapp",
+                    method=transport, socket_id=sid)
+        for status in ("acknowledged", Status.DELIVERED)
+        for row in rows
+        if status == "acknowledged" or row.delivered_at == now
+    ]  # fmt: skip
+
+
 @functools.cache
 def _acknowledge_and_audit(checks_session: bool) -> Select[Any]:
-    """`_acknowledge` and its audit rows as one PostgreSQL statement; returns what it does."""
+    """`_acknowledge` and its audit rows (`_ack_audit_rows`) as one PostgreSQL statement;
+    returns what it does."""
     acked = _acknowledge(checks_session).cte("acked")
-    audit = insert(table(DeliveryAttempt)).from_select(
+
+    def audit(status: str) -> Select[Any]:
+        return select(
+            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, bindparam("now"),
+            literal(status), func.coalesce(acked.c.queue_name, "inapp"),
+            bindparam("transport"), bindparam("sid"),
+        )  # fmt: skip
+
+    written = insert(table(DeliveryAttempt)).from_select(
         ["channel", "notification_id", "attempt", "timestamp", "status", "queue_name",
          "delivery_method", "socket_id"],
-        select(
-            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, bindparam("now"),
-            literal("acknowledged"), func.coalesce(acked.c.queue_name, "inapp"),
-            bindparam("transport"), bindparam("sid"),
+        union_all(
+            audit("acknowledged"),
+            audit(Status.DELIVERED).where(acked.c.delivered_at == bindparam("now")),
         ),
     )  # fmt: skip
-    return select(acked).add_cte(audit.cte("audit"))
+    return select(acked).add_cte(written.cte("audit"))
