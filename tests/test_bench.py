@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from herald.bench.report import REQUIRED, TARGETS, update_docs
+from herald.bench.timelines import LEGS
 
 
 @pytest.mark.timeout(600)
@@ -31,6 +32,8 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
         assert all(isinstance(figures[k], int | float) for k in keys), (scenario, figures)
     inapp = result["scenarios"]["inapp"]
     assert inapp["arrived"] >= inapp["sent"] > 0  # every accepted notification reached its socket
+    for leg in LEGS:  # where the in-app latency went, from Herald's own timelines
+        assert 0 <= inapp[f"{leg}50Ms"] <= inapp[f"{leg}95Ms"], (leg, inapp)
     assert result["machine"]["cores"] >= 1 and result["command"].startswith("herald bench")
     page = (tmp_path / "benchmarks.md").read_text()
     for target in TARGETS:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from herald.bench import costs
+from herald.bench import costs, timelines
 from herald.bench.agent import Agent, call_all
 from herald.bench.ceiling import ceiling_agent
 from herald.bench.http import http_agent
@@ -185,6 +185,7 @@ async def inapp(ctx: Context) -> Figures:
                 2,
             ),  # fmt: skip
             **costs.per_notification(before, after, len(accepted)),
+            **(await timelines.legs(stack.redis_url) if ctx.peer is None else {}),
         }
         ctx.say(f"  drain: {s.inapp_drain} in-app notifications into one worker process")
         figures.update(await _drain_inapp(ctx, stack, api, worker, http, swarms, shares))
