@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,18 +172,25 @@ async def session_for_token(session: AsyncSession, token: str) -> tuple[User, Se
     """The user and the live session behind a bearer token, or None."""
     if not token:
         return None
-    row = (
-        await session.execute(
-            select(User, Session)
-            .join(Session, Session.user_id == User.id)
-            .where(
-                Session.token_hash == hash_token(token),
-                Session.revoked_at.is_(None),
-                Session.expires_at > utcnow(),
-            )
-        )
-    ).first()
+    params = {"token_hash": hash_token(token), "now": utcnow()}
+    row = (await session.execute(_by_token(), params)).first()
     return (row[0], row[1]) if row else None
+
+
+@functools.cache
+def _by_token() -> Select[User, Session]:
+    """`session_for_token`'s query, built once: every request with a session token and every
+    socket sign-in runs it, and building it and its cache key cost about as much CPU as
+    running it. Binds token_hash and now."""
+    return (
+        select(User, Session)
+        .join(Session, Session.user_id == User.id)
+        .where(
+            Session.token_hash == bindparam("token_hash"),
+            Session.revoked_at.is_(None),
+            Session.expires_at > bindparam("now"),
+        )
+    )
 
 
 async def verify_email(herald: Herald, token: str) -> User:

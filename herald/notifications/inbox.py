@@ -57,20 +57,39 @@ _MODEL = InAppNotification
 async def unacknowledged(session: AsyncSession, user_id: int) -> list[InAppNotification]:
     """What a newly authenticated socket must receive: unexpired, not yet acknowledged, oldest
     first, whatever tier (or dead-letter queue) the notification has reached."""
-    rows = await session.scalars(
-        select(_MODEL).where(*_waiting(user_id)).order_by(_MODEL.id).limit(CATCH_UP_LIMIT)
-    )
+    rows = await session.scalars(_backlog(checks_session=False), {"uid": user_id, "now": utcnow()})
     return list(rows.all())
 
 
-def _waiting(user_id: int) -> list[ColumnElement[bool]]:
+def _waiting(
+    user_id: BindParameter[int], now: BindParameter[datetime]
+) -> list[ColumnElement[bool]]:
     """The user's notifications a new connection must be sent."""
     return [
         _MODEL.user_id == user_id,
         _MODEL.acked_at.is_(None),
-        _MODEL.expires_at > utcnow(),
+        _MODEL.expires_at > now,
         _MODEL.status.not_in(HIDDEN_STATUSES),
     ]
+
+
+@functools.cache
+def _backlog(checks_session: bool) -> Select[Any]:
+    """A signing-in socket's backlog, built once (every connect runs it, and building it and
+    its cache key cost about as much CPU as running it); binds uid, now, and session_id when
+    it `checks_session` (then a `live` flag comes first on each row, see `backlog_if_live`)."""
+    uid: BindParameter[int] = bindparam("uid")
+    now: BindParameter[datetime] = bindparam("now")
+    if not checks_session:
+        return select(_MODEL).where(*_waiting(uid, now)).order_by(_MODEL.id).limit(CATCH_UP_LIMIT)
+    flag = select(sessions.live(bindparam("session_id"), now).label("live")).subquery()
+    return (
+        select(flag.c.live, _MODEL)
+        .select_from(flag)
+        .outerjoin(_MODEL, and_(flag.c.live, *_waiting(uid, now)))
+        .order_by(_MODEL.id)
+        .limit(CATCH_UP_LIMIT)
+    )
 
 
 async def backlog_if_live(
@@ -84,19 +103,8 @@ async def backlog_if_live(
     empty backlog are told apart."""
     if session_id is None:
         return await unacknowledged(session, user_id)
-    flag = select(sessions.live(session_id).label("live")).subquery()
-    rows = (
-        await session.execute(
-            select(flag.c.live, _MODEL)
-            .select_from(flag)
-            .outerjoin(
-                _MODEL,
-                and_(flag.c.live, *_waiting(user_id)),
-            )
-            .order_by(_MODEL.id)
-            .limit(CATCH_UP_LIMIT)
-        )
-    ).all()
+    params = {"uid": user_id, "now": utcnow(), "session_id": session_id}
+    rows = (await session.execute(_backlog(checks_session=True), params)).all()
     if not rows or not rows[0][0]:
         return None
     return [n for _, n in rows if n is not None]
