@@ -185,8 +185,10 @@ async def inapp(ctx: Context) -> Figures:
                 2,
             ),  # fmt: skip
             **costs.per_notification(before, after, len(accepted)),
-            **(await timelines.legs(stack.redis_url) if ctx.peer is None else {}),
         }
+        if ctx.peer is None:  # where the latency went, from Herald's own timelines
+            for leg, seconds in (await timelines.legs(stack.redis_url)).items():
+                figures.update(percentiles(seconds, leg))
         ctx.say(f"  drain: {s.inapp_drain} in-app notifications into one worker process")
         figures.update(await _drain_inapp(ctx, stack, api, worker, http, swarms, shares))
     return figures

@@ -2,7 +2,8 @@
 
 Every notification's telemetry timeline (`herald.telemetry.stages`) says when each step
 happened, in every process. After the in-app rate phase the bench reads them all and reports
-each leg's median and p95, so a latency figure comes with the leg that makes it:
+each leg's p50/p95/p99 (the scenarios' `percentiles`), so a latency figure comes with the leg
+that makes it:
 
 - `legRequest`: `server` → `queue`, the API storing the notification and enqueueing its job;
 - `legQueueWait`: `queue` → first `worker`, the job waiting for a worker to take it;
@@ -16,7 +17,6 @@ A peer keeps no timelines: it gets no such figures.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -40,13 +40,8 @@ def _when(events: list[dict[str, Any]]) -> dict[str, float]:
     return seen
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[max(math.ceil(q * len(ordered)) - 1, 0)], 1)
-
-
-async def legs(redis_url: str) -> dict[str, float]:
-    """p50 and p95 of each leg (ms) over every in-app timeline that reached an ack."""
+async def legs(redis_url: str) -> dict[str, list[float]]:
+    """Each leg's durations (seconds) over every in-app timeline that reached an ack."""
     client = aioredis.from_url(redis_url, decode_responses=True)
     found: dict[str, list[float]] = {leg: [] for leg in LEGS}
     try:
@@ -57,12 +52,7 @@ async def legs(redis_url: str) -> dict[str, float]:
                 continue
             for leg, (start, end) in LEGS.items():
                 if start in when and end in when:
-                    found[leg].append(when[end] - when[start])
+                    found[leg].append((when[end] - when[start]) / 1000)
     finally:
         await client.aclose()
-    return {
-        f"{leg}{q}Ms": _quantile(values, q / 100)
-        for leg, values in found.items()
-        if values
-        for q in (50, 95)
-    }
+    return {leg: seconds for leg, seconds in found.items() if seconds}
