@@ -36,6 +36,7 @@ from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.digests.service import Digests
 from herald.digests.worker import DigestWorker
+from herald.notifications import inbox
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
 from herald.notifications.trigger import user_lookup
@@ -87,6 +88,7 @@ class Herald:
         self.webhooks = WebhookEvents(settings, self.db, self.webhook_endpoints)
         self.dispatcher.events = self.webhooks
         self.webhooks.dispatcher = self.dispatcher
+        self.ack_batches = inbox.ack_batches(self)  # sockets' acks, recorded together
         # Email templates, all stored ones kept in memory: rendering queries nothing.
         self.templates = TemplateStore(settings, self.db, self.redis)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)

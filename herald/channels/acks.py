@@ -36,11 +36,19 @@ class Ack(NamedTuple):
     transport: str
 
 
-async def publish_acks(
-    redis: aioredis.Redis, redis_url: str, ids: Sequence[int], sid: str, transport: str
-) -> None:
-    message = {"ids": list(ids), "sid": sid, "transport": transport}
-    await redis.publish(ack_channel(redis_url), json.dumps(message))
+class Acked(NamedTuple):
+    """What one socket acknowledged."""
+
+    ids: list[int]
+    sid: str
+    transport: str
+
+
+async def publish_acks(redis: aioredis.Redis, redis_url: str, acks: Sequence[Acked]) -> None:
+    """One message for a batch of sockets' acks (a list of `{ids, sid, transport}`)."""
+    if acks:
+        message = [ack._asdict() for ack in acks]
+        await redis.publish(ack_channel(redis_url), json.dumps(message))
 
 
 class AckListener:
@@ -69,10 +77,13 @@ class AckListener:
 
     def _heard(self, payload: str) -> None:
         message = json.loads(payload)
-        for notification_id in message["ids"]:
-            future = self._waiting.get(notification_id)
-            if future is not None and not future.done():
-                future.set_result(Ack(message["sid"], message.get("transport", "websocket")))
+        # A server of an earlier version publishes one socket's acks as a lone object.
+        for acked in message if isinstance(message, list) else [message]:
+            ack = Ack(acked["sid"], acked.get("transport", "websocket"))
+            for notification_id in acked["ids"]:
+                future = self._waiting.get(notification_id)
+                if future is not None and not future.done():
+                    future.set_result(ack)
 
     async def _listen(self) -> None:
         subscribed = False

@@ -8,12 +8,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
+    ARRAY,
     BindParameter,
     ColumnElement,
+    Integer,
     Select,
+    String,
     Update,
     and_,
     bindparam,
@@ -21,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     true,
     union_all,
@@ -28,9 +32,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from herald.channels.acks import publish_acks
+from herald.channels.acks import Acked, publish_acks
 from herald.core.db import table, transaction, utcnow
 from herald.core.dbfaults import outside_a_transaction
+from herald.core.group_commit import GroupCall
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
     ATTEMPT_INSERT,
@@ -136,6 +141,18 @@ async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> Non
         await herald.queues.forget(Channel.INAPP, n.id)
 
 
+class AckRequest(NamedTuple):
+    """One socket's acknowledgement: whose notifications, under which login session (None: a
+    client-token socket, bound to none), which ids, and the transport the socket really uses
+    (`polling` or `websocket`)."""
+
+    user_id: int
+    session_id: int | None
+    ids: tuple[int, ...]
+    sid: str
+    transport: str
+
+
 async def acknowledge(
     herald: Herald,
     user_id: int,
@@ -146,54 +163,94 @@ async def acknowledge(
 ) -> list[int] | None:
     """Mark the user's own notifications received on this socket; returns the ids acked, or
     None if the socket's login session has ended (then nothing is marked; no `session_id`: the
-    caller checked what the socket authenticated with). `transport` is what the acking socket
-    really uses (`polling` or `websocket`).
+    caller checked what the socket authenticated with).
 
-    This runs once per notification a client receives, so it is an UPDATE ... RETURNING whose
-    condition carries the session check, and the audit rows: one statement on PostgreSQL (a
-    data-modifying WITH), two in one transaction on SQLite. A row in the dead-letter queue is
-    one whose queue is the DLQ's."""
-    dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
+    Every socket's acks, a statement each, were a third of a busy API server's CPU: acks that
+    arrive together are recorded together (`ack_batches`)."""
+    request = AckRequest(user_id, session_id, tuple(ids), sid, transport)
+    return (await herald.ack_batches.get([request]))[request]
+
+
+def ack_batches(herald: Herald) -> GroupCall[AckRequest, list[int] | None]:
+    """Acknowledgements from concurrent sockets recorded in one statement, their audit rows
+    with them, and announced to the waiting workers in one message."""
+
+    async def record(requests: set[AckRequest]) -> dict[AckRequest, list[int] | None]:
+        return await _acknowledge_all(herald, list(requests))
+
+    return GroupCall(record, in_flight=1)
+
+
+async def _acknowledge_all(
+    herald: Herald, requests: list[AckRequest]
+) -> dict[AckRequest, list[int] | None]:
+    """The acks of `requests`: on PostgreSQL with no webhook to stage, one UPDATE ... RETURNING
+    whose condition carries each socket's session check, with the audit rows (a data-modifying
+    WITH); otherwise a transaction per request. A row in the dead-letter queue is one whose
+    queue is the DLQ's."""
     now = utcnow()
-    params = {
-        "ids": list(ids), "recipient": user_id, "session_id": session_id, "now": now,
-        "sid": sid, "transport": transport,
-    }  # fmt: skip
-    checks_session = session_id is not None
+    rows: list[list[Any]] = [[] for _ in requests]
     announced: list[WebhookDelivery] = []
     async with herald.db() as session:
-        # PostgreSQL, and no webhook to stage with it: one statement, one round trip.
         listened = await herald.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
         if not listened and await outside_a_transaction(session):
-            statement = _acknowledge_and_audit(checks_session)
-            rows = list((await session.execute(statement, params)).all())
+            result = await session.execute(_acknowledge_many(), _arrays(requests, now))
+            for row in result:
+                rows[row.caller].append(row)
         else:
-            async with session.begin():
-                rows = list((await session.execute(_acknowledge(checks_session), params)).all())
-                if rows:
-                    await session.execute(
-                        ATTEMPT_INSERT, _ack_audit_rows(rows, now, sid, transport)
-                    )
-                    events = _ack_events(rows, user_id, now, sid)
-                    announced = await herald.webhooks.stage(session, events)
-        if not rows:
-            ended = session_id is not None and not await sessions.is_live(session, session_id)
-            return None if ended else []
+            for k, request in enumerate(requests):
+                async with session.begin():
+                    rows[k] = await _acknowledge_one(session, request, now)
+                    events = _ack_events(rows[k], request, now)
+                    announced += await herald.webhooks.stage(session, events)
+        acked: dict[AckRequest, list[int] | None] = {}
+        for request, own in zip(requests, rows, strict=True):
+            if (
+                not own
+                and request.session_id is not None
+                and not await sessions.is_live(session, request.session_id)
+            ):
+                acked[request] = None
+            else:
+                acked[request] = sorted(row.id for row in own)
         await session.commit()
     await herald.webhooks.dispatch(announced)
-    rows.sort(key=lambda row: row.id)
-    acked = [row.id for row in rows]
-    for row in rows:
-        herald.telemetry.stages.event(
-            row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
-            notification_id=row.id, detail={"socketId": sid},
-        )  # fmt: skip
-    for row in rows:  # received after all: it leaves the dead-letter queue
-        if row.queue_name == dead_letters:
-            await herald.queues.forget(Channel.INAPP, row.id)
-    # Wake the worker attempts that wait for these acks.
-    await publish_acks(herald.redis, herald.redis_url, acked, sid, transport)
+    await _after_acks(herald, requests, rows)
     return acked
+
+
+async def _after_acks(herald: Herald, requests: list[AckRequest], rows: list[list[Any]]) -> None:
+    """Telemetry, the dead-letter queue left, and the waiting worker attempts woken."""
+    dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
+    for request, own in zip(requests, rows, strict=True):
+        for row in own:
+            herald.telemetry.stages.event(
+                row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
+                notification_id=row.id, detail={"socketId": request.sid},
+            )  # fmt: skip
+            if row.queue_name == dead_letters:  # received after all: it leaves the DLQ
+                await herald.queues.forget(Channel.INAPP, row.id)
+    acks = [
+        Acked(sorted(row.id for row in own), request.sid, request.transport)
+        for request, own in zip(requests, rows, strict=True)
+        if own
+    ]
+    await publish_acks(herald.redis, herald.redis_url, acks)
+
+
+async def _acknowledge_one(session: AsyncSession, request: AckRequest, now: datetime) -> list[Any]:
+    """One request's ack and its audit rows, in the caller's transaction."""
+    params = {
+        "ids": list(request.ids), "recipient": request.user_id,
+        "session_id": request.session_id, "now": now, "sid": request.sid,
+        "transport": request.transport,
+    }  # fmt: skip
+    statement = _acknowledge(request.session_id is not None)
+    rows = list((await session.execute(statement, params)).all())
+    if rows:
+        audit = _ack_audit_rows(rows, now, request.sid, request.transport)
+        await session.execute(ATTEMPT_INSERT, audit)
+    return rows
 
 
 async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> list[int]:
@@ -260,14 +317,14 @@ async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> in
     return len(ids)
 
 
-def _ack_events(rows: Sequence[Any], user_id: int, now: datetime, sid: str) -> list[Event]:
+def _ack_events(rows: Sequence[Any], request: AckRequest, now: datetime) -> list[Event]:
     """`acked` for each row, and `delivered` for those this ack delivered (the others were
     delivered earlier, by a catch-up emit)."""
     events = []
     for row in rows:
         common = dict(
             channel=Channel.INAPP, notification_id=row.id, type=row.type,
-            status=Status.DELIVERED, user_id=user_id, socketId=sid,
+            status=Status.DELIVERED, user_id=request.user_id, socketId=request.sid,
         )  # fmt: skip
         if row.delivered_at == now:
             events.append(webhook.notification_event(webhook.DELIVERED, **common))
@@ -318,25 +375,69 @@ def _ack_audit_rows(
     ]  # fmt: skip
 
 
+def _arrays(requests: Sequence[AckRequest], now: datetime) -> dict[str, Any]:
+    """`_acknowledge_many`'s parameters: one array element per acknowledged id."""
+    columns: dict[str, list[Any]] = {name: [] for name in _ACK_COLUMNS}
+    for k, request in enumerate(requests):
+        for notification_id in request.ids:
+            values = (notification_id, request.user_id, request.session_id, request.sid,
+                      request.transport, k)  # fmt: skip
+            for name, value in zip(_ACK_COLUMNS, values, strict=True):
+                columns[name].append(value)
+    return {**{f"ack_{name}": values for name, values in columns.items()}, "now": now}
+
+
+_ACK_COLUMNS = ("id", "recipient", "session_id", "sid", "transport", "caller")
+
+
 @functools.cache
-def _acknowledge_and_audit(checks_session: bool) -> Select[Any]:
-    """`_acknowledge` and its audit rows (`_ack_audit_rows`) as one PostgreSQL statement;
-    returns what it does."""
-    acked = _acknowledge(checks_session).cte("acked")
+def _acknowledge_many() -> Select[Any]:
+    """Many sockets' acks and their audit rows as one PostgreSQL statement, built once; binds
+    an array per name in `_ACK_COLUMNS` as `ack_<name>` (`caller`: which request an id came
+    with) and now.
+    Returns what it acknowledged, with `caller`.
+
+    The rows are locked in id order before they are updated: two batches (two API servers, or
+    one server's batch and a reader's) that want the same rows then queue, never deadlock."""
+    types = (Integer, Integer, Integer, String, String, Integer)
+    # Named apart from any column: a parameter named like one of an UPDATE's columns is taken
+    # as a value for it.
+    arrays: list[BindParameter[Any]] = [
+        bindparam(f"ack_{name}", type_=ARRAY(t))
+        for name, t in zip(_ACK_COLUMNS, types, strict=True)
+    ]
+    acks = select(func.unnest(*arrays).table_valued(*_ACK_COLUMNS).render_derived()).cte("acks")
+    t = table(_MODEL)
+    c = t.c
+    now: BindParameter[datetime] = bindparam("now")
+    mine = and_(c.id == acks.c.id, c.user_id == acks.c.recipient, c.acked_at.is_(None))
+    locked = select(c.id).join(acks, mine).order_by(c.id).with_for_update(of=t).cte("locked")
+    in_session = or_(acks.c.session_id.is_(None), sessions.live(acks.c.session_id, now))
+    acked = (
+        update(t)
+        .where(mine, in_session, c.id.in_(select(locked.c.id)))
+        .values(
+            acked_at=now, socket_id=acks.c.sid, status=Status.DELIVERED, updated_at=now,
+            delivered_at=func.coalesce(c.delivered_at, now),
+            delivered_via=case(
+                (c.delivered_via == "catch-up", "catch-up"), else_=acks.c.transport
+            ),
+        )
+        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at,
+                   acks.c.caller, acks.c.sid, acks.c.transport)
+    ).cte("acked")  # fmt: skip
 
     def audit(status: str) -> Select[Any]:
         return select(
-            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, bindparam("now"),
-            literal(status), func.coalesce(acked.c.queue_name, "inapp"),
-            bindparam("transport"), bindparam("sid"),
+            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, now, literal(status),
+            func.coalesce(acked.c.queue_name, "inapp"), acked.c.transport, acked.c.sid,
         )  # fmt: skip
 
     written = insert(table(DeliveryAttempt)).from_select(
         ["channel", "notification_id", "attempt", "timestamp", "status", "queue_name",
          "delivery_method", "socket_id"],
         union_all(
-            audit("acknowledged"),
-            audit(Status.DELIVERED).where(acked.c.delivered_at == bindparam("now")),
+            audit("acknowledged"), audit(Status.DELIVERED).where(acked.c.delivered_at == now)
         ),
     )  # fmt: skip
     return select(acked).add_cte(written.cte("audit"))

@@ -53,11 +53,11 @@ async def unbind(redis: aioredis.Redis, session_id: int, sid: str) -> None:
 
 
 def live(
-    session_id: int | BindParameter[int], now: datetime | BindParameter[datetime] | None = None
+    session_id: int | ColumnElement[int], now: datetime | BindParameter[datetime] | None = None
 ) -> ColumnElement[bool]:
     """A condition true while the session is neither revoked nor expired: a statement that
     acts for a socket's user can carry it instead of asking first. A statement built once
-    passes bind parameters for both."""
+    passes bind parameters (or a column of its own) for both."""
     return exists().where(
         Session.id == session_id,
         Session.revoked_at.is_(None),
