@@ -178,7 +178,9 @@ def ack_batches(herald: Herald) -> GroupCall[AckRequest, list[int] | None]:
     async def record(requests: set[AckRequest]) -> dict[AckRequest, list[int] | None]:
         return await _acknowledge_all(herald, list(requests))
 
-    return GroupCall(record, in_flight=1)
+    # Two batches at once: with one, a lone ack waited out the batch before it, which cost
+    # ~2 ms at the in-app p50 at 100/s; two kept the p50 and the CPU saved at 300/s.
+    return GroupCall(record, in_flight=2)
 
 
 async def _acknowledge_all(
