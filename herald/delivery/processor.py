@@ -20,8 +20,8 @@ from sqlalchemy import BindParameter, Insert, Update, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
+from herald.core import driver
 from herald.core.db import table, transaction, utcnow
-from herald.core.dbfaults import outside_a_transaction
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
@@ -160,11 +160,8 @@ class Processor:
         model = sender.model
         statement = _claim_statement(sender.channel, sender.in_flight_status)
         params = {"nid": notification_id, "now": utcnow(), "queue": tier.queue}
-        async with self.db() as session:
-            await outside_a_transaction(session)  # one statement: no BEGIN and COMMIT
-            row = (await session.execute(statement, params)).one_or_none()
-            await session.commit()
-        return None if row is None else model(**row._mapping)
+        rows = await driver.fetch(self.db, statement, params)  # no BEGIN and COMMIT
+        return model(**rows[0]) if rows else None
 
     async def _record_delivered(
         self,
@@ -197,29 +194,27 @@ class Processor:
         if result.recorded:  # the ack's own statement wrote the status and the audit rows
             return
         audit = self._audit_row(n, tier, Status.DELIVERED, None, result)
-        async with self.db() as session:
-            if sender.channel is Channel.EMAIL:
-                fields = {"message_id": result.message_id, "smtp_response": result.response}
-            elif sender.channel is Channel.WEBHOOK:
-                fields = {"response": result.response}
-            else:
-                fields = {"socket_id": result.socket_id, "delivered_via": result.method}
-            now = utcnow()
-            params = {"nid": n.id, "now": now, **fields}
-            delivered = webhook.of_row(
-                webhook.DELIVERED, n, status=Status.DELIVERED, attempt=_attempt(n, tier)
-            )
-            announced: list[WebhookDelivery] = []
-            # PostgreSQL, and no webhook to stage with it: one statement.
-            if not await self._listened([delivered]) and await outside_a_transaction(session):
-                statement = _delivered_and_audit(n.channel, tuple(fields), tuple(audit))
-                await session.execute(statement, {**params, **_prefixed(audit)})
-            else:
-                async with session.begin():
-                    await session.execute(_delivered_statement(n.channel, tuple(fields)), params)
-                    await session.execute(ATTEMPT_INSERT, audit)
-                    announced = await self._stage(session, [delivered])
-            await session.commit()
+        if sender.channel is Channel.EMAIL:
+            fields = {"message_id": result.message_id, "smtp_response": result.response}
+        elif sender.channel is Channel.WEBHOOK:
+            fields = {"response": result.response}
+        else:
+            fields = {"socket_id": result.socket_id, "delivered_via": result.method}
+        now = utcnow()
+        params = {"nid": n.id, "now": now, **fields}
+        delivered = webhook.of_row(
+            webhook.DELIVERED, n, status=Status.DELIVERED, attempt=_attempt(n, tier)
+        )
+        announced: list[WebhookDelivery] = []
+        # PostgreSQL, and no webhook to stage with it: one statement.
+        if not await self._listened([delivered]) and driver.on_postgres(self.db):
+            statement = _delivered_and_audit(n.channel, tuple(fields), tuple(audit))
+            await driver.fetch(self.db, statement, {**params, **_prefixed(audit)})
+        else:
+            async with transaction(self.db) as session:
+                await session.execute(_delivered_statement(n.channel, tuple(fields)), params)
+                await session.execute(ATTEMPT_INSERT, audit)
+                announced = await self._stage(session, [delivered])
         for key, value in {**fields, "status": Status.DELIVERED, "delivered_at": now}.items():
             setattr(n, key, value)
         await self._announce(announced)

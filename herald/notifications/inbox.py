@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import Acked, publish_acks
+from herald.core import driver
 from herald.core.db import table, transaction, utcnow
-from herald.core.dbfaults import outside_a_transaction
 from herald.core.group_commit import GroupCall
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
@@ -193,32 +193,31 @@ async def _acknowledge_all(
     now = utcnow()
     rows: list[list[Any]] = [[] for _ in requests]
     announced: list[WebhookDelivery] = []
-    async with herald.db() as session:
-        listened = await herald.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
-        if not listened and await outside_a_transaction(session):
-            result = await session.execute(_acknowledge_many(), _arrays(requests, now))
-            for row in result:
-                rows[row.caller].append(row)
-        else:
+    listened = await herald.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
+    if not listened and driver.on_postgres(herald.db):
+        for row in await driver.fetch(herald.db, _acknowledge_many(), _arrays(requests, now)):
+            rows[row.caller].append(row)
+    else:
+        async with herald.db() as session:
             for k, request in enumerate(requests):
                 async with session.begin():
                     rows[k] = await _acknowledge_one(session, request, now)
                     events = _ack_events(rows[k], request, now)
                     announced += await herald.webhooks.stage(session, events)
-        acked: dict[AckRequest, list[int] | None] = {}
-        for request, own in zip(requests, rows, strict=True):
-            if (
-                not own
-                and request.session_id is not None
-                and not await sessions.is_live(session, request.session_id)
-            ):
-                acked[request] = None
-            else:
-                acked[request] = sorted(row.id for row in own)
-        await session.commit()
+    acked: dict[AckRequest, list[int] | None] = {}
+    for request, own in zip(requests, rows, strict=True):
+        ended = not own and await _session_ended(herald, request.session_id)
+        acked[request] = None if ended else sorted(row.id for row in own)
     await herald.webhooks.dispatch(announced)
     await _after_acks(herald, requests, rows)
     return acked
+
+
+async def _session_ended(herald: Herald, session_id: int | None) -> bool:
+    if session_id is None:
+        return False
+    async with herald.db() as session:
+        return not await sessions.is_live(session, session_id)
 
 
 async def _after_acks(herald: Herald, requests: list[AckRequest], rows: list[list[Any]]) -> None:
