@@ -1,0 +1,92 @@
+"""Statements sent through the pooled connection's asyncpg driver (herald.core.driver) read as
+they do through a session, and a connection that broke under one is not handed out again."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, bindparam, text, update
+
+from herald.core import dbfaults, driver
+from herald.core.db import UTCDateTime, create_engine, create_sessionmaker
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def things() -> Table:
+    return Table(
+        f"things_{uuid.uuid4().hex[:8]}", MetaData(),
+        Column("id", Integer, primary_key=True), Column("status", String(16)),
+        Column("data", JSON), Column("at", UTCDateTime),
+    )  # fmt: skip
+
+
+def claim(t: Table) -> Any:
+    """Like the worker's claim: a constant IN list, bind parameters, RETURNING every column."""
+    return (
+        update(t)
+        .where(t.c.id == bindparam("nid"), t.c.status.not_in(["done", "gone"]))
+        .values(status="busy", at=bindparam("now"))
+        .returning(*t.c)
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, postgres_url: str | None, tmp_path: Path) -> Any:
+    if request.param == "postgresql" and not postgres_url:
+        pytest.skip("HERALD_TEST_DATABASE_URL not set")
+    url = postgres_url if request.param == "postgresql" else f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    engine = create_engine(url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_rows_read_as_through_a_session(db: Any) -> None:
+    t = things()
+    async with db.begin() as session:
+        await session.run_sync(lambda s: t.create(s.connection()))
+        await session.execute(
+            t.insert(),
+            [{"id": 1, "status": "new", "data": {"a": [1, "x"]}, "at": NOW},
+             {"id": 2, "status": "done", "data": {}, "at": NOW}],
+        )  # fmt: skip
+    rows = await driver.fetch(db, claim(t), {"nid": 1, "now": NOW})
+    assert rows == [{"id": 1, "status": "busy", "data": {"a": [1, "x"]}, "at": NOW}]
+    assert rows[0].data == {"a": [1, "x"]} and rows[0].at.tzinfo is not None
+    assert await driver.fetch(db, claim(t), {"nid": 2, "now": NOW}) == []  # "done": not in
+    async with db() as session:  # committed on its own
+        assert (
+            await session.execute(text(f"SELECT status FROM {t.name} WHERE id = 1"))
+        ).scalar() == "busy"
+
+
+async def test_a_connection_that_broke_under_a_statement_is_not_handed_out_again(
+    postgres_url: str | None,
+) -> None:
+    if not postgres_url:
+        pytest.skip("HERALD_TEST_DATABASE_URL not set")
+    engine = create_engine(postgres_url)
+    db = create_sessionmaker(engine)
+    t = things()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(t.create)
+            await conn.execute(t.insert(), [{"id": 1, "status": "new", "data": {}, "at": NOW}])
+        await driver.fetch(db, claim(t), {"nid": 1, "now": NOW})  # the pool now holds one
+        async with engine.connect() as conn:  # the same pooled connection: end its backend
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+        other = create_engine(postgres_url)
+        async with other.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await other.dispose()
+        with pytest.raises(Exception) as broken:
+            await driver.fetch(db, claim(t), {"nid": 1, "now": NOW})
+        assert dbfaults.is_dropped(broken.value), broken.value
+        # Invalidated, not pooled: the next statement gets a new connection.
+        assert await driver.fetch(db, claim(t), {"nid": 1, "now": NOW}) != []
+    finally:
+        await engine.dispose()
