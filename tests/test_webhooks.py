@@ -516,3 +516,40 @@ async def test_an_endpoint_registered_through_one_server_reaches_another_process
 
     got = await eventually(announced, timeout=20, interval=0.2)
     assert got[0].type == "notification.queued"
+
+
+async def test_deleting_an_endpoint_while_a_worker_records_a_failed_delivery_does_not_deadlock(
+    herald_factory: Any, stack: dict[str, Any], endpoints: list[RunningHerald]
+) -> None:
+    """A worker recording a failed delivery updates the row twice in one transaction; the
+    second update checks the row's foreign key (a key-share lock on the endpoint). A DELETE of
+    the endpoint meanwhile locked the endpoint and then waited for that delivery row: with a
+    FOR UPDATE lock the two waited for each other (PostgreSQL: deadlock, a 500)."""
+    if not stack:
+        pytest.skip("row locks: PostgreSQL")
+    herald: RunningHerald = await herald_factory(workers=False)  # the test is the worker
+    endpoints.append(herald)
+    endpoint = await register(herald, f"http://127.0.0.1:{free_port()}/down", ["*"])
+    user = await herald.member()
+    await trigger(herald, user, ["inapp"])  # a `notification.queued` delivery for it
+    worker = herald.herald.engine
+    async with worker.connect() as conn:
+        found = await conn.exec_driver_sql(
+            "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1", (endpoint["id"],)
+        )
+        delivery = found.scalars().first()
+        assert delivery is not None
+        await conn.exec_driver_sql(  # the worker's first update: the delivery row is locked
+            "UPDATE webhook_deliveries SET failure_reason = 'HTTP 500' WHERE id = $1",
+            (delivery,),
+        )
+        deleting = asyncio.create_task(
+            herald.http.delete(f"/api/ops/webhooks/{endpoint['id']}", headers=herald.admin())
+        )
+        await asyncio.sleep(0.5)  # the DELETE holds the endpoint and waits for the row
+        await conn.exec_driver_sql(  # the worker's second update: its foreign key check
+            "UPDATE webhook_deliveries SET status = 'queued' WHERE id = $1", (delivery,)
+        )
+        await conn.commit()
+    gone = await deleting
+    assert gone.status_code == 200, gone.text

@@ -37,7 +37,11 @@ async def listed(session: AsyncSession) -> list[WebhookEndpoint]:
 
 
 async def live(session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
-    row = await session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    # FOR NO KEY UPDATE, not FOR UPDATE: a worker recording a failed delivery of this endpoint
+    # takes a key-share lock on it (the foreign key check of a delivery row its transaction
+    # already changed); FOR UPDATE blocked that while this transaction waited for the delivery
+    # row the worker held: a deadlock, and a 500 for the DELETE.
+    row = await session.get(WebhookEndpoint, endpoint_id, with_for_update={"key_share": True})
     if row is None or row.deleted_at is not None:
         raise NotFound(f"no webhook endpoint {endpoint_id}")
     return row
