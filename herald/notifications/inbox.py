@@ -349,15 +349,21 @@ def _acknowledge(checks_session: bool) -> Update:
             c.acked_at.is_(None),
             sessions.live(bindparam("session_id"), now) if checks_session else true(),
         )
-        .values(
-            acked_at=now, socket_id=bindparam("sid"), status=Status.DELIVERED, updated_at=now,
-            delivered_at=func.coalesce(c.delivered_at, now),
-            # A worker's emit can't tell the transport; a catch-up says so itself.
-            delivered_via=case(
-                (c.delivered_via == "catch-up", "catch-up"), else_=bindparam("transport")
-            ),
-        )
+        .values(_acked_values(now, bindparam("sid"), bindparam("transport")))
         .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at)
+    )  # fmt: skip
+
+
+def _acked_values(
+    now: BindParameter[datetime], sid: ColumnElement[str], transport: ColumnElement[str]
+) -> dict[str, Any]:
+    """What an ack sets on its row, for `_acknowledge` and `_acknowledge_many`."""
+    c = table(_MODEL).c
+    return dict(
+        acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
+        delivered_at=func.coalesce(c.delivered_at, now),
+        # A worker's emit can't tell the transport; a catch-up says so itself.
+        delivered_via=case((c.delivered_via == "catch-up", "catch-up"), else_=transport),
     )  # fmt: skip
 
 
@@ -417,13 +423,7 @@ def _acknowledge_many() -> Select[Any]:
     acked = (
         update(t)
         .where(mine, in_session, c.id.in_(select(locked.c.id)))
-        .values(
-            acked_at=now, socket_id=acks.c.sid, status=Status.DELIVERED, updated_at=now,
-            delivered_at=func.coalesce(c.delivered_at, now),
-            delivered_via=case(
-                (c.delivered_via == "catch-up", "catch-up"), else_=acks.c.transport
-            ),
-        )
+        .values(_acked_values(now, acks.c.sid, acks.c.transport))
         .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at,
                    acks.c.caller, acks.c.sid, acks.c.transport)
     ).cte("acked")  # fmt: skip
