@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +37,37 @@ from herald.web.server import server_config
 ADMIN_TOKEN = "test-admin-token"
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL")
+
+
+# --- A hung test fails alone -------------------------------------------------------------------
+# Every test shares one event loop (the session's). pytest-timeout's signal (180 s, the backstop)
+# interrupts whatever runs at that moment, the loop itself included, and leaves it unusable:
+# every later test then errors in its set-up. So a test's body is cancelled inside the loop
+# first, which fails that test with its stack and lets its fixtures stop Herald as usual.
+TEST_BODY_TIMEOUT = 120.0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    body = getattr(item, "obj", None)
+    if not inspect.iscoroutinefunction(body):
+        return (yield)
+
+    @functools.wraps(body)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(TEST_BODY_TIMEOUT):
+                return await body(*args, **kwargs)
+        except TimeoutError:
+            raise AssertionError(
+                f"the test ran past {TEST_BODY_TIMEOUT:.0f} s:\n" + dump_tasks()
+            ) from None
+
+    item.obj = bounded  # type: ignore[attr-defined]
+    try:
+        return (yield)
+    finally:
+        item.obj = body  # type: ignore[attr-defined]
 
 
 # --- A real SMTP server that can be told to fail ------------------------------------------------
@@ -234,7 +267,7 @@ async def herald_factory(
         await running.http.aclose()
         server.should_exit = True
         try:
-            await asyncio.wait_for(asyncio.shield(task), 90)
+            await asyncio.wait_for(asyncio.shield(task), 50)
         except TimeoutError:
             raise AssertionError("Herald did not shut down:\n" + dump_tasks()) from None
 
