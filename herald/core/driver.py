@@ -19,6 +19,7 @@ statement runs through a session, as before.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.core import dbfaults
+
+log = logging.getLogger(__name__)
 
 Statement = Insert | Update | Select[Any]
 
@@ -94,3 +97,17 @@ async def fetch(
                 await connection.invalidate(exc if isinstance(exc, Exception) else None)
             raise
     return [Row(record.items()) for record in records]
+
+
+async def read(
+    db: async_sessionmaker[AsyncSession], statement: Statement, params: Mapping[str, Any]
+) -> list[Row]:
+    """`fetch` for a read: once more on a fresh connection if the first one dropped (as
+    `dbfaults.read` does for a session's)."""
+    try:
+        return await fetch(db, statement, params)
+    except Exception as exc:
+        if not dbfaults.is_dropped(exc):
+            raise
+        log.warning("db.retry", extra={"phase": "read", "error": repr(exc)})
+    return await fetch(db, statement, params)
