@@ -27,6 +27,9 @@ DELAYED_SCORE_SCALE = 0x1000
 OVERDUE_AFTER_MS = 15_000
 KEEP_COMPLETED = {"age": 3600, "count": 1000}
 KEEP_FAILED = {"age": 7 * 24 * 3600, "count": 10_000}
+# What `counts` reports per queue; BullMQ's scripts call the waiting list "wait".
+COUNTED_STATES = ("waiting", "active", "delayed", "completed", "failed")
+_SCRIPT_STATES = ["wait" if state == "waiting" else state for state in COUNTED_STATES]
 # States in which a job will still run (or, in a dead-letter queue, waits for a person).
 LIVE_STATES = frozenset({"waiting", "active", "delayed", "prioritized", "waiting-children"})
 
@@ -158,18 +161,33 @@ class Queues:
         return self.tier(channel, 0)
 
     async def counts(self) -> dict[str, dict[str, int]]:
-        """Jobs per state in every queue, and `overdue`: delayed jobs well past their due time."""
-        states = ("waiting", "active", "delayed", "completed", "failed")
-        result = {}
-        for name in all_queue_names(self.settings):
-            raw = await self.get(name).getJobCounts(*states)
-            result[name] = {state: int(raw.get(state, 0)) for state in states}
-            result[name]["overdue"] = await self.overdue(name) if raw.get("delayed") else 0
+        """Jobs per state in every queue, and `overdue`: delayed jobs well past their due time.
+
+        In one pipelined round trip (BullMQ's `getCounts` script per queue, as
+        `Queue.getJobCounts` runs it one queue per round trip), and a second one for the
+        overdue counts of queues that hold delayed jobs."""
+        names = all_queue_names(self.settings)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                scripts = self.get(name).scripts
+                script = scripts.commands["getCounts"]
+                await script(keys=scripts.getKeys([""]), args=_SCRIPT_STATES, client=pipe)
+            found = await pipe.execute()
+        result = {
+            name: {state: int(n or 0) for state, n in zip(COUNTED_STATES, raw, strict=True)}
+            for name, raw in zip(names, found, strict=True)
+        }
+        delayed = [name for name in names if result[name]["delayed"]]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in delayed:
+                pipe.zcount(self.get(name).keys["delayed"], "-inf", _overdue_cutoff())
+            overdue = dict(zip(delayed, await pipe.execute(), strict=True)) if delayed else {}
+        for name, states in result.items():
+            states["overdue"] = int(overdue.get(name, 0))
         return result
 
     async def overdue(self, queue: str, now_ms: int | None = None) -> int:
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        cutoff = (now_ms - OVERDUE_AFTER_MS) * DELAYED_SCORE_SCALE
+        cutoff = _overdue_cutoff(now_ms)
         return int(await self._client.zcount(self.get(queue).keys["delayed"], "-inf", cutoff))
 
     async def due_at(self, queue: str, job: str) -> float | None:
@@ -180,3 +198,9 @@ class Queues:
     async def close(self) -> None:
         self._queues.clear()
         await self._client.aclose()
+
+
+def _overdue_cutoff(now_ms: int | None = None) -> int:
+    """The delayed set's score below which a job is overdue."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return (now_ms - OVERDUE_AFTER_MS) * DELAYED_SCORE_SCALE

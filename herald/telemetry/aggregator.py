@@ -99,8 +99,9 @@ class Aggregator:
             await asyncio.sleep(1.05 - time.time() % 1)
             try:
                 await self.publish(time.time())
+                # The queue gauges are read when Prometheus scrapes (telemetry/endpoints.py):
+                # refreshing them here cost an idle API server a round trip per queue a second.
                 if self.herald.run_api:
-                    await self._refresh_queue_gauges()
                     live = self.telemetry.live
                     if live is not None and live.watching:
                         # Later in the second, once the other processes have published too.
@@ -108,9 +109,6 @@ class Aggregator:
                         await live.send_aggregate(await self.aggregate(time.time()))
             except Exception as exc:  # Redis away: telemetry resumes when it is back
                 log.warning("telemetry.aggregate.error", extra={"error": repr(exc)})
-
-    async def _refresh_queue_gauges(self) -> None:
-        self.telemetry.metrics.set_queue_counts(await self.herald.queues.counts())
 
     # --- API servers: the cluster's view ------------------------------------------------------
     async def snapshots(self, now: float, *, current: bool) -> list[dict[str, Any]]:
