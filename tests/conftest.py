@@ -40,11 +40,11 @@ REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL")
 
 
 # --- A hung test fails alone -------------------------------------------------------------------
-# Every test shares one event loop (the session's). pytest-timeout's signal (180 s, the backstop)
+# Every test shares one event loop (the session's). pytest-timeout's signal (300 s, the backstop)
 # interrupts whatever runs at that moment, the loop itself included, and leaves it unusable:
 # every later test then errors in its set-up. So a test's body is cancelled inside the loop
 # first, which fails that test with its stack and lets its fixtures stop Herald as usual.
-TEST_BODY_TIMEOUT = 120.0
+TEST_BODY_TIMEOUT = 200.0
 
 
 @pytest.hookimpl(wrapper=True)

@@ -130,6 +130,27 @@ class TestGroupCall:
         failing = False
         assert await group.get([7]) == {7: 7}
 
+    async def test_with_a_linger_callers_spread_over_it_share_one_call(self) -> None:
+        """Acks arrive one by one; a runner that waits a moment first takes them all."""
+        from herald.core.group_commit import GroupCall
+
+        calls: list[set[int]] = []
+
+        async def fetch(keys: set[int]) -> dict[int, int]:
+            calls.append(keys)
+            return {k: k for k in keys}
+
+        group = GroupCall(fetch, in_flight=2, linger=0.5)
+
+        async def later(i: int) -> dict[int, int]:
+            await asyncio.sleep(0.01 * i)
+            return await group.get([i])
+
+        answers = await asyncio.gather(*(later(i) for i in range(5)))
+        assert answers == [{i: i} for i in range(5)]
+        assert calls == [set(range(5))]
+        assert await group.get([7]) == {7: 7}  # the runner that found none left no one stuck
+
     async def test_a_caller_that_stops_waiting_leaves_the_others_served(self) -> None:
         from herald.core.group_commit import GroupCall
 

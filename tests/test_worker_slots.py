@@ -7,12 +7,16 @@ notifications (with the seed's concurrency of 10, ten such clients used to stall
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bullmq import Queue
 
+from herald.delivery import bullmq_clients
 from herald.delivery.bullmq_clients import LeanWorker
 from herald.delivery.queues import job_id
 from herald.notifications.models import Channel
@@ -85,3 +89,50 @@ async def test_a_busy_worker_takes_its_next_job_with_the_completion_of_the_last(
     assert len(subjects) == 20  # each once
     ours = {job_id(Channel.EMAIL, notification) for notification in ids}
     assert len(ours.intersection(fetched)) < 6, fetched
+
+
+async def test_jobs_that_complete_together_are_finished_in_one_pipeline(
+    herald_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of acks wakes its in-app attempts at once: their `moveToFinished` calls go to
+    Redis in one pipeline (one round trip), and each job still ends completed."""
+    api: RunningHerald = await herald_factory(workers=False)
+    name = f"together-{uuid.uuid4().hex[:8]}"
+    batches: list[int] = []
+    together = LeanWorker._complete_together
+
+    async def counted(self: LeanWorker, completions: set[Any]) -> dict[Any, Any]:
+        batches.append(len(completions))
+        return await together(self, completions)
+
+    monkeypatch.setattr(LeanWorker, "_complete_together", counted)
+    go, started = asyncio.Event(), asyncio.Semaphore(0)
+
+    async def process(job: Any, token: str) -> str:
+        started.release()
+        await go.wait()
+        return "done"
+
+    queue = Queue(name, {"connection": api.herald.redis_url})
+    made = bullmq_clients.worker(
+        name, process, api.herald.redis_url, {"concurrency": 5, "autorun": False}
+    )
+    run = asyncio.create_task(made.run())
+    try:
+        jobs = [await queue.add("probe", {"n": n}) for n in range(5)]
+        for _ in jobs:
+            await asyncio.wait_for(started.acquire(), 10)
+        go.set()
+        states = lambda: bullmq_clients.job_states(queue, [j.id for j in jobs])  # noqa: E731
+        await eventually(lambda: _all_completed(states))
+    finally:
+        await made.close()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await queue.obliterate(force=True)
+        await queue.close()
+    assert batches == [5], batches
+
+
+async def _all_completed(states: Any) -> bool:
+    return set(await states()) == {"completed"}

@@ -147,12 +147,19 @@ class GroupCall(Generic[K, V]):
     caller of that batch. A caller that stops waiting (a timeout) leaves the batch running."""
 
     def __init__(
-        self, fetch: Callable[[set[K]], Awaitable[dict[K, V]]], *, in_flight: int = 2
+        self,
+        fetch: Callable[[set[K]], Awaitable[dict[K, V]]],
+        *,
+        in_flight: int = 2,
+        linger: float = 0.0,
     ) -> None:
         self.fetch = fetch
         # Calls at once: one would make every caller wait out the call before its own, a
         # round trip of queueing at each step of a request; a few keep the batching.
         self.in_flight = in_flight
+        # Seconds a runner waits before it takes its batch, so that more callers share each
+        # call: only for work whose answer nobody is kept waiting for (see inbox.ack_batches).
+        self.linger = linger
         self._waiting: list[tuple[set[K], asyncio.Future[dict[K, V]]]] = []
         self._runners: set[asyncio.Task[None]] = set()
 
@@ -169,6 +176,10 @@ class GroupCall(Generic[K, V]):
         batch: list[tuple[set[K], asyncio.Future[dict[K, V]]]] = []
         try:
             while self._waiting:
+                if self.linger:
+                    await asyncio.sleep(self.linger)
+                    if not self._waiting:  # another runner took them meanwhile
+                        break
                 batch, self._waiting = self._waiting, []
                 keys: set[K] = set().union(*(wanted for wanted, _ in batch))
                 try:

@@ -23,9 +23,11 @@ with this loop), and each turn of its loop waits on the set of all slots' tasks.
 fetches one job at a time, only when a slot is free, and blocks on the queue's marker only when
 the last fetch found nothing, as the Node.js worker does; and, as that worker does, a slot that
 completes a job takes the next one in the same script run (`moveToFinished` with fetchNext),
-where BullMQ-Python's `processJob` always runs `moveToActive` again. A job that only waits (an
-in-app attempt waiting for the client's ack) can give its slot back
-(`release_slot`), so the concurrency setting bounds the work in flight, not the waiting.
+where BullMQ-Python's `processJob` always runs `moveToActive` again; jobs that complete at the
+same moment (a batch of in-app acks wakes its attempts together) send their `moveToFinished`
+calls in one pipeline. A job that only waits (an in-app attempt waiting for the client's ack)
+can give its slot back (`release_slot`), so the concurrency setting bounds the work in flight,
+not the waiting; when it completes, it takes a free slot again and, with it, the next job.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ import redis.asyncio as aioredis
 from bullmq import Queue, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 from bullmq.redis_connection import RedisConnection
+from bullmq.scripts import raw2NextJobData
 from bullmq.timer import Timer
 
+from herald.core.group_commit import GroupCall
 from herald.core.redis import COMMAND_TIMEOUT, client
 
 # BullMQ's scripts and job parsing expect str answers.
@@ -127,10 +131,20 @@ def release_slot() -> None:
         release()
 
 
+class _Completion:
+    """One job's `moveToFinished` call, as a key of its own (by identity) in a `GroupCall`."""
+
+    __slots__ = ("keys", "args")
+
+    def __init__(self, keys: list[Any], args: list[Any]) -> None:
+        self.keys, self.args = keys, args
+
+
 class LeanWorker(Worker):
     """A BullMQ worker whose fetch loop asks Redis for a job only when a slot is free."""
 
     async def run(self) -> None:
+        self._completions = GroupCall(self._complete_together, in_flight=2)
         await self._ensure_client_names()
         self.lockManager.start()
         self.stalledCheckTimer = Timer(
@@ -143,7 +157,7 @@ class LeanWorker(Worker):
         tokens = (f"{self.id}:{n}" for n in itertools.count(1))
 
         def start(job: Any) -> None:
-            """Run the job in a task of its own; while that task keeps its slot, each job it
+            """Run the job in a task of its own; while that task holds a slot, each job it
             completes brings the next one with it (see `_process`)."""
             released = False
 
@@ -161,9 +175,19 @@ class LeanWorker(Worker):
                 else:
                     slots.release()
 
+            async def hold_slot() -> bool:
+                """Whether this task holds a slot for a next job: its own, or, when its job gave
+                that back, one that is free now (in a backlog of in-app jobs, each completion
+                then fetches the next one too, instead of leaving every fetch to the loop)."""
+                nonlocal released, waiting
+                if released and not slots.locked():
+                    await slots.acquire()  # returns at once: a slot is free
+                    released, waiting = False, waiting - 1
+                return not released
+
             async def run(job: Any) -> None:
                 while job is not None:
-                    job = await self._process(job, fetch_next=lambda: not released)
+                    job = await self._process(job, fetch_next=hold_slot)
 
             context = contextvars.copy_context()
             context.run(_release_slot.set, release)
@@ -191,7 +215,7 @@ class LeanWorker(Worker):
                 await asyncio.gather(*self.processing, return_exceptions=True)
             await self.lockManager.close()
 
-    async def _process(self, job: Any, *, fetch_next: Callable[[], bool]) -> Any:
+    async def _process(self, job: Any, *, fetch_next: Callable[[], Awaitable[bool]]) -> Any:
         """`Worker.processJob`, except that completing a job whose slot is still held also
         fetches the next one (BullMQ's `moveToFinished` script can, and the Node.js worker
         does): one round trip per job less on a busy queue. Returns that job, or None.
@@ -210,10 +234,8 @@ class LeanWorker(Worker):
             result = await self.processor(job, token)
             if self.forceClosing:
                 return None
-            more = fetch_next() and not (self.closing or self.paused)
-            finished = await self.backend.moveToCompleted(
-                job, result, job.opts.get("removeOnComplete", False), token, fetch_next=more
-            )
+            more = not (self.closing or self.paused) and await fetch_next()
+            finished = await self._complete(job, result, token, fetch_next=more)
             job.returnvalue, job.attemptsMade = result, job.attemptsMade + 1
             self.emit("completed", job, result)
         except (DelayedError, WaitingChildrenError):
@@ -231,10 +253,38 @@ class LeanWorker(Worker):
             self.lockManager.untrack_job(job.id)
         if not more:
             return None
-        data, job_id, limit_until, delay_until = finished["result"] or (None,) * 4
+        data, job_id, limit_until, delay_until = finished or (None,) * 4
         return await self.nextJobFromJobData(
             data, job_id, limit_until or 0, delay_until or 0, token
         )
+
+    async def _complete(self, job: Any, result: Any, token: str, *, fetch_next: bool) -> Any:
+        """`moveToCompleted` (BullMQ's `moveToFinished` script), sent in one pipeline with those
+        of the other jobs that complete at the same moment: a batch of in-app acks wakes its
+        attempts together. The next job's raw data when `fetch_next` found one, else None."""
+        scripts = self.backend.scripts
+        keys, args = scripts.moveToCompletedArgs(
+            job, result, job.opts.get("removeOnComplete", False), token, fetch_next
+        )
+        completion = _Completion(keys, args)
+        raw = (await self._completions.get([completion]))[completion]
+        if isinstance(raw, Exception):
+            raise raw
+        if isinstance(raw, int) and raw < 0:
+            raise scripts.finishedErrors(
+                {"code": raw, "jobId": job.id, "command": "moveToFinished", "state": "active"}
+            )
+        return raw2NextJobData(raw) if raw is not None else None
+
+    async def _complete_together(self, completions: set[_Completion]) -> dict[_Completion, Any]:
+        """Each completion's script answer, or the error its command alone met."""
+        script = self.backend.scripts.commands["moveToFinished"]
+        ordered = list(completions)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for completion in ordered:
+                await script(keys=completion.keys, args=completion.args, client=pipe)
+            answers = await pipe.execute(raise_on_error=False)
+        return dict(zip(ordered, answers, strict=True))
 
     async def _fetch(self, token: str) -> Any:
         """The next job, or None (nothing came within the block, or the worker is closing).
