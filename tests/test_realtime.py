@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -203,3 +204,36 @@ async def inapp_record(herald: RunningHerald, nid: int) -> dict[str, Any]:
 async def failed_attempts(herald: RunningHerald, nid: int) -> list[dict[str, Any]] | None:
     history = (await inapp_record(herald, nid))["deliveryHistory"]
     return [h for h in history if h["status"] == "failed"] or None
+
+
+async def test_a_caught_up_notification_is_sent_as_it_was_live(herald: RunningHerald) -> None:
+    """The sign-in's backlog is built from plain rows (herald.core.driver on PostgreSQL): what
+    a second socket catches up must be the very payload the first one got live, with its data
+    as sent and its times timezone-aware."""
+    user = await herald.member()
+    data = {"order": 42, "lines": [{"sku": "é-1", "qty": 2}], "gift": None}
+    first = RecordingClient(ack=False)  # gets it live and never acknowledges it
+    await first.connect(herald.url)
+    await first.authenticate(user["token"])
+    try:
+        sent = await herald.http.post(
+            "/api/notifications", headers=herald.admin(),
+            json={"recipients": [{"userId": user["userId"]}], "type": "order", "title": "Paid",
+                  "message": "m", "priority": "high", "data": data},
+        )  # fmt: skip
+        assert sent.status_code == 201, sent.text
+        notification_id = sent.json()["notifications"][0]["notificationId"]
+        live = await next_notification(first, notification_id)
+    finally:
+        await first.close()
+    second = RecordingClient(ack=True)
+    await second.connect(herald.url)
+    try:
+        await second.authenticate(user["token"])
+        caught_up = await next_notification(second, notification_id)
+    finally:
+        await second.close()
+    assert caught_up == live
+    assert caught_up["data"] == data and caught_up["priority"] == "high"
+    assert datetime.fromisoformat(caught_up["createdAt"]).tzinfo is not None
+    assert datetime.fromisoformat(caught_up["expiresAt"]).tzinfo is not None

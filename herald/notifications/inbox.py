@@ -6,7 +6,7 @@ Shared by the Socket.IO handlers and the inbox REST API, so both say the same th
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.acks import Acked, publish_acks
-from herald.core import driver
+from herald.core import dbfaults, driver
 from herald.core.db import table, transaction, utcnow
 from herald.core.group_commit import GroupCall
 from herald.delivery.queues import Queues
@@ -93,32 +93,38 @@ def _backlog(checks_session: bool) -> Select[Any]:
     now: BindParameter[datetime] = bindparam("now")
     if not checks_session:
         return select(_MODEL).where(*_waiting(uid, now)).order_by(_MODEL.id).limit(CATCH_UP_LIMIT)
+    # Columns rather than the entity: this one runs through the driver (see backlog_if_live).
     flag = select(sessions.live(bindparam("session_id"), now).label("live")).subquery()
     return (
-        select(flag.c.live, _MODEL)
+        select(flag.c.live, *table(_MODEL).c)
         .select_from(flag)
-        .outerjoin(_MODEL, and_(flag.c.live, *_waiting(uid, now)))
+        .outerjoin(table(_MODEL), and_(flag.c.live, *_waiting(uid, now)))
         .order_by(_MODEL.id)
         .limit(CATCH_UP_LIMIT)
     )
 
 
 async def backlog_if_live(
-    session: AsyncSession, user_id: int, session_id: int | None
+    db: async_sessionmaker[AsyncSession], user_id: int, session_id: int | None
 ) -> list[InAppNotification] | None:
     """`unacknowledged` for a socket signing in, with its login session checked in the same
     statement (one round trip, not two): None if the session has ended. No `session_id`: a
-    client-token socket, bound to no session.
+    client-token socket, bound to no session. Retried once on a dropped connection.
 
     One row when nothing is waiting (`live`, no notification), so an ended session and an
-    empty backlog are told apart."""
+    empty backlog are told apart. Every socket connect runs it, so it goes through the driver
+    (herald.core.driver) and builds the notifications from the rows, without an ORM load."""
     if session_id is None:
-        return await unacknowledged(session, user_id)
+        return await dbfaults.read(db, lambda session: unacknowledged(session, user_id))
     params = {"uid": user_id, "now": utcnow(), "session_id": session_id}
-    rows = (await session.execute(_backlog(checks_session=True), params)).all()
-    if not rows or not rows[0][0]:
+    rows = await driver.read(db, _backlog(checks_session=True), params)
+    if not rows or not rows[0].live:
         return None
-    return [n for _, n in rows if n is not None]
+    return [_MODEL(**_columns_of(row)) for row in rows if row.id is not None]
+
+
+def _columns_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key != "live"}
 
 
 async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> None:

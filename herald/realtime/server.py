@@ -13,13 +13,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import socketio
 
-from herald.accounts.models import Session, User
-from herald.accounts.service import session_for_token
-from herald.core import dbfaults
+from herald.accounts.service import login_for_token
 from herald.core.db import utcnow
 from herald.core.redis import pubsub_channel
 from herald.notifications import inbox
@@ -48,6 +46,14 @@ def redis_manager(redis_url: str, *, write_only: bool = False) -> socketio.Async
     return PromptRedisManager(
         redis_url, channel=pubsub_channel(SOCKETIO_CHANNEL, redis_url), write_only=write_only
     )
+
+
+class Signer(NamedTuple):
+    """Who a socket signs in as."""
+
+    id: int
+    username: str | None
+    external_id: str | None
 
 
 class Refused(Exception):
@@ -127,11 +133,11 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         )
 
     async def sign_in(
-        sid: str, user: User, login: Session | None, expires_at: datetime
+        sid: str, user: Signer, login_id: int | None, expires_at: datetime
     ) -> list[InAppNotification] | None:
         """Join the user's rooms and presence; returns the backlog this socket must be sent.
-        `login` is the session a session token opened; None for a client token (a JWT the
-        application signed), which is good until `expires_at` and is bound to no session.
+        `login_id` is the session a session token opened, good until `expires_at`; None for a
+        client token (a JWT the application signed), which is bound to no session.
 
         The backlog is claimed for this connection *before* the socket shows up in presence, so
         no worker can push one of its notifications ahead of the older ones: they arrive in
@@ -142,16 +148,13 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         if previous.get("userId") not in (None, user.id):  # the socket changes hands
             await sio.leave_room(sid, user_room(previous["userId"]))
             await herald.presence.remove(previous["userId"], sid)
-        login_id = login.id if login else None
         if previous.get("sessionId") not in (None, login_id):
             await sessions.unbind(herald.redis, previous["sessionId"], sid)
-        if login is not None:
-            await sessions.bind(herald.redis, login.id, sid, login.expires_at)
+        if login_id is not None:
+            await sessions.bind(herald.redis, login_id, sid, expires_at)
         # Checked again once bound (a logout that committed meanwhile found no socket), in the
         # backlog's own statement: None if the session ended.
-        backlog = await dbfaults.read(
-            herald.db, lambda session: inbox.backlog_if_live(session, user.id, login_id)
-        )
+        backlog = await inbox.backlog_if_live(herald.db, user.id, login_id)
         if backlog is None:
             return None
         await sio.save_session(
@@ -176,7 +179,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             await sio.emit("notification:new", inapp_event(n), to=sid)
             await inbox.record_catch_up(herald, n, sid)
 
-    async def identify(token: str) -> tuple[User, Session | None, datetime]:
+    async def identify(token: str) -> tuple[Signer, int | None, datetime]:
         """Who a token is: a client token (a JWT the application signed) or a session token;
         Refused, saying why, for anything else."""
         if tokens.looks_like_jwt(token):
@@ -186,11 +189,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             except tokens.TokenRefused as refused:
                 raise Refused(str(refused)) from None
             user = await subscribers.ensure(herald.db, claims.subscriber_id)
-            return user, None, claims.expires_at
-        found = await dbfaults.read(herald.db, lambda session: session_for_token(session, token))
+            return Signer(user.id, user.username, user.external_id), None, claims.expires_at
+        found = await login_for_token(herald.db, token)
         if found is None:
             raise Refused("invalid or expired session token")
-        return found[0], found[1], found[1].expires_at
+        signer = Signer(found.user_id, found.username, found.external_id)
+        return signer, found.session_id, found.expires_at
 
     async def authenticate(sid: str, token: Any) -> None:
         if isinstance(token, dict):
