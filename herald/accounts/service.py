@@ -199,8 +199,9 @@ class TokenLogin(NamedTuple):
 async def login_for_token(db: async_sessionmaker[AsyncSession], token: str) -> TokenLogin | None:
     """`session_for_token` for a socket's sign-in: the few columns it needs, read through the
     driver (herald.core.driver; no ORM objects), retried once on a dropped connection. Every
-    socket connect runs it: loading the two ORM objects was ~18 % of an API server's CPU while
-    sockets connected (docs/benchmarks.md)."""
+    socket connect runs it: loading the user and session as ORM objects (and the backlog,
+    `inbox.backlog_if_live`) was ~25 % of an API server's CPU while sockets connected
+    (docs/benchmarks.md)."""
     if not token:
         return None
     params = {"token_hash": hash_token(token), "now": utcnow()}
