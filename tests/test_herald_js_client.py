@@ -287,3 +287,22 @@ async def test_the_js_client_in_chromium_with_a_signed_token(
     assert marked == {"marked": [live]}
     await page.wait_for_function("() => window.app.unreadCount === 1")
     await eventually(lambda: _acked(herald, live))
+
+
+async def test_a_count_that_arrives_late_does_not_undo_a_newer_one(
+    herald_factory: Any, node_client: Any
+) -> None:
+    """An unread-count request in flight while a read is synced: its (older) answer arrives
+    last and used to overwrite the newer count (a page's badge stuck at 1 after markRead)."""
+    herald = await herald_factory()
+    recipient, token = await member_with_token(herald)
+    waiting = await trigger(herald, recipient, "Unread")
+    client = await node_client(herald.url, token)
+    await client.next("notification")
+    await client.next("unreadCount", lambda n: n == 1)
+    await client.do("slowCounts", ms=1500)
+    await client.do("refreshInBackground")  # Herald answers 1 now; the client hears it late
+    assert await client.do("markRead", ids=[waiting]) == {"marked": [waiting]}
+    await client.next("unreadCount", lambda n: n == 0)
+    await asyncio.sleep(2.5)  # the late answer has come by now
+    assert await client.do("unreadCount") == 0, client.of("unreadCount")

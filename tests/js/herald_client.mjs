@@ -23,7 +23,19 @@ function signer(spec) {
 }
 
 const token = given.startsWith("sign:") ? signer(given) : given;
-const herald = createHeraldClient({ url, token, reconnectionDelay: 200, reconnectionDelayMax: 500 });
+// Milliseconds an unread-count answer is held back once it has arrived ("slowCounts"), as on a
+// slow network: the answer then comes after what happened meanwhile.
+let countDelay = 0;
+async function slowCounts(input, init) {
+  const response = await fetch(input, init);
+  if (countDelay && String(input).includes("/unread-count")) {
+    await new Promise((resolve) => setTimeout(resolve, countDelay));
+  }
+  return response;
+}
+const herald = createHeraldClient({
+  url, token, reconnectionDelay: 200, reconnectionDelayMax: 500, fetch: slowCounts,
+});
 for (const event of ["notification", "read", "unreadCount", "status", "authError", "reconnect"]) {
   herald.on(event, (data) => say(event, data));
 }
@@ -34,6 +46,13 @@ const commands = {
   inbox: (args) => herald.inbox(args),
   markRead: ({ ids }) => herald.markRead(ids),
   refreshUnreadCount: () => herald.refreshUnreadCount(),
+  // Starts a refresh and answers at once, without waiting for it.
+  refreshInBackground: () => {
+    herald.refreshUnreadCount().catch(() => {});
+  },
+  slowCounts: ({ ms }) => {
+    countDelay = ms;
+  },
   unreadCount: () => herald.unreadCount,
   // The transport drops under the socket, as when a network goes away.
   drop: () => {

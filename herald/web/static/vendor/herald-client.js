@@ -41,6 +41,10 @@ export class HeraldClient {
   #listeners = new Map();
   #seen = new Set();
   #unread = null;
+  // Counts come from requests and from events, and a request's answer may arrive after a newer
+  // count: each count is numbered when it is asked for (or heard), and an older one is dropped.
+  #countAsked = 0;
+  #countShown = 0;
   #signIns = 0;
   #countTimer = null;
   #ready;
@@ -176,7 +180,7 @@ export class HeraldClient {
     );
     socket.on("notification:new", (n) => this.#received(n));
     socket.on("notifications:markedRead", (read) => {
-      this.#setUnread(read.unreadCount);
+      this.#setUnread(read.unreadCount, ++this.#countAsked);
       this.#emit("read", read);
     });
     socket.on("notification:broadcast", (b) => this.#emit("broadcast", b));
@@ -229,8 +233,10 @@ export class HeraldClient {
     this.#countTimer = setTimeout(() => this.refreshUnreadCount().catch(() => {}), 50);
   }
 
-  #setUnread(count) {
-    if (typeof count !== "number") return;
+  /** Shows `count`, unless a count asked for (or heard) after it, number `asked`, is shown. */
+  #setUnread(count, asked) {
+    if (typeof count !== "number" || asked < this.#countShown) return;
+    this.#countShown = asked;
     this.#unread = Math.max(0, count);
     this.#emit("unreadCount", this.#unread);
   }
@@ -248,8 +254,9 @@ export class HeraldClient {
 
   /** Asks Herald for the unread count (and tells "unreadCount" listeners). */
   async refreshUnreadCount() {
+    const asked = ++this.#countAsked;
     const { unreadCount } = await this.#request("GET", "/api/me/notifications/unread-count");
-    this.#setUnread(unreadCount);
+    this.#setUnread(unreadCount, asked);
     return unreadCount;
   }
 
@@ -264,15 +271,17 @@ export class HeraldClient {
       return { marked: answer.marked };
     }
     if (all) {
+      const asked = ++this.#countAsked;
       const result = await this.#request("POST", "/api/me/notifications/read-all");
-      this.#setUnread(result.unreadCount);
+      this.#setUnread(result.unreadCount, asked);
       return { marked: result.marked };
     }
     const marked = [];
     for (const id of ids) {
+      const asked = ++this.#countAsked;
       const result = await this.#request("POST", `/api/me/notifications/${encodeURIComponent(id)}/read`);
       marked.push(...result.marked);
-      this.#setUnread(result.unreadCount);
+      this.#setUnread(result.unreadCount, asked);
     }
     return { marked };
   }
