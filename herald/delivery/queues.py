@@ -186,10 +186,6 @@ class Queues:
             states["overdue"] = int(overdue.get(name, 0))
         return result
 
-    async def overdue(self, queue: str, now_ms: int | None = None) -> int:
-        cutoff = _overdue_cutoff(now_ms)
-        return int(await self._client.zcount(self.get(queue).keys["delayed"], "-inf", cutoff))
-
     async def due_at(self, queue: str, job: str) -> float | None:
         """When a delayed job is due, in ms since the epoch (None if it is not delayed)."""
         score = await self._client.zscore(self.get(queue).keys["delayed"], job)
@@ -200,7 +196,6 @@ class Queues:
         await self._client.aclose()
 
 
-def _overdue_cutoff(now_ms: int | None = None) -> int:
-    """The delayed set's score below which a job is overdue."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return (now_ms - OVERDUE_AFTER_MS) * DELAYED_SCORE_SCALE
+def _overdue_cutoff() -> int:
+    """The delayed set's score below which a job is overdue now."""
+    return (int(time.time() * 1000) - OVERDUE_AFTER_MS) * DELAYED_SCORE_SCALE
