@@ -36,7 +36,12 @@ class _StoreHandler:
 class CaptureMailbox:
     def __init__(self, data_dir: Path):
         self.path = data_dir / "mailbox"
-        self.box = mailbox.Maildir(self.path, create=True)
+        # The Maildir's folders made here, each only if missing: `Maildir(create=True)` checks,
+        # then creates, and the processes of a cluster starting at once raced on it (one
+        # failed with FileExistsError).
+        for folder in (self.path, self.path / "tmp", self.path / "new", self.path / "cur"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(self.path, create=False)
 
     async def serve(self, host: str, port: int) -> tuple[asyncio.Server, int]:
         """Start the SMTP listener inside the running event loop; returns it and its port."""
