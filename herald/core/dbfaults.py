@@ -87,17 +87,25 @@ def _raised_by_driver(exc: BaseException) -> bool:
 async def read(maker: async_sessionmaker[AsyncSession], query: Work[T]) -> T:
     """Run a read-only `query` (one statement: it runs outside a transaction); once more on a
     fresh connection if the first one dropped."""
-    try:
+
+    async def run() -> T:
         async with maker() as session:
             await outside_a_transaction(session)
             return await query(session)
+
+    return await read_once_more(run)
+
+
+async def read_once_more(run: Callable[[], Awaitable[T]]) -> T:
+    """A read that takes a connection of its own each time it runs: run once more if the
+    connection dropped under it."""
+    try:
+        return await run()
     except Exception as exc:
         if not is_dropped(exc):
             raise
         log.warning("db.retry", extra={"phase": "read", "error": repr(exc)})
-    async with maker() as session:
-        await outside_a_transaction(session)
-        return await query(session)
+    return await run()
 
 
 async def outside_a_transaction(session: AsyncSession) -> bool:

@@ -19,7 +19,6 @@ statement runs through a session, as before.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +28,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.core import dbfaults
-
-log = logging.getLogger(__name__)
 
 Statement = Insert | Update | Select[Any]
 
@@ -102,12 +99,5 @@ async def fetch(
 async def read(
     db: async_sessionmaker[AsyncSession], statement: Statement, params: Mapping[str, Any]
 ) -> list[Row]:
-    """`fetch` for a read: once more on a fresh connection if the first one dropped (as
-    `dbfaults.read` does for a session's)."""
-    try:
-        return await fetch(db, statement, params)
-    except Exception as exc:
-        if not dbfaults.is_dropped(exc):
-            raise
-        log.warning("db.retry", extra={"phase": "read", "error": repr(exc)})
-    return await fetch(db, statement, params)
+    """`fetch` for a read: once more on a fresh connection if the first one dropped."""
+    return await dbfaults.read_once_more(lambda: fetch(db, statement, params))
