@@ -55,13 +55,20 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
     @functools.wraps(body)
     async def bounded(*args: Any, **kwargs: Any) -> Any:
+        # The stacks are taken just before the deadline: once cancelled, the test's own
+        # stack no longer shows what it was waiting for.
+        stacks: list[str] = []
+        loop = asyncio.get_running_loop()
+        snapshot = loop.call_later(TEST_BODY_TIMEOUT - 1, lambda: stacks.append(dump_tasks()))
         try:
             async with asyncio.timeout(TEST_BODY_TIMEOUT):
                 return await body(*args, **kwargs)
         except TimeoutError:
             raise AssertionError(
-                f"the test ran past {TEST_BODY_TIMEOUT:.0f} s:\n" + dump_tasks()
+                f"the test ran past {TEST_BODY_TIMEOUT:.0f} s:\n" + "".join(stacks)
             ) from None
+        finally:
+            snapshot.cancel()
 
     item.obj = bounded  # type: ignore[attr-defined]
     try:
@@ -291,10 +298,17 @@ async def eventually(check: Any, timeout: float = 20, interval: float = 0.05) ->
 
 
 def dump_tasks() -> str:
-    """Every pending asyncio task with its stack: what a hung shutdown is waiting for."""
-    import io
-
-    out = io.StringIO()
+    """Every pending asyncio task with the chain of awaits it is suspended in: what a hung
+    test or shutdown is waiting for. (`Task.print_stack` shows only a suspended task's
+    outermost coroutine, so the chain is followed through `cr_await` here.)"""
+    lines = []
     for task in asyncio.all_tasks():
-        task.print_stack(limit=8, file=out)
-    return out.getvalue()
+        lines.append(f"{task!r}")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "\n".join(lines)
