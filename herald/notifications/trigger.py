@@ -194,16 +194,17 @@ _REACHABLE: tuple[Any, ...] = (
 )  # fmt: skip
 
 
+def _reachable() -> Select[Any]:
+    """Users with their preference switches (a LEFT JOIN: a row per switch, one when none)."""
+    return select(*_REACHABLE).outerjoin(Preference, Preference.user_id == User.id)
+
+
 @functools.cache
 def _reachable_by_ids() -> Select[Any]:
     """PostgreSQL's lookup, built once: the ids as one array parameter, so the statement is the
     same for any number of them and runs through the driver (herald.core.driver). SQLite has
     no arrays: there the ids go in an IN list."""
-    return (
-        select(*_REACHABLE)
-        .outerjoin(Preference, Preference.user_id == User.id)
-        .where(User.id == any_(bindparam("ids", type_=ARRAY(Integer))))
-    )
+    return _reachable().where(User.id == any_(bindparam("ids", type_=ARRAY(Integer))))
 
 
 def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachable]:
@@ -212,15 +213,10 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
 
     async def fetch(ids: set[int]) -> dict[int, Reachable]:
         if driver.on_postgres(db):
-            return _reachable(await driver.read(db, _reachable_by_ids(), {"ids": list(ids)}))
+            return _by_id(await driver.read(db, _reachable_by_ids(), {"ids": list(ids)}))
 
         async def query(session: AsyncSession) -> dict[int, Reachable]:
-            statement = (
-                select(*_REACHABLE)
-                .outerjoin(Preference, Preference.user_id == User.id)
-                .where(User.id.in_(ids))
-            )
-            return _reachable(await session.execute(statement))
+            return _by_id(await session.execute(_reachable().where(User.id.in_(ids))))
 
         return await dbfaults.read(db, query)  # once more if it dropped
 
@@ -229,7 +225,7 @@ def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachabl
     return GroupCall(fetch, in_flight=1)
 
 
-def _reachable(rows: Iterable[Any]) -> dict[int, Reachable]:
+def _by_id(rows: Iterable[Any]) -> dict[int, Reachable]:
     found: dict[int, Reachable] = {}
     for row in rows:
         user = found.get(row.id)
