@@ -202,8 +202,8 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         try:
             if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
                 raise Refused("invalid or expired session token")
-            user, login, expires_at = await identify(token)
-            backlog = await sign_in(sid, user, login, expires_at)
+            user, login_id, expires_at = await identify(token)
+            backlog = await sign_in(sid, user, login_id, expires_at)
             if backlog is None:
                 raise Refused("invalid or expired session token")
         except Refused as refused:
