@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -88,14 +89,17 @@ IDLE_BEFORE_PING = 5.0
 
 
 def ping_when_idle(engine: AsyncEngine) -> None:
-    """Ping a pooled connection before use only if it sat idle, not on every checkout.
+    """Ping a pooled connection before use only if it sat idle, or if a drop was seen since it
+    was returned, not on every checkout.
 
     SQLAlchemy's `pool_pre_ping` pings on every checkout, and asyncpg's ping is a transaction
     of its own (BEGIN, an empty statement, ROLLBACK): three round trips before each of the hot
     path's transactions. A connection in steady use has just proved itself; one that sat idle
     may have been dropped by the server or a restart. A connection that breaks while in use
-    fails its statement once; SQLAlchemy then discards every connection older than the
-    failure, and the caller's retry (503 + Retry-After, a job's next attempt) gets a new one.
+    fails its statement once, and its caller retries (dbfaults) on another one. A restart or
+    `pg_terminate_backend` drops every connection at once, so the pooled ones that were idle
+    when a drop was seen (`note_dropped`) are pinged before use too: otherwise the retry could
+    be handed another dead connection and fail as well.
     """
     pool = engine.sync_engine
 
@@ -106,12 +110,33 @@ def ping_when_idle(engine: AsyncEngine) -> None:
     @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING:
+        if idle_since is None:
+            return
+        if time.monotonic() - idle_since < IDLE_BEFORE_PING and idle_since > _last_drop(pool):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the pool replaces it and tries again
             raise DisconnectionError(f"idle connection is gone: {exc!r}") from exc
+
+    @event.listens_for(pool, "handle_error")
+    def _errored(context: Any) -> None:
+        if context.is_disconnect:
+            note_dropped(engine)
+
+
+# When each engine last saw a connection drop under a statement (time.monotonic()).
+_drops: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def note_dropped(engine: AsyncEngine) -> None:
+    """A connection of `engine` dropped under a statement: the pool's idle ones may be gone
+    too, so each is pinged before its next use."""
+    _drops[engine.sync_engine] = time.monotonic()
+
+
+def _last_drop(sync_engine: Any) -> float:
+    return _drops.get(sync_engine, float("-inf"))
 
 
 def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.core import dbfaults
+from herald.core.db import note_dropped
 
 Statement = Insert | Update | Select[Any]
 
@@ -90,8 +91,9 @@ async def fetch(
         try:
             records = await driver.fetch(compiled.sql, *compiled.args(params))
         except BaseException as exc:
-            if dbfaults.is_dropped(exc):  # not back into the pool
+            if dbfaults.is_dropped(exc):  # not back into the pool, and check its siblings
                 await connection.invalidate(exc if isinstance(exc, Exception) else None)
+                note_dropped(engine)
             raise
     return [Row(record.items()) for record in records]
 
