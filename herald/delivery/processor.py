@@ -24,6 +24,7 @@ from sqlalchemy import (
     Update,
     any_,
     bindparam,
+    cast,
     insert,
     select,
     update,
@@ -365,7 +366,11 @@ def _claim_statement(channel: Channel, in_flight_status: str, postgres: bool) ->
     if model is InAppNotification:
         waiting.append(c.expires_at > now)
     if postgres:
-        ids = c.id == any_(bindparam("nids", type_=ARRAY(Integer)))
+        # The array behind a sub-select: PostgreSQL then plans the statement once (a generic
+        # plan) instead of on every run for the array it was given, which cost more CPU than
+        # running it (measured: 207 µs of the server's CPU per claim of one row, 100 this way).
+        nids = select(bindparam("nids", type_=ARRAY(Integer))).scalar_subquery()
+        ids = c.id == any_(cast(nids, ARRAY(Integer)))
         locked = select(c.id).where(ids, *waiting).order_by(c.id).with_for_update().cte("locked")
         claimed = c.id.in_(select(locked.c.id))
     else:  # SQLite takes one writer at a time
