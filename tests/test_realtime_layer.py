@@ -5,6 +5,7 @@ broadcasts."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,12 +16,16 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
+import redis.asyncio as aioredis
 
 from herald.core.db import transaction, utcnow
 from herald.core.redis import POOL_SIZE, free_port
 from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
-from tests.conftest import ADMIN_TOKEN, RunningHerald, eventually
+from herald.realtime.pubsub import socket_emit
+from herald.realtime.server import redis_manager
+from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, eventually
 from tests.realtime_client import RecordingClient
 
 QUIET = 1.0  # how long "receives nothing" is watched for
@@ -368,3 +373,29 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     assert "._async" in inspect.getsource(base_server.BaseServer.__init__)
     engineio_lean.install()
     assert asgi._async["translate_request"] is engineio_lean.translate_request
+
+
+async def test_an_emit_published_by_the_delivery_script_is_the_librarys_own_message() -> None:
+    """The worker's delivery script publishes each emit itself (`realtime.pubsub.socket_emit`):
+    its message must be what python-socketio's Redis manager publishes for the same emit, or
+    the API servers would misread it. Fails when the library's message changes."""
+    if not REDIS_URL:
+        pytest.skip("HERALD_TEST_REDIS_URL not set")
+    manager = redis_manager(REDIS_URL, write_only=True)
+    listener = aioredis.from_url(REDIS_URL)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(manager.channel)
+    try:
+        data = {"id": 7, "title": 'é "quoted" \\ /', "data": {"n": [1, None]}}
+        await manager.emit("notification:new", data, to="sid/1_-x", namespace="/")
+        published = None
+        async with asyncio.timeout(5):
+            while published is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                published = message and message["data"]
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+    channel, head = socket_emit(manager, "notification:new", data)
+    assert channel == manager.channel
+    assert json.loads(head + json.dumps("sid/1_-x") + "}") == json.loads(published)

@@ -1,8 +1,10 @@
 """The in-app channel: an emit to the recipient's sockets, from any process, and its ack.
 
-It emits through a write-only Redis manager, so a worker with no sockets of its own reaches the
-user on whichever API server they are connected to. The attempt succeeds when a client
-acknowledges the notification: an emit alone may have been dropped on the way.
+It emits through Redis in python-socketio's pub/sub format, so a worker with no sockets of its
+own reaches the user on whichever API server they are connected to; the script that picks the
+user's sockets publishes the emits too (realtime.presence), in the same round trip. The
+attempt succeeds when a client acknowledges the notification: an emit alone may have been
+dropped on the way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from herald.delivery.errors import DeliveryError
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
 from herald.realtime.presence import Presence
+from herald.realtime.pubsub import socket_emit
 
 NOT_ACKNOWLEDGED = "not acknowledged"
 
@@ -47,13 +50,12 @@ class InAppSender:
         event = inapp_event(notification)
         self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
         try:
-            live, sids = await self.presence.deliverable(
-                notification.user_id, notification.id, resend=resend
+            emit = socket_emit(self.emitter, "notification:new", event)
+            live, _ = await self.presence.deliverable(
+                notification.user_id, notification.id, resend=resend, emit=emit
             )
             if not live:
                 raise DeliveryError("recipient offline")
-            for sid in sids:
-                await self.emitter.emit("notification:new", event, to=sid, namespace="/")
             release_slot()  # from here on this attempt only waits
             acked_by = await self.acks.wait(notification.id, self.ack_timeout)
         finally:

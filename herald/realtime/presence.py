@@ -92,8 +92,9 @@ return record(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], {unpack(AR
 # Where one notification goes, in one round trip: the user's sockets on live servers, each
 # recorded as sent the notification. KEYS[1]: the user's presence hash (sid -> server). ARGV:
 # keep, most, TTL, the notification id, "1" to send even where it was sent before, then the
-# key name parts of a server's alive key and of a connection's sent set. Returns how many live
-# sockets the user has, then those to send it to.
+# key name parts of a server's alive key and of a connection's sent set; optionally a pub/sub
+# channel and a message up to its room (realtime.pubsub.socket_emit), published to each socket
+# it goes to. Returns how many live sockets the user has, then those to send it to.
 _DELIVERABLE = (
     _RECORD
     + """
@@ -106,7 +107,10 @@ for i = 1, #entries, 2 do
   if redis.call('EXISTS', ARGV[6] .. server .. ARGV[7]) == 1 then
     out[1] = out[1] + 1
     local new = record(ARGV[8] .. sid, keep, most, ttl, {id})[1] == 1
-    if new or resend then out[#out + 1] = sid end
+    if new or resend then
+      out[#out + 1] = sid
+      if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10] .. cjson.encode(sid) .. '}') end
+    end
   end
 end
 return out
@@ -200,13 +204,20 @@ class Presence:
         return [sid for sid, server in entries.items() if alive[server] is not None]
 
     async def deliverable(
-        self, user_id: int, notification_id: int, *, resend: bool = False
+        self,
+        user_id: int,
+        notification_id: int,
+        *,
+        resend: bool = False,
+        emit: tuple[str, str] | None = None,
     ) -> tuple[int, list[str]]:
         """How many sockets the user has on live servers, and those this notification should
         be sent to: each recorded as sent it, in the same step, and left out if it already
-        was (catch-up or an earlier attempt sent it), unless `resend`."""
+        was (catch-up or an earlier attempt sent it), unless `resend`. With `emit` (a pub/sub
+        channel and a message up to its room: realtime.pubsub.socket_emit), also published to
+        each of those sockets in that step: one round trip for all of it."""
         args: list[str | int] = [SENT_LIMIT, SENT_MOST, SENT_TTL, notification_id, int(resend)]
-        args += [*_ALIVE, _SENT]
+        args += [*_ALIVE, _SENT, *(emit or ())]
         live, *sids = await self._deliverable(keys=[_user(user_id)], args=args)
         return int(live), [str(sid) for sid in sids]
 

@@ -8,6 +8,11 @@ half second instead (one connection attempt each: no busy loop while Redis is aw
 replaces the library's private `_redis_listen_with_retries`, the one generator its `_listen`
 reads; tests/test_faults.py fails if that changes under it.
 
+`socket_emit` writes the library's pub/sub message for an emit to one socket, up to the socket's
+id, so that a Redis script can publish it to each socket a notification goes to in the step
+that picks them (realtime.presence); tests/test_realtime_layer.py fails if the library's message
+changes.
+
 `on_connected` runs right after the library has sent a namespace's CONNECT packet (its
 `_handle_connect` sends it, then calls the manager's `connect`). A socket that sent its token
 with the connect is authenticated from there: anything emitted before that packet would reach
@@ -27,6 +32,16 @@ import socketio
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_SECONDS = 0.5
+
+
+def socket_emit(manager: socketio.AsyncRedisManager, event: str, data: Any) -> tuple[str, str]:
+    """The channel, and the message up to its room, that `manager.emit(event, data, to=sid)`
+    publishes: the message for socket `sid` is that text + its JSON string + "}"."""
+    message = {
+        "method": "emit", "event": event, "data": [data], "binary": False, "namespace": "/",
+        "skip_sid": None, "callback": None, "host_id": manager.host_id,
+    }  # fmt: skip
+    return manager.channel, manager.json.dumps(message)[:-1] + ', "room": '
 
 
 class PromptRedisManager(socketio.AsyncRedisManager):
