@@ -1,4 +1,4 @@
-"""A worker's jobs that start together claim their rows in one statement, each row once."""
+"""Two workers that claim the same rows at once each take a row once."""
 
 from __future__ import annotations
 
@@ -6,14 +6,9 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-from sqlalchemy import update
-
-from herald.core import driver
-from herald.core.db import table
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.processor import Processor
-from herald.notifications.models import Channel, EmailNotification, Status
+from herald.notifications.models import Channel, EmailNotification
 from herald.runtime import Herald
 from tests.conftest import RunningHerald
 from tests.test_retry_tiers import notify
@@ -35,37 +30,11 @@ async def claim_all(processor: Processor, app: Herald, ids: list[int]) -> list[A
     return await asyncio.gather(*(processor._claim_waiting(EMAIL, i, tier) for i in ids))  # type: ignore[arg-type]
 
 
-async def test_jobs_that_start_together_share_one_claim_statement(
-    herald_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    herald: RunningHerald = await herald_factory(workers=False)
-    app = herald.herald
-    ids = await queued_emails(herald, 6)
-    async with app.db.begin() as session:  # one was delivered meanwhile: it is not claimed
-        t = table(EmailNotification)
-        await session.execute(update(t).where(t.c.id == ids[0]).values(status=Status.DELIVERED))
-    sent: list[dict[str, Any]] = []
-    fetch = driver.fetch
-
-    async def counted(db: Any, statement: Any, params: Any) -> list[driver.Row]:
-        sent.append(params)
-        return await fetch(db, statement, params)
-
-    monkeypatch.setattr(driver, "fetch", counted)
-    worker = processor(app)
-    claimed = await claim_all(worker, app, list(reversed(ids)))
-    assert [n and n.id for n in reversed(claimed)] == [None, *ids[1:]]
-    assert all(n.status == "sending" and n.attempts == 1 for n in claimed[:-1])
-    assert [params["nids"] for params in sent] == [sorted(ids)]
-    # Claimed rows are mid-attempt now: claiming them again takes none.
-    assert await claim_all(worker, app, ids) == [None] * 6
-
-
 async def test_two_workers_claiming_the_same_rows_at_once_each_take_a_row_once(
     herald_factory: Any,
 ) -> None:
-    """Two processes' batched claims want the same rows in opposite orders: both finish (the rows
-    are locked in id order, so neither waits on the other forever) and each row goes to one."""
+    """Two processes' claims want the same rows in opposite orders, all at once: each row goes to
+    one of them, and none to both."""
     herald: RunningHerald = await herald_factory(workers=False)
     app = herald.herald
     ids = await queued_emails(herald, 20)

@@ -16,24 +16,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
-from sqlalchemy import (
-    ARRAY,
-    BindParameter,
-    Insert,
-    Integer,
-    Update,
-    any_,
-    bindparam,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import BindParameter, Insert, Update, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core import driver
 from herald.core.db import table, transaction, utcnow
-from herald.core.group_commit import GroupCall
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
@@ -79,8 +67,6 @@ class Processor:
         self.accepted = accepted
         self.telemetry = telemetry
         self.events = events
-        # The claims of jobs that start together, by channel, in-flight status and queue.
-        self._claims: dict[tuple[Channel, str, str], GroupCall[int, driver.Row]] = {}
 
     async def __call__(self, job: Job, token: str) -> str:
         channel = Channel(job.data["channel"])
@@ -170,26 +156,12 @@ class Processor:
     ) -> DeliveryState | None:
         """The common case in one statement: a row that waits for an attempt and is not left
         mid-attempt by an earlier one. None for anything else (gone, final, expired, or an
-        earlier attempt's outcome may be pending): `_begin` then looks at the row in full.
-
-        Jobs of one queue that start at the same moment (a batch of acks completes their
-        predecessors together, and each completion brings the next job) share the statement:
-        one round trip, and one write to the database's socket, for all of them."""
-        key = (sender.channel, sender.in_flight_status, tier.queue)
-        claims = self._claims.get(key)
-        if claims is None:
-            claims = self._claims[key] = GroupCall(functools.partial(self._claim_many, *key))
-        row = (await claims.get([notification_id])).get(notification_id)
-        return sender.model(**row) if row is not None else None
-
-    async def _claim_many(
-        self, channel: Channel, in_flight_status: str, queue: str, ids: set[int]
-    ) -> dict[int, driver.Row]:
-        many = len(ids) > 1
-        statement = _claim_statement(channel, in_flight_status, many, driver.on_postgres(self.db))
-        params = {"nids" if many else "nid": sorted(ids) if many else min(ids)}
-        rows = await driver.fetch(self.db, statement, {**params, "now": utcnow(), "queue": queue})
-        return {row.id: row for row in rows}  # (no BEGIN and COMMIT: one statement)
+        earlier attempt's outcome may be pending): `_begin` then looks at the row in full."""
+        model = sender.model
+        statement = _claim_statement(sender.channel, sender.in_flight_status)
+        params = {"nid": notification_id, "now": utcnow(), "queue": tier.queue}
+        rows = await driver.fetch(self.db, statement, params)  # no BEGIN and COMMIT
+        return model(**rows[0]) if rows else None
 
     async def _record_delivered(
         self,
@@ -350,45 +322,28 @@ class Processor:
 
 
 @functools.cache
-def _claim_statement(channel: Channel, in_flight_status: str, many: bool, postgres: bool) -> Update:
-    """Claim the rows that wait for an attempt (see `Processor._claim_waiting`): the row of id
-    `nid`, or with `many` those of ids `nids`; binds now and queue too.
-
-    On PostgreSQL many ids are one array parameter (the same SQL for any number of them), and
-    the rows are locked in id order before they are updated, as the acks' statement locks them:
-    two statements that want the same rows queue, never deadlock. PostgreSQL plans such a
-    statement on every run, for the array it is given (~130 µs of its CPU, which the rows
-    sharing it repay); a plan kept for any array instead (the array hidden from the planner
-    behind a sub-select) is made once, and one made while the table was still empty scanned
-    the whole table ever after (seen in EXPLAIN, and in the bench as PostgreSQL's CPU). One id
-    keeps the one-row statement, planned once."""
+def _claim_statement(channel: Channel, in_flight_status: str) -> Update:
+    """Claim a row waiting for an attempt (see `Processor._claim_waiting`); binds nid, now,
+    queue."""
     model = MODEL_OF[channel]
-    t = table(model)
-    c = t.c
+    c = table(model).c
     now: BindParameter[datetime] = bindparam("now")
-    waiting = [
-        c.status.not_in([*FINAL_STATUSES, Status.FAILED]),
-        ~((c.status == in_flight_status) & (c.attempts > 0)),
-    ]
-    if model is InAppNotification:
-        waiting.append(c.expires_at > now)
-    if not many:
-        claimed = c.id == bindparam("nid")
-    elif postgres:
-        ids = c.id == any_(bindparam("nids", type_=ARRAY(Integer)))
-        locked = select(c.id).where(ids, *waiting).order_by(c.id).with_for_update().cte("locked")
-        claimed = c.id.in_(select(locked.c.id))
-    else:  # SQLite takes one writer at a time
-        claimed = c.id.in_(bindparam("nids", expanding=True))
-    return (
-        update(t)
-        .where(claimed, *waiting)
+    statement = (
+        update(table(model))
+        .where(
+            c.id == bindparam("nid"),
+            c.status.not_in([*FINAL_STATUSES, Status.FAILED]),
+            ~((c.status == in_flight_status) & (c.attempts > 0)),
+        )
         .values(
             status=in_flight_status, attempts=c.attempts + 1, last_attempt_at=now,
             queue_name=bindparam("queue"), updated_at=now,
         )
         .returning(*c)
     )  # fmt: skip
+    if model is InAppNotification:
+        statement = statement.where(c.expires_at > now)
+    return statement
 
 
 @functools.cache
