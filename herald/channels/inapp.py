@@ -1,10 +1,9 @@
 """The in-app channel: an emit to the recipient's sockets, from any process, and its ack.
 
 It emits through Redis in python-socketio's pub/sub format, so a worker with no sockets of its
-own reaches the user on whichever API server they are connected to; the script that picks the
-user's sockets publishes the emits too (realtime.presence), in the same round trip. The
-attempt succeeds when a client acknowledges the notification: an emit alone may have been
-dropped on the way.
+own reaches the user on whichever API server they are connected to: `Presence.deliver` picks
+the user's sockets and publishes the emit to each, in one round trip. The attempt succeeds when
+a client acknowledges the notification: an emit alone may have been dropped on the way.
 """
 
 from __future__ import annotations
@@ -51,8 +50,8 @@ class InAppSender:
         self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
         try:
             emit = socket_emit(self.emitter, "notification:new", event)
-            live, _ = await self.presence.deliverable(
-                notification.user_id, notification.id, resend=resend, emit=emit
+            live, _ = await self.presence.deliver(
+                notification.user_id, notification.id, emit, resend=resend
             )
             if not live:
                 raise DeliveryError("recipient offline")

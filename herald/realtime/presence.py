@@ -92,10 +92,10 @@ return record(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], {unpack(AR
 # Where one notification goes, in one round trip: the user's sockets on live servers, each
 # recorded as sent the notification. KEYS[1]: the user's presence hash (sid -> server). ARGV:
 # keep, most, TTL, the notification id, "1" to send even where it was sent before, then the
-# key name parts of a server's alive key and of a connection's sent set; optionally a pub/sub
-# channel and a message up to its room (realtime.pubsub.socket_emit), published to each socket
-# it goes to. Returns how many live sockets the user has, then those to send it to.
-_DELIVERABLE = (
+# key name parts of a server's alive key and of a connection's sent set, then a pub/sub channel
+# and the emit's message up to its room (realtime.pubsub.socket_emit): published to each socket
+# it goes to. Returns how many live sockets the user has, then those it was sent to.
+_DELIVER = (
     _RECORD
     + """
 local keep, most, ttl, id, resend = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4],
@@ -109,7 +109,7 @@ for i = 1, #entries, 2 do
     local new = record(ARGV[8] .. sid, keep, most, ttl, {id})[1] == 1
     if new or resend then
       out[#out + 1] = sid
-      if ARGV[9] then redis.call('PUBLISH', ARGV[9], ARGV[10] .. cjson.encode(sid) .. '}') end
+      redis.call('PUBLISH', ARGV[9], ARGV[10] .. cjson.encode(sid) .. '}')
     end
   end
 end
@@ -173,7 +173,7 @@ class Presence:
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
         self._record = redis.register_script(_RECORD_SENT)
-        self._deliverable = redis.register_script(_DELIVERABLE)
+        self._deliver = redis.register_script(_DELIVER)
         # Where this server listens ({host, port, hostname}), so `herald status` finds the
         # servers that actually run instead of assuming a topology.
         self.announce = announce or {}
@@ -203,22 +203,17 @@ class Presence:
         alive = dict(zip(servers, await self.redis.mget([_alive(s) for s in servers]), strict=True))
         return [sid for sid, server in entries.items() if alive[server] is not None]
 
-    async def deliverable(
-        self,
-        user_id: int,
-        notification_id: int,
-        *,
-        resend: bool = False,
-        emit: tuple[str, str] | None = None,
+    async def deliver(
+        self, user_id: int, notification_id: int, emit: tuple[str, str], *, resend: bool = False
     ) -> tuple[int, list[str]]:
-        """How many sockets the user has on live servers, and those this notification should
-        be sent to: each recorded as sent it, in the same step, and left out if it already
-        was (catch-up or an earlier attempt sent it), unless `resend`. With `emit` (a pub/sub
-        channel and a message up to its room: realtime.pubsub.socket_emit), also published to
-        each of those sockets in that step: one round trip for all of it."""
+        """Send a notification to the user's sockets on live servers, in one round trip: each
+        socket is recorded as sent it and `emit` (a pub/sub channel and a message up to its
+        room: realtime.pubsub.socket_emit) is published to it, in one step; a socket it was
+        sent to before (catch-up or an earlier attempt) is left out, unless `resend`. Returns
+        how many live sockets the user has, and those it was sent to."""
         args: list[str | int] = [SENT_LIMIT, SENT_MOST, SENT_TTL, notification_id, int(resend)]
-        args += [*_ALIVE, _SENT, *(emit or ())]
-        live, *sids = await self._deliverable(keys=[_user(user_id)], args=args)
+        args += [*_ALIVE, _SENT, *emit]
+        live, *sids = await self._deliver(keys=[_user(user_id)], args=args)
         return int(live), [str(sid) for sid in sids]
 
     async def claim(self, sid: str, notification_ids: list[int]) -> list[int]:
