@@ -97,9 +97,11 @@ def ping_when_idle(engine: AsyncEngine) -> None:
     path's transactions. A connection in steady use has just proved itself; one that sat idle
     may have been dropped by the server or a restart. A connection that breaks while in use
     fails its statement once, and its caller retries (dbfaults) on another one. A restart or
-    `pg_terminate_backend` drops every connection at once, so the pooled ones that were idle
-    when a drop was seen (`note_dropped`) are pinged before use too: otherwise the retry could
-    be handed another dead connection and fail as well.
+    `pg_terminate_backend` drops every connection at once: SQLAlchemy then discards the pool's
+    older connections by itself, but a statement sent through the driver (herald.core.driver)
+    bypasses that, so the driver notes its drops (`note_dropped`) and the pooled connections
+    that were idle at that moment are pinged before use: otherwise the retry could be handed
+    another dead connection and fail as well.
     """
     pool = engine.sync_engine
 
@@ -119,19 +121,14 @@ def ping_when_idle(engine: AsyncEngine) -> None:
         except Exception as exc:  # the pool replaces it and tries again
             raise DisconnectionError(f"idle connection is gone: {exc!r}") from exc
 
-    @event.listens_for(pool, "handle_error")
-    def _errored(context: Any) -> None:
-        if context.is_disconnect:
-            note_dropped(engine)
-
 
 # When each engine last saw a connection drop under a statement (time.monotonic()).
 _drops: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def note_dropped(engine: AsyncEngine) -> None:
-    """A connection of `engine` dropped under a statement: the pool's idle ones may be gone
-    too, so each is pinged before its next use."""
+    """A connection of `engine` dropped under a statement sent through the driver: the pool's
+    idle ones may be gone too, so each is pinged before its next use."""
     _drops[engine.sync_engine] = time.monotonic()
 
 
