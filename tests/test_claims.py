@@ -6,14 +6,20 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from herald.channels.email import EmailSender
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.processor import Processor
-from herald.notifications.models import Channel, EmailNotification
+from herald.notifications.models import Channel
 from herald.runtime import Herald
 from tests.conftest import RunningHerald
 from tests.test_retry_tiers import notify
 
-EMAIL = SimpleNamespace(channel=Channel.EMAIL, model=EmailNotification, in_flight_status="sending")
+# What a claim reads of the channel's sender.
+EMAIL = SimpleNamespace(
+    channel=EmailSender.channel,
+    model=EmailSender.model,
+    in_flight_status=EmailSender.in_flight_status,
+)
 
 
 async def queued_emails(herald: RunningHerald, count: int) -> list[int]:

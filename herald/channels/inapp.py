@@ -50,7 +50,7 @@ class InAppSender:
         self.acks.expect(notification.id)  # before the emit: a fast ack must not be missed
         try:
             emit = socket_emit(self.emitter, "notification:new", event)
-            live, _ = await self.presence.deliver(
+            live = await self.presence.deliver(
                 notification.user_id, notification.id, emit, resend=resend
             )
             if not live:

@@ -94,26 +94,25 @@ return record(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], {unpack(AR
 # keep, most, TTL, the notification id, "1" to send even where it was sent before, then the
 # key name parts of a server's alive key and of a connection's sent set, then a pub/sub channel
 # and the emit's message up to its room (realtime.pubsub.socket_emit): published to each socket
-# it goes to. Returns how many live sockets the user has, then those it was sent to.
+# it goes to. Returns how many live sockets the user has.
 _DELIVER = (
     _RECORD
     + """
 local keep, most, ttl, id, resend = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4],
   ARGV[5] == '1'
 local entries = redis.call('HGETALL', KEYS[1])
-local out = {0}
+local live = 0
 for i = 1, #entries, 2 do
   local sid, server = entries[i], entries[i + 1]
   if redis.call('EXISTS', ARGV[6] .. server .. ARGV[7]) == 1 then
-    out[1] = out[1] + 1
+    live = live + 1
     local new = record(ARGV[8] .. sid, keep, most, ttl, {id})[1] == 1
     if new or resend then
-      out[#out + 1] = sid
       redis.call('PUBLISH', ARGV[9], ARGV[10] .. cjson.encode(sid) .. '}')
     end
   end
 end
-return out
+return live
 """
 )
 
@@ -205,16 +204,15 @@ class Presence:
 
     async def deliver(
         self, user_id: int, notification_id: int, emit: tuple[str, str], *, resend: bool = False
-    ) -> tuple[int, list[str]]:
+    ) -> int:
         """Send a notification to the user's sockets on live servers, in one round trip: each
         socket is recorded as sent it and `emit` (a pub/sub channel and a message up to its
         room: realtime.pubsub.socket_emit) is published to it, in one step; a socket it was
         sent to before (catch-up or an earlier attempt) is left out, unless `resend`. Returns
-        how many live sockets the user has, and those it was sent to."""
+        how many live sockets the user has."""
         args: list[str | int] = [SENT_LIMIT, SENT_MOST, SENT_TTL, notification_id, int(resend)]
         args += [*_ALIVE, _SENT, *emit]
-        live, *sids = await self._deliver(keys=[_user(user_id)], args=args)
-        return int(live), [str(sid) for sid in sids]
+        return int(await self._deliver(keys=[_user(user_id)], args=args))
 
     async def claim(self, sid: str, notification_ids: list[int]) -> list[int]:
         """Record all these as sent on this connection at once, before sending any, so a worker
