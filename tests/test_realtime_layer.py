@@ -343,6 +343,112 @@ class TestCompression:
         assert window_bits > 0 and opened == "0"
 
 
+class TestLeanSockets:
+    """What an idle socket keeps is cut down (herald/realtime/engineio_lean.py,
+    herald/web/websocket.py); what a client sees must not change."""
+
+    async def test_a_websocket_is_written_directly_and_a_long_poll_through_its_queue(
+        self, herald: RunningHerald
+    ) -> None:
+        user = await herald.signup()
+        token = (await herald.login(user))["sessionToken"]
+        direct = await connected(herald, token)
+        polling = RecordingClient()
+        await polling.sio.connect(herald.url, transports=["polling"], wait_timeout=10)
+        await polling.authenticate(token)
+        try:
+            for client in (direct, polling):
+                await drain(client, "notification:new", wait=0.5)
+            nid = await login_notification(herald, user)
+            for client in (direct, polling):
+                while (await client.next("notification:new", timeout=20))["id"] != nid:
+                    pass
+            sockets = herald.herald.sio.eio.sockets
+            over_websocket = sockets[direct.sio.eio.sid]
+            long_polled = sockets[polling.sio.eio.sid]
+            assert over_websocket._ws is not None and over_websocket._queue is None
+            assert long_polled._ws is None and long_polled._queue is not None
+        finally:
+            await direct.close()
+            await polling.close()
+
+    async def test_a_server_side_disconnect_closes_the_websocket(
+        self, herald: RunningHerald
+    ) -> None:
+        """The library's writer task closed the connection; without one, `close` does."""
+        url = f"{herald.url}/socket.io/?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            opened = await ws.receive_str(timeout=10)  # Engine.IO's open packet
+            await ws.send_str("40")
+            assert (await ws.receive_str(timeout=10)).startswith("40")
+            await herald.herald.sio.eio.disconnect(json.loads(opened[1:])["sid"])
+            assert await ws.receive_str(timeout=10) == "1"  # Engine.IO's close packet
+            closing = await ws.receive(timeout=10)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_mailbox_hands_messages_over_in_order_and_waits_for_the_next() -> None:
+    from herald.web.websocket import Mailbox
+
+    box = Mailbox()
+    assert box.empty()
+    box.put_nowait(1)
+    box.put_nowait(2)
+    assert not box.empty()
+    assert [await box.get(), await box.get()] == [1, 2]
+    assert box.empty()
+    waiting = asyncio.create_task(box.get())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    box.put_nowait(3)
+    assert await asyncio.wait_for(waiting, 1) == 3
+    cancelled = asyncio.create_task(box.get())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    box.put_nowait(4)  # a reader that gave up does not swallow the message
+    assert await asyncio.wait_for(box.get(), 1) == 4
+
+
+async def test_flag_holds_waiters_until_set() -> None:
+    from herald.web.websocket import Flag
+
+    flag = Flag()
+    assert not flag.is_set()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True]
+    flag.clear()
+    gave_up = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0.01)
+    gave_up.cancel()
+    await asyncio.gather(gave_up, return_exceptions=True)
+    assert flag._waiters == []  # a cancelled waiter is not kept
+    flag.set()
+    assert await asyncio.wait_for(flag.wait(), 1) is True
+
+
+def test_lean_websocket_protocol_offers_what_uvicorn_uses() -> None:
+    """herald/web/websocket.py swaps uvicorn's receive queue and writable event for smaller
+    objects, and wsproto's handshaking connection for the open connection alone, each offering
+    only what uvicorn calls today: this fails when uvicorn calls anything else on them."""
+    import inspect
+    import re
+
+    from uvicorn.protocols.websockets import wsproto_impl
+
+    source = inspect.getsource(wsproto_impl.WSProtocol)
+
+    def used(attribute: str) -> set[str]:
+        return set(re.findall(rf"self\.{attribute}\.(\w+)", source))
+
+    assert used("queue") <= {"put_nowait", "get", "empty"}
+    assert used("writable") <= {"set", "clear", "wait", "is_set"}
+    assert used("conn") <= {"send", "receive_data", "events", "state"}
+    assert "self.queue: asyncio.Queue" in source and "self.writable = asyncio.Event()" in source
+
+
 def test_lean_engineio_socket_still_matches_the_library() -> None:
     """herald/realtime/engineio_lean.py replaces some of python-engineio's socket methods with
     copies that start fewer tasks. When the library changes one of them, or stops building its
@@ -361,7 +467,10 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
         for name in engineio_lean.REPLACED
     }
     assert digests == {
+        "__init__": "8532b631a4dc815f",
         "poll": "826f58a9f3606db2",
+        "send": "0437276ccba7ab09",
+        "close": "faa2e93902543244",
         "schedule_ping": "fe316639159cd70d",
         "_send_ping": "67db82a704ea49d0",
         "_websocket_handler": "27f120df4d717a24",

@@ -30,6 +30,7 @@ has done the same).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -39,10 +40,42 @@ from engineio.async_drivers import asgi
 _library_translate_request = asgi.translate_request
 
 # The library's methods this module replaces (tests/test_realtime_layer.py checks their source).
-REPLACED = ("poll", "schedule_ping", "_send_ping", "_websocket_handler")
+REPLACED = (
+    "__init__",
+    "poll",
+    "send",
+    "close",
+    "schedule_ping",
+    "_send_ping",
+    "_websocket_handler",
+)
 
 
 class LeanSocket(async_socket.AsyncSocket):
+    _queue: asyncio.Queue[Any] | None = None
+    _ws: Any = None  # the WebSocket this socket writes to directly, once it has one
+    _ws_closed = False
+
+    def __init__(self, server: Any, sid: str) -> None:
+        # BaseSocket's, less the send queue (made on first use: see `queue`).
+        self.server = server
+        self.sid = sid
+        self.last_ping = time.time()
+        self.connected = False
+        self.upgrading = False
+        self.upgraded = False
+        self.closing = False
+        self.closed = False
+        self.session: dict[str, Any] = {}
+
+    @property
+    def queue(self) -> asyncio.Queue[Any]:
+        """Packets waiting for a long poll, or for an upgrade to finish. A socket that opens
+        over a WebSocket writes each packet as it is sent and never needs one."""
+        if self._queue is None:
+            self._queue = self.server.create_queue()
+        return self._queue
+
     async def poll(self) -> list[Any]:
         """Wait for packets to send to the client."""
         try:
@@ -64,6 +97,54 @@ class LeanSocket(async_socket.AsyncSocket):
             except asyncio.QueueEmpty:
                 break
         return packets
+
+    async def send(self, pkt: packet.Packet) -> None:
+        """Send a packet to the client: straight to its WebSocket once it has one, else into
+        the queue a long poll (or the end of an upgrade) takes it from."""
+        if not await self.check_ping_timeout():
+            return
+        if self._ws is None:
+            await self.queue.put(pkt)
+        else:
+            await self._write(pkt)
+        self.server.logger.info(
+            "%s: Sending packet %s data %s",
+            self.sid,
+            packet.packet_names[pkt.packet_type],
+            pkt.data if not isinstance(pkt.data, bytes) else "<binary>",
+        )
+
+    async def _write(self, pkt: packet.Packet) -> None:
+        try:
+            await self._ws.send(pkt.encode())
+        except Exception:  # the client is gone: end the connection, as the library's writer did
+            await self._close_ws()
+
+    async def _close_ws(self) -> None:
+        if self._ws is not None and not self._ws_closed:
+            self._ws_closed = True
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    async def close(
+        self, wait: bool = True, abort: bool = False, reason: str | None = None
+    ) -> None:
+        """Close the socket connection."""
+        if not self.closed and not self.closing:
+            self.closing = True
+            await self.server._trigger_event(
+                "disconnect",
+                self.sid,
+                reason or self.server.reason.SERVER_DISCONNECT,
+                run_async=False,
+            )
+            if not abort:
+                await self.send(packet.Packet(packet.CLOSE))
+            self.closed = True
+            if self._ws is not None:
+                await self._close_ws()  # the CLOSE packet, if any, is written already
+            elif wait and self._queue is not None:
+                await self._queue.join()
 
     def schedule_ping(self) -> None:
         # only schedule a new ping if the previous ping wait cycle completed
@@ -126,25 +207,8 @@ class LeanSocket(async_socket.AsyncSocket):
             self.connected = True
             self.upgraded = True
 
-        # start separate writer thread
-        async def writer() -> None:
-            while True:
-                packets = None
-                try:
-                    packets = await self.poll()
-                except exceptions.QueueEmpty:
-                    break
-                if not packets:
-                    # empty packet list returned -> connection closed
-                    break
-                try:
-                    for pkt in packets:
-                        await ws.send(pkt.encode())
-                except BaseException:
-                    break
-            await ws.close()
-
-        writer_task = asyncio.ensure_future(writer())
+        # (the library starts a writer task that takes each packet from the queue)
+        await self._write_directly(ws)
 
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
@@ -173,10 +237,28 @@ class LeanSocket(async_socket.AsyncSocket):
                 # the connection properly
                 self.server.logger.exception("Unknown receive error")
 
-        await self.queue.put(None)  # unlock the writer task so it can exit
-        await asyncio.wait_for(writer_task, timeout=None)
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        await self._close_ws()
         return None
+
+    async def _write_directly(self, ws: Any) -> None:
+        """Send what waits in the queue (sends held while an upgrade ran), then have `send`
+        write each packet to the WebSocket itself."""
+        queue = self._queue
+        while queue is not None and not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:  # the end of the connection (as in `poll`)
+                self._ws = ws
+                await self._close_ws()
+                return
+            try:
+                await ws.send(pkt.encode())
+            except Exception:
+                break
+        # No await since the queue was seen empty: nothing can slip in between. The queue (it
+        # held at least the open packet, sent before the WebSocket was handed over) goes too.
+        self._ws, self._queue = ws, None
 
 
 class _NoBody:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from herald.core.config import Settings
 from herald.runtime import Herald
+from herald.web.websocket import LeanWSProtocol
 
 log = logging.getLogger(__name__)
 CLOSE_SOCKETS_TIMEOUT = 3.0
@@ -41,8 +42,13 @@ def server_config(
         timeout_graceful_shutdown=graceful_seconds,
         # wsproto keeps less per connection than uvicorn's default (websockets' sans-I/O
         # implementation): 46.4 vs 50.0 KB per idle authenticated socket in `herald bench
-        # sockets` (docs/benchmarks.md, "Sockets", 2026-12-03 second session).
-        ws="wsproto",
+        # sockets` (docs/benchmarks.md, "Sockets", 2026-12-03 second session); its lean
+        # version a few KB less again (herald/web/websocket.py).
+        ws=LeanWSProtocol,
+        # No WebSocket-level pings: Engine.IO pings every socket itself (its heartbeat ends a
+        # dead one), so uvicorn's own ping, pong and their two timers per socket would only
+        # repeat that work.
+        ws_ping_interval=None,
         ws_per_message_deflate=settings.ws_compression,
         # X-Forwarded-For/-Proto name the client only when they come from a load balancer the
         # operator named: anyone else could name any address, and dodge the rate limits.
