@@ -76,6 +76,12 @@ class LeanSocket(async_socket.AsyncSocket):
             self._queue = self.server.create_queue()
         return self._queue
 
+    def end_long_poll(self) -> None:
+        """Answer a pending long poll at once, with no packets (see `poll`). A socket that
+        has no queue has no long poll."""
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
     async def poll(self) -> list[Any]:
         """Wait for packets to send to the client."""
         try:

@@ -77,7 +77,7 @@ class GracefulServer(uvicorn.Server):
 
         async def end(session: Any) -> None:
             await session.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
-            session.queue.put_nowait(None)  # answers a pending long poll with no packets
+            session.end_long_poll()
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
