@@ -5,6 +5,7 @@ broadcasts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -385,6 +386,36 @@ class TestLeanSockets:
             assert await ws.receive_str(timeout=10) == "1"  # Engine.IO's close packet
             closing = await ws.receive(timeout=10)
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+    async def test_a_client_that_stops_answering_pings_is_dropped_and_one_that_answers_is_not(
+        self, herald_factory: Any
+    ) -> None:
+        """A read that waits a ping interval and its timeout (1 + 20 s here) ends the
+        connection: the client is gone. One timer per socket watches this (`_read_overdue`)."""
+        herald = await herald_factory(workers=False, ws_heartbeat_interval=1000)
+        url = f"{herald.url}/socket.io/?EIO=4&transport=websocket"
+
+        async def hold(ws: aiohttp.ClientWebSocketResponse, answer: bool) -> float:
+            """Seconds until the server closed the connection (inf: still open after 30 s)."""
+            await ws.receive_str(timeout=10)  # Engine.IO's open packet
+            await ws.send_str("40")
+            started = asyncio.get_running_loop().time()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    async for message in ws:
+                        if answer and message.data == "2":  # ping
+                            await ws.send_str("3")
+                    return asyncio.get_running_loop().time() - started
+            return float("inf")
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url) as silent,
+            session.ws_connect(url) as answering,
+        ):
+            dropped, kept = await asyncio.gather(hold(silent, False), hold(answering, True))
+        assert 15 < dropped < 28
+        assert kept == float("inf")
 
 
 async def test_mailbox_hands_messages_over_in_order_and_waits_for_the_next() -> None:

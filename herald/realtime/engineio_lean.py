@@ -1,18 +1,25 @@
 # mypy: disable-error-code="has-type,assignment"
 # (python-engineio is untyped: mypy infers its attributes from their first values)
-"""python-engineio's per-socket tasks, fewer: the same protocol with three asyncio tasks less
-per idle WebSocket.
+"""python-engineio's sockets, leaner: the same protocol with no asyncio task of their own and
+no send queue once a socket has its WebSocket.
 
 python-engineio (4.x) keeps, for every idle WebSocket, besides uvicorn's own task:
 - a ping task that sleeps `ping_interval` (`_send_ping`, started by `schedule_ping`),
 - a writer task whose `poll` awaits `asyncio.wait_for(queue.get(), ...)`, which on Python 3.11
-  wraps the `get` in a task of its own,
+  wraps the `get` in a task of its own, and the `asyncio.Queue` it takes packets from (four
+  64-slot deques, ~3 KB),
 - a reader that starts a task per read (`wait_task`) and awaits it with `asyncio.wait_for`.
 
-Each task holds its coroutine frames, a future and a timer: what docs/benchmarks.md ("Sockets")
-measured as ~13 KB of asyncio objects per socket. Here the ping is a timer (`call_later`) that
-starts a short-lived task only when a ping is due, and `poll` and the read loop await in place
-under `asyncio.timeout`: same timeouts, same packets, same order.
+Each task holds its coroutine frames, a future and a timer. Here:
+- the ping is a timer (`call_later`) that starts a short-lived task only when a ping is due;
+- `send` writes each packet straight to the WebSocket once the socket has one. Packets sent
+  before that (the open packet, anything sent while an upgrade from long polling runs) wait in
+  the queue as before and are written first, in order; then the queue is dropped. A long-polled
+  socket keeps its queue, and `poll` awaits it in place under `asyncio.timeout`;
+- the read loop awaits in place, and one timer per socket (`_read_overdue`) closes a WebSocket
+  whose read has waited a ping interval and timeout, where the library timed each read out.
+Same timeouts, same packets, same order. `close` closes the WebSocket itself (the library's
+writer task did, when it ran dry).
 
 Its ASGI driver also defines a class per request (`AwaitablePayload`, the environ's
 `wsgi.input`), which a WebSocket's environ keeps alive for the connection's life; a WebSocket
@@ -21,7 +28,7 @@ has no request body, so its environ gets one shared empty body instead.
 `install` makes python-engineio build its sockets from `LeanSocket` (its server calls
 `async_socket.AsyncSocket(self, sid)`, looked up when a client connects) and translate
 requests with `translate_request` (its ASGI driver's `_async` table, which every server
-consults). The methods replaced are copies of the library's with only those awaits changed;
+consults). The methods replaced are copies of the library's with those changes only;
 tests/test_realtime_layer.py holds a digest of the library's originals and fails when
 python-engineio changes them, so this module is checked again then (or dropped, if upstream
 has done the same).
@@ -55,6 +62,8 @@ class LeanSocket(async_socket.AsyncSocket):
     _queue: asyncio.Queue[Any] | None = None
     _ws: Any = None  # the WebSocket this socket writes to directly, once it has one
     _ws_closed = False
+    _waiting_since: float | None = None  # when the current WebSocket read began (None: none)
+    _watchdog: asyncio.TimerHandle
 
     def __init__(self, server: Any, sid: str) -> None:
         # BaseSocket's, less the send queue (made on first use: see `queue`).
@@ -218,15 +227,19 @@ class LeanSocket(async_socket.AsyncSocket):
 
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
+        loop = asyncio.get_running_loop()
         timeout = self.server.ping_interval + self.server.ping_timeout
+        self._watchdog = loop.call_later(timeout, self._read_overdue, timeout)
         while True:
             p = None
+            self._waiting_since = loop.time()
             try:
-                # (the library starts a task per read and awaits it with wait_for)
-                async with asyncio.timeout(timeout):
-                    p = await websocket_wait()
+                # (the library awaits each read under a timeout of its own, in a task of its
+                # own; here one timer per socket looks at how long the current read waits)
+                p = await websocket_wait()
             except BaseException:
                 break
+            self._waiting_since = None
             if p is None:
                 # connection closed by client
                 break
@@ -243,9 +256,22 @@ class LeanSocket(async_socket.AsyncSocket):
                 # the connection properly
                 self.server.logger.exception("Unknown receive error")
 
+        self._watchdog.cancel()
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         await self._close_ws()
         return None
+
+    def _read_overdue(self, timeout: float) -> None:
+        """The read watchdog. A read that has waited `timeout` seconds (a ping interval and
+        its timeout) means the client is gone: closing the WebSocket ends the read, as the
+        library's timeout did. Otherwise look again when the current read would be overdue."""
+        loop = asyncio.get_running_loop()
+        since = self._waiting_since
+        waited = 0.0 if since is None else loop.time() - since
+        if waited < timeout:
+            self._watchdog = loop.call_later(timeout - waited, self._read_overdue, timeout)
+        else:
+            self.server.start_background_task(self._close_ws)
 
     async def _write_directly(self, ws: Any) -> None:
         """Send what waits in the queue (sends held while an upgrade ran), then have `send`
