@@ -11,13 +11,15 @@ python-engineio (4.x) keeps, for every idle WebSocket, besides uvicorn's own tas
 - a reader that starts a task per read (`wait_task`) and awaits it with `asyncio.wait_for`.
 
 Each task holds its coroutine frames, a future and a timer. Here:
-- the ping is a timer (`call_later`) that starts a short-lived task only when a ping is due;
+- the ping is a deadline (`herald.core.deadlines`: one timer for every socket of the server)
+  that starts a short-lived task only when a ping is due;
 - `send` writes each packet straight to the WebSocket once the socket has one. Packets sent
   before that (the open packet, anything sent while an upgrade from long polling runs) wait in
   the queue as before and are written first, in order; then the queue is dropped. A long-polled
   socket keeps its queue, and `poll` awaits it in place under `asyncio.timeout`;
-- the read loop awaits in place, and one timer per socket (`_read_overdue`) closes a WebSocket
-  whose read has waited a ping interval and timeout, where the library timed each read out.
+- the read loop awaits in place, and a deadline per socket (`_read_overdue`, on the same kind
+  of shared timer) closes a WebSocket whose read has waited a ping interval and timeout,
+  where the library timed each read out.
 Same timeouts, same packets, same order. `close` closes the WebSocket itself (the library's
 writer task did, when it ran dry).
 
@@ -44,6 +46,8 @@ from typing import Any
 from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import asgi
 
+from herald.core.deadlines import Deadlines
+
 _library_translate_request = asgi.translate_request
 
 # The library's methods this module replaces (tests/test_realtime_layer.py checks their source).
@@ -63,7 +67,6 @@ class LeanSocket(async_socket.AsyncSocket):
     _ws: Any = None  # the WebSocket this socket writes to directly, once it has one
     _ws_closed = False
     _waiting_since: float | None = None  # when the current WebSocket read began (None: none)
-    _watchdog: asyncio.TimerHandle
 
     def __init__(self, server: Any, sid: str) -> None:
         # BaseSocket's, less the send queue (made on first use: see `queue`).
@@ -156,6 +159,7 @@ class LeanSocket(async_socket.AsyncSocket):
             if not abort:
                 await self.send(packet.Packet(packet.CLOSE))
             self.closed = True
+            _clocks(self.server).pings.cancel(self)
             if self._ws is not None:
                 await self._close_ws()  # the CLOSE packet, if any, is written already
             elif wait and self._queue is not None:
@@ -165,7 +169,7 @@ class LeanSocket(async_socket.AsyncSocket):
         # only schedule a new ping if the previous ping wait cycle completed
         if self.last_ping:
             self.last_ping = None
-            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
+            _clocks(self.server).pings.set(self, self.server.ping_interval)
 
     def _ping_due(self) -> None:
         if not self.closing and not self.closed:
@@ -228,14 +232,14 @@ class LeanSocket(async_socket.AsyncSocket):
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
         loop = asyncio.get_running_loop()
-        timeout = self.server.ping_interval + self.server.ping_timeout
-        self._watchdog = loop.call_later(timeout, self._read_overdue, timeout)
+        reads = _clocks(self.server).reads
+        reads.set(self, self.server.ping_interval + self.server.ping_timeout)
         while True:
             p = None
             self._waiting_since = loop.time()
             try:
                 # (the library awaits each read under a timeout of its own, in a task of its
-                # own; here one timer per socket looks at how long the current read waits)
+                # own; here a deadline per socket looks at how long the current read waits)
                 p = await websocket_wait()
             except BaseException:
                 break
@@ -256,20 +260,20 @@ class LeanSocket(async_socket.AsyncSocket):
                 # the connection properly
                 self.server.logger.exception("Unknown receive error")
 
-        self._watchdog.cancel()
+        reads.cancel(self)
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         await self._close_ws()
         return None
 
-    def _read_overdue(self, timeout: float) -> None:
-        """The read watchdog. A read that has waited `timeout` seconds (a ping interval and
-        its timeout) means the client is gone: closing the WebSocket ends the read, as the
-        library's timeout did. Otherwise look again when the current read would be overdue."""
-        loop = asyncio.get_running_loop()
+    def _read_overdue(self) -> None:
+        """The read watchdog. A read that has waited a ping interval and its timeout means
+        the client is gone: closing the WebSocket ends the read, as the library's timeout did.
+        Otherwise look again when the current read would be overdue."""
+        timeout = self.server.ping_interval + self.server.ping_timeout
         since = self._waiting_since
-        waited = 0.0 if since is None else loop.time() - since
+        waited = 0.0 if since is None else asyncio.get_running_loop().time() - since
         if waited < timeout:
-            self._watchdog = loop.call_later(timeout - waited, self._read_overdue, timeout)
+            _clocks(self.server).reads.set(self, timeout - waited)
         else:
             self.server.start_background_task(self._close_ws)
 
@@ -291,6 +295,22 @@ class LeanSocket(async_socket.AsyncSocket):
         # No await since the queue was seen empty: nothing can slip in between. The queue (it
         # held at least the open packet, sent before the WebSocket was handed over) goes too.
         self._ws, self._queue = ws, None
+
+
+class _Clocks:
+    """Every socket's next ping and read deadline, for one server: two timers in all, where a
+    timer per socket would cost each idle socket ~0.6 KB (herald/core/deadlines.py)."""
+
+    def __init__(self) -> None:
+        self.pings: Deadlines[LeanSocket] = Deadlines(LeanSocket._ping_due)
+        self.reads: Deadlines[LeanSocket] = Deadlines(LeanSocket._read_overdue)
+
+
+def _clocks(server: Any) -> _Clocks:
+    clocks: _Clocks | None = getattr(server, "_herald_clocks", None)
+    if clocks is None:
+        clocks = server._herald_clocks = _Clocks()
+    return clocks
 
 
 class _NoBody:

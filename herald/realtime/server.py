@@ -7,7 +7,6 @@ nothing until it authenticates: it joins no room before that.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -19,6 +18,7 @@ import socketio
 
 from herald.accounts.service import login_for_token
 from herald.core.db import utcnow
+from herald.core.deadlines import Deadlines
 from herald.core.redis import pubsub_channel
 from herald.notifications import inbox
 from herald.notifications.models import InAppNotification
@@ -121,16 +121,12 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         ping_timeout=max(settings.ws_heartbeat_interval / 1000, 20),
     )
 
-    # Each socket is disconnected when its session expires (revocations disconnect it at once).
-    expiry_timers: dict[str, asyncio.TimerHandle] = {}
+    # Each socket is disconnected when its session expires (revocations disconnect it at once),
+    # on one timer for all of them.
+    expiries: Deadlines[str] = Deadlines(lambda sid: sio.start_background_task(sio.disconnect, sid))
 
     def expire_at(sid: str, expires_at: datetime) -> None:
-        if timer := expiry_timers.pop(sid, None):
-            timer.cancel()
-        delay = max(0.0, (expires_at - utcnow()).total_seconds())
-        expiry_timers[sid] = asyncio.get_running_loop().call_later(
-            delay, lambda: sio.start_background_task(sio.disconnect, sid)
-        )
+        expiries.set(sid, (expires_at - utcnow()).total_seconds())
 
     async def sign_in(
         sid: str, user: Signer, login_id: int | None, expires_at: datetime
@@ -335,8 +331,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     @sio.event
     async def disconnect(sid: str, *_: Any) -> None:
         connect_auth.pop(sid, None)
-        if timer := expiry_timers.pop(sid, None):
-            timer.cancel()
+        expiries.cancel(sid)
         state = await sio.get_session(sid)
         if state.get("userId") is not None:
             await herald.presence.remove(state["userId"], sid)
