@@ -4,8 +4,9 @@ A timer per socket (`loop.call_later`) costs 500-800 bytes of every idle socket 
 (the handle, its bound callback and arguments, a copied context); a process holding 10,000
 sockets keeps three per socket (Engine.IO's ping, the read watchdog, the session's expiry).
 Here the deadlines sit in a heap, and one timer is armed for the earliest. asyncio has nothing
-like this, and the scheduling libraries we looked at (APScheduler, sched) run their own loop
-or thread for it, hence these few lines.
+like this; the standard library's `sched` blocks its thread, and a scheduler such as
+APScheduler keeps a job object (trigger, store entry) per deadline, heavier than the timer it
+would replace; hence these few lines.
 """
 
 from __future__ import annotations
