@@ -170,10 +170,33 @@ async def stack(request: pytest.FixtureRequest, postgres_url: str | None) -> dic
         return {}
     if not (postgres_url and REDIS_URL):
         pytest.skip("HERALD_TEST_DATABASE_URL and HERALD_TEST_REDIS_URL not set")
+    # Queues and rows left by an earlier test must not leak into this one: its reconciler
+    # would take the earlier test's undelivered rows for lost jobs and deliver them here.
     client = aioredis.from_url(REDIS_URL)
-    await client.flushdb()  # queues left by an earlier test must not leak into this one
+    await client.flushdb()
     await client.aclose()
+    await empty_tables(postgres_url)
     return {"database_url": postgres_url, "redis_url": REDIS_URL}
+
+
+async def empty_tables(url: str) -> None:
+    """Every table of the schema emptied, the migrations' record kept."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # fail, not hang
+            names = (
+                await conn.scalars(
+                    text(
+                        "SELECT quote_ident(tablename) FROM pg_tables"
+                        " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
+                )
+            ).all()
+            if names:
+                await conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+    finally:
+        await engine.dispose()
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

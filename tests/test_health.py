@@ -1,6 +1,22 @@
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 from tests.conftest import RunningHerald
+
+
+async def get_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    """One HTTP/1.1 request on an open connection; the response's status line."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: herald\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )  # fmt: skip
+    await reader.readexactly(length)
+    return head.split(b"\r\n")[0]
 
 
 class TestHealth:
@@ -27,6 +43,20 @@ class TestHealth:
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
         assert len(missing.headers["x-request-id"]) == 32  # made when none was given
+
+    async def test_an_idle_connection_outlives_the_clients_pools(
+        self, herald: RunningHerald
+    ) -> None:
+        # httpx keeps an idle connection 5 s: a server closing it at the same moment makes the
+        # client's next request on it fail unread. So the server keeps it longer than that.
+        url = urlsplit(herald.url)
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        try:
+            assert await get_on(reader, writer, "/api/health") == b"HTTP/1.1 200 OK"
+            await asyncio.sleep(6)
+            assert await get_on(reader, writer, "/api/health") == b"HTTP/1.1 200 OK"
+        finally:
+            writer.close()
 
     async def test_redis_down_is_degraded_not_dead(self, herald_factory) -> None:  # type: ignore[no-untyped-def]
         running = await herald_factory(redis_url="redis://127.0.0.1:1/0")

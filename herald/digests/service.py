@@ -35,7 +35,7 @@ from herald.accounts.models import User
 from herald.core.config import Settings
 from herald.core.db import table, transaction, utcnow
 from herald.delivery.queues import KEEP_COMPLETED, KEEP_FAILED, Queues
-from herald.digests.models import Digest, DigestStatus
+from herald.digests.models import OPEN_ONLY, Digest, DigestStatus
 from herald.digests.render import Item, render_digest
 from herald.digests.rules import Rule, RuleCache
 from herald.digests.schedule import group_key, next_daily, parse_daily_at, zone
@@ -124,7 +124,10 @@ class Digests:
                 .values(values)
                 .on_conflict_do_nothing(
                     index_elements=["user_id", "type", "group_key"],
-                    index_where=c.status == DigestStatus.OPEN,
+                    # The index's own predicate, as text: a bound parameter here made
+                    # PostgreSQL fail to match the partial index whenever it ran the statement
+                    # on a generic plan (a statement prepared and run five times or more).
+                    index_where=OPEN_ONLY,
                 )
                 .returning(c.id, c.closes_at)
             )

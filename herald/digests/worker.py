@@ -53,7 +53,7 @@ class DigestWorker:
             try:
                 await self.digests.sweep()
             except Exception as exc:  # the database is away: next round
-                log.warning("digests.sweep.error", extra={"error": repr(exc)})
+                log.warning("digests.sweep.error", extra={"error": repr(exc)}, exc_info=True)
             await asyncio.sleep(self.settings.reconcile_interval)
 
     async def close(self) -> None:

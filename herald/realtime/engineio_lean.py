@@ -123,8 +123,8 @@ class LeanSocket(async_socket.AsyncSocket):
             return
         if self._ws is None:
             await self.queue.put(pkt)
-        else:
-            await self._write(pkt)
+        elif not await self._write(self._ws, pkt):  # the client is gone: end the connection,
+            await self._close_ws()  # as the library's writer did
         self.server.logger.info(
             "%s: Sending packet %s data %s",
             self.sid,
@@ -132,11 +132,14 @@ class LeanSocket(async_socket.AsyncSocket):
             pkt.data if not isinstance(pkt.data, bytes) else "<binary>",
         )
 
-    async def _write(self, pkt: packet.Packet) -> None:
+    @staticmethod
+    async def _write(ws: Any, pkt: packet.Packet) -> bool:
+        """Write one packet to the WebSocket; False when it could not (the client is gone)."""
         try:
-            await self._ws.send(pkt.encode())
-        except Exception:  # the client is gone: end the connection, as the library's writer did
-            await self._close_ws()
+            await ws.send(pkt.encode())
+        except Exception:
+            return False
+        return True
 
     async def _close_ws(self) -> None:
         if self._ws is not None and not self._ws_closed:
@@ -284,14 +287,11 @@ class LeanSocket(async_socket.AsyncSocket):
         while queue is not None and not queue.empty():
             pkt = queue.get_nowait()
             queue.task_done()
-            if pkt is None:  # the end of the connection (as in `poll`)
+            # None is the end of the connection (as in `poll`); a failed write, the client gone.
+            if pkt is None or not await self._write(ws, pkt):
                 self._ws = ws
                 await self._close_ws()
                 return
-            try:
-                await ws.send(pkt.encode())
-            except Exception:
-                break
         # No await since the queue was seen empty: nothing can slip in between. The queue (it
         # held at least the open packet, sent before the WebSocket was handed over) goes too.
         self._ws, self._queue = ws, None

@@ -26,6 +26,7 @@ from herald.web.websocket import LeanWSProtocol
 
 log = logging.getLogger(__name__)
 CLOSE_SOCKETS_TIMEOUT = 3.0
+KEEP_ALIVE_SECONDS = 65
 
 
 def server_config(
@@ -49,6 +50,11 @@ def server_config(
         # dead one), so uvicorn's own ping, pong and their two timers per socket would only
         # repeat that work.
         ws_ping_interval=None,
+        # Idle keep-alive connections are kept longer than clients keep them in their pools
+        # (httpx 5 s, HAProxy's `timeout http-keep-alive` 10 s): with uvicorn's default of 5 s
+        # the server could close a connection just as a client sent its next request on it,
+        # and the client saw a ReadError for a request the server never read.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         ws_per_message_deflate=settings.ws_compression,
         # X-Forwarded-For/-Proto name the client only when they come from a load balancer the
         # operator named: anyone else could name any address, and dodge the rate limits.
