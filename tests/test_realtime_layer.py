@@ -348,7 +348,7 @@ class TestLeanSockets:
     """What an idle socket keeps is cut down (herald/realtime/engineio_lean.py,
     herald/web/websocket.py); what a client sees must not change."""
 
-    async def test_a_websocket_is_written_directly_and_a_long_poll_through_its_queue(
+    async def test_a_websocket_is_written_directly_keeping_no_environ_a_long_poll_through_a_queue(
         self, herald: RunningHerald
     ) -> None:
         user = await herald.signup()
@@ -369,6 +369,11 @@ class TestLeanSockets:
             long_polled = sockets[polling.sio.eio.sid]
             assert over_websocket._ws is not None and over_websocket._queue is None
             assert long_polled._ws is None and long_polled._queue is not None
+            # python-socketio's environs (by Engine.IO session): the WebSocket's was emptied
+            # once the connection was accepted, the long poll's is its first request's.
+            environs = herald.herald.sio.environ
+            assert environs[direct.sio.eio.sid] == {}
+            assert environs[polling.sio.eio.sid]["REQUEST_METHOD"] == "GET"
         finally:
             await direct.close()
             await polling.close()
@@ -508,11 +513,11 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     }
     handle_connect = inspect.getsource(async_server.AsyncServer._handle_connect)
     assert "async_socket.AsyncSocket(self, sid)" in handle_connect
-    translate = inspect.getsource(engineio_lean._library_translate_request)
-    assert hashlib.sha256(translate.encode()).hexdigest()[:16] == "39e74733f1fe46aa"
+    accept = inspect.getsource(engineio_lean.LeanWebSocket.__mro__[1].__call__)
+    assert hashlib.sha256(accept.encode()).hexdigest()[:16] == "abbf7a49b2256d37"
     assert "._async" in inspect.getsource(base_server.BaseServer.__init__)
     engineio_lean.install()
-    assert asgi._async["translate_request"] is engineio_lean.translate_request
+    assert asgi._async["websocket"] is engineio_lean.LeanWebSocket
 
 
 async def test_an_emit_published_by_the_delivery_script_is_the_librarys_own_message() -> None:

@@ -23,17 +23,20 @@ Each task holds its coroutine frames, a future and a timer. Here:
 Same timeouts, same packets, same order. `close` closes the WebSocket itself (the library's
 writer task did, when it ran dry).
 
-Its ASGI driver also defines a class per request (`AwaitablePayload`, the environ's
-`wsgi.input`), which a WebSocket's environ keeps alive for the connection's life; a WebSocket
-has no request body, so its environ gets one shared empty body instead.
+A WebSocket's request environ (python-engineio's WSGI-style dict of the ASGI scope and its
+headers, ~1.3 KB and more with a browser's headers) is kept for the connection's life by the
+library's request handler, which awaits the connection, and by python-socketio's map of
+environs, though nothing reads it once the WebSocket is accepted: the origin check and the
+Engine.IO connect ran before, and Herald's Socket.IO connect handlers do not look at it.
+`LeanWebSocket` empties it when it accepts. (So `sio.get_environ(sid)` is empty for a socket
+that opened over a WebSocket: Herald never calls it.)
 
 `install` makes python-engineio build its sockets from `LeanSocket` (its server calls
-`async_socket.AsyncSocket(self, sid)`, looked up when a client connects) and translate
-requests with `translate_request` (its ASGI driver's `_async` table, which every server
-consults). The methods replaced are copies of the library's with those changes only;
-tests/test_realtime_layer.py holds a digest of the library's originals and fails when
-python-engineio changes them, so this module is checked again then (or dropped, if upstream
-has done the same).
+`async_socket.AsyncSocket(self, sid)`, looked up when a client connects) and its WebSockets
+from `LeanWebSocket` (its ASGI driver's `_async` table, which every server consults). The
+methods replaced are copies of the library's with those changes only; tests/test_realtime_layer.py
+holds a digest of the library's originals and fails when python-engineio changes them, so this
+module is checked again then (or dropped, if upstream has done the same).
 """
 
 from __future__ import annotations
@@ -47,8 +50,6 @@ from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import asgi
 
 from herald.core.deadlines import Deadlines
-
-_library_translate_request = asgi.translate_request
 
 # The library's methods this module replaces (tests/test_realtime_layer.py checks their source).
 REPLACED = (
@@ -313,24 +314,19 @@ def _clocks(server: Any) -> _Clocks:
     return clocks
 
 
-class _NoBody:
-    async def read(self, length: int | None = None) -> bytes:
-        return b""
-
-
-_NO_BODY = _NoBody()
-
-
-async def translate_request(scope: Any, receive: Any, send: Any) -> dict[str, Any]:
-    """The library's environ; a WebSocket's without the per-request payload class."""
-    environ: dict[str, Any] = await _library_translate_request(scope, receive, send)
-    if environ and scope.get("type") == "websocket":
-        environ["wsgi.input"] = _NO_BODY
-    return environ
+class LeanWebSocket(asgi.WebSocket):
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        """The library's, emptying the request's environ once it has taken what it uses."""
+        self.asgi_receive = environ["asgi.receive"]
+        self.asgi_send = environ["asgi.send"]
+        environ.clear()  # see the module's docstring
+        await self.asgi_send({"type": "websocket.accept"})
+        await self.handler(self)
+        return ""  # send nothing as response
 
 
 def install() -> None:
     """Have python-engineio build its sockets from LeanSocket and translate requests here
     (process-wide, idempotent)."""
     async_socket.AsyncSocket = LeanSocket
-    asgi._async["translate_request"] = translate_request
+    asgi._async["websocket"] = LeanWebSocket
