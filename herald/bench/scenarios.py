@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from herald.bench import costs, timelines
 from herald.bench.agent import Agent, call_all
 from herald.bench.ceiling import ceiling_agent
@@ -309,9 +311,38 @@ async def sockets(ctx: Context) -> Figures:
             rss = api.rss_bytes
             figures[f"rssMb{level}"] = round(rss / 2**20, 1)
             figures[f"kbPerSocket{level}"] = round((rss - base) / done / 1024, 1)
+        figures |= await _drop_all(swarms, api, done)
     # The figure held against the target: the largest level.
     figures["sockets"], figures["kbPerSocket"] = top, figures[f"kbPerSocket{top}"]
     return figures
+
+
+async def _drop_all(swarms: list[Agent], api: Proc, count: int) -> Figures:
+    """Every client drops at once (a load balancer reloaded, a network blip): the seconds until
+    the API has let them all go, and its CPU per disconnect. Nothing for a stack whose health
+    does not count its sockets (the peer's)."""
+    if await _sockets_connected(api) is None:
+        return {}
+    started, cpu0 = time.monotonic(), api.cpu_seconds
+    await call_all(swarms, "close")
+    while (await _sockets_connected(api) or 0) > 0:
+        if time.monotonic() - started > 300:
+            raise RuntimeError("the API still held sockets 300 s after every client closed")
+        await asyncio.sleep(0.1)
+    return {
+        "dropAllSeconds": round(time.monotonic() - started, 2),
+        "apiCpuMsPerDisconnect": round((api.cpu_seconds - cpu0) / count * 1000, 3),
+    }
+
+
+async def _sockets_connected(api: Proc) -> int | None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url(api)}/api/health") as response,
+    ):
+        body = await response.json()
+    connected = body.get("sockets", {}).get("connected")
+    return connected if isinstance(connected, int) else None
 
 
 # --- ceiling ----------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from typing import Any
 
 import socketio
 
+from herald.realtime.rooms import LeanRooms
+
 log = logging.getLogger(__name__)
 RESUBSCRIBE_SECONDS = 0.5
 
@@ -44,7 +46,7 @@ def socket_emit(manager: socketio.AsyncRedisManager, event: str, data: Any) -> t
     return manager.channel, manager.json.dumps(message)[:-1] + ', "room": '
 
 
-class PromptRedisManager(socketio.AsyncRedisManager):
+class PromptRedisManager(LeanRooms, socketio.AsyncRedisManager):
     # (sid, namespace) of a connection its client now knows is connected
     on_connected: Callable[[str, str], Awaitable[None]] | None = None
 
