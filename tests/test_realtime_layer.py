@@ -26,7 +26,7 @@ from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
 from herald.realtime.pubsub import socket_emit
 from herald.realtime.server import redis_manager
-from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, eventually
+from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, bearer, eventually
 from tests.realtime_client import RecordingClient
 
 QUIET = 1.0  # how long "receives nothing" is watched for
@@ -544,3 +544,50 @@ async def test_an_emit_published_by_the_delivery_script_is_the_librarys_own_mess
     channel, head = socket_emit(manager, "notification:new", data)
     assert channel == manager.channel
     assert json.loads(head + json.dumps("sid/1_-x") + "}") == json.loads(published)
+
+
+async def test_answers_to_a_socket_are_not_published_for_the_other_servers(
+    herald: RunningHerald,
+) -> None:
+    """A sign-in's answer, its caught-up notifications and a pong go to a socket of the server
+    that handles them: published on Redis too, every other API server would read them for
+    nothing. A user's room (other tabs, other servers) still goes through Redis."""
+    user = await herald.signup()
+    token = (await herald.login(user))["sessionToken"]
+    running = herald.herald
+    async with transaction(running.db) as session:  # enqueued nowhere: only a catch-up sends it
+        waiting = new_inapp(
+            running.settings, "generic", user_id=user["userId"], username=None, email=None,
+            title="while away", message="caught up", telemetry_id=None,
+        )  # fmt: skip
+        session.add(waiting)
+    listener = aioredis.from_url(running.redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(running.sio.manager.channel)
+    client = await connected(herald, token)
+    try:
+        while (await client.next("notification:new", timeout=20))["id"] != waiting.id:
+            pass
+        await client.sio.emit("ping", {})
+        assert "serverId" in await client.next("pong")
+        r = await herald.http.post("/api/me/notifications/read-all", headers=bearer(token))
+        assert r.status_code < 300, r.text
+        await client.next("notifications:markedRead")
+        published = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message:
+                        published.append(json.loads(message["data"]))
+    finally:
+        await client.close()
+        await pubsub.aclose()
+        await listener.aclose()
+    events = [m["event"] for m in published]
+    assert "notifications:markedRead" in events  # to the user's room: through Redis
+    assert "auth:success" not in events and "pong" not in events
+    # (the worker's live deliveries of the signup's and login's notifications are published)
+    assert waiting.id not in [
+        m["data"][0]["id"] for m in published if m["event"] == "notification:new"
+    ]

@@ -125,6 +125,13 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     # on one timer for all of them.
     expiries: Deadlines[str] = Deadlines(lambda sid: sio.start_background_task(sio.disconnect, sid))
 
+    async def reply(sid: str, event: str, data: Any) -> None:
+        """Emit to a socket of this server, from one of its handlers. Not through Redis: the
+        manager's emit also publishes every message for the other servers, who have no such
+        socket; that was a PUBLISH per sign-in and per caught-up notification, and every other
+        API server's subscriber reading it for nothing."""
+        await sio.emit(event, data, to=sid, ignore_queue=True)
+
     def expire_at(sid: str, expires_at: datetime) -> None:
         expiries.set(sid, (expires_at - utcnow()).total_seconds())
 
@@ -172,7 +179,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
 
     async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
         for n in backlog:
-            await sio.emit("notification:new", inapp_event(n), to=sid)
+            await reply(sid, "notification:new", inapp_event(n))
             await inbox.record_catch_up(herald, n, sid)
 
     async def identify(token: str) -> tuple[Signer, int | None, datetime]:
@@ -203,9 +210,10 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             if backlog is None:
                 raise Refused("invalid or expired session token")
         except Refused as refused:
-            await sio.emit("auth:error", {"message": str(refused)}, to=sid)
+            await reply(sid, "auth:error", {"message": str(refused)})
             return
-        await sio.emit(
+        await reply(
+            sid,
             "auth:success",
             {
                 "userId": user.id,
@@ -214,7 +222,6 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
                 "socketId": sid,
                 "serverId": settings.effective_server_id,
             },
-            to=sid,
         )
         await catch_up(sid, backlog)
         log.info(
@@ -251,7 +258,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         """The socket's session state and the ids an ack or read names; Refused otherwise."""
         state = await sio.get_session(sid)
         if state.get("userId") is None:
-            await sio.emit("auth:error", NOT_AUTHENTICATED, to=sid)
+            await reply(sid, "auth:error", NOT_AUTHENTICATED)
             raise Refused(NOT_AUTHENTICATED["message"])
         try:
             return state, parse_ids(data)
@@ -270,7 +277,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         """The session the socket authenticated with has ended since: say so and let it go.
         Every event checks, as a logout's disconnect may not have reached this server. Raise
         what it returns at once: the answer must leave before the disconnect runs."""
-        await sio.emit("auth:error", SESSION_ENDED, to=sid)
+        await reply(sid, "auth:error", SESSION_ENDED)
         sio.start_background_task(sio.disconnect, sid)
         return Refused(SESSION_ENDED["message"])
 
@@ -322,10 +329,10 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
 
     @sio.event
     async def ping(sid: str, data: Any = None) -> None:
-        await sio.emit(
+        await reply(
+            sid,
             "pong",
             {"timestamp": int(time.time() * 1000), "serverId": settings.effective_server_id},
-            to=sid,
         )
 
     @sio.event
