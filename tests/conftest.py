@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import inspect
 import os
 import uuid
@@ -318,6 +319,12 @@ async def eventually(check: Any, timeout: float = 20, interval: float = 0.05) ->
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def source_digest(code: Any) -> str:
+    """A short digest of a library function's source: a test that holds it fails when the
+    library changes the function that Herald's copy or adapter stands in for."""
+    return hashlib.sha256(inspect.getsource(code).encode()).hexdigest()[:16]
 
 
 def dump_tasks() -> str:

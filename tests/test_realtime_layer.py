@@ -26,7 +26,7 @@ from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
 from herald.realtime.pubsub import socket_emit
 from herald.realtime.server import redis_manager
-from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, bearer, eventually
+from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, bearer, eventually, source_digest
 from tests.realtime_client import RecordingClient
 
 QUIET = 1.0  # how long "receives nothing" is watched for
@@ -489,7 +489,6 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     """herald/realtime/engineio_lean.py replaces some of python-engineio's socket methods with
     copies that start fewer tasks. When the library changes one of them, or stops building its
     sockets where `install` hooks in, this fails: look at the copies again (or drop them)."""
-    import hashlib
     import inspect
 
     from engineio import async_server, base_server
@@ -498,10 +497,7 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     from herald.realtime import engineio_lean
 
     original = engineio_lean.LeanSocket.__mro__[1]
-    digests = {
-        name: hashlib.sha256(inspect.getsource(getattr(original, name)).encode()).hexdigest()[:16]
-        for name in engineio_lean.REPLACED
-    }
+    digests = {name: source_digest(getattr(original, name)) for name in engineio_lean.REPLACED}
     assert digests == {
         "__init__": "8532b631a4dc815f",
         "poll": "826f58a9f3606db2",
@@ -513,8 +509,7 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     }
     handle_connect = inspect.getsource(async_server.AsyncServer._handle_connect)
     assert "async_socket.AsyncSocket(self, sid)" in handle_connect
-    accept = inspect.getsource(engineio_lean.LeanWebSocket.__mro__[1].__call__)
-    assert hashlib.sha256(accept.encode()).hexdigest()[:16] == "abbf7a49b2256d37"
+    assert source_digest(engineio_lean.LeanWebSocket.__mro__[1].__call__) == "abbf7a49b2256d37"
     assert "._async" in inspect.getsource(base_server.BaseServer.__init__)
     engineio_lean.install()
     assert asgi._async["websocket"] is engineio_lean.LeanWebSocket
