@@ -392,6 +392,35 @@ class TestLeanSockets:
             closing = await ws.receive(timeout=10)
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
+    async def test_a_long_polled_clients_close_answers_its_pending_poll(
+        self, herald: RunningHerald
+    ) -> None:
+        """The library left the pending poll waiting for its timeout (a ping interval and
+        timeout: python-socketio's client took 35 s to disconnect); Socket.IO's own server
+        answers it with the close packet at once."""
+        base = f"{herald.url}/socket.io/?EIO=4&transport=polling"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base) as r:
+                sid = json.loads((await r.text())[1:])["sid"]
+            url = f"{base}&sid={sid}"
+
+            async def post(body: str) -> None:
+                async with session.post(url, data=body) as r:
+                    assert r.status == 200, await r.text()
+
+            async def poll() -> list[str]:
+                async with session.get(url) as r:
+                    return (await r.text()).split("\x1e")
+
+            await post("40")
+            assert (await poll())[0].startswith("40")  # connected
+            pending = asyncio.create_task(poll())
+            await asyncio.sleep(0.5)  # the poll is waiting on the server
+            assert not pending.done()
+            await post("1")
+            async with asyncio.timeout(10):  # the poll's own timeout is 50 s here
+                assert await pending == ["1"]
+
     async def test_a_client_that_stops_answering_pings_is_dropped_and_one_that_answers_is_not(
         self, herald_factory: Any
     ) -> None:
