@@ -164,13 +164,13 @@ class LeanSocket(async_socket.AsyncSocket):
             )
             if not abort:
                 await self.send(packet.Packet(packet.CLOSE))
-            elif self._said_goodbye(wait, reason) and self._queue is not None:
+            elif self._said_goodbye(wait, reason):
                 # A long-polled client said goodbye: answer its pending poll with the close now
                 # (as Socket.IO's own server does), not when the poll times out, a ping interval
                 # and timeout later; a client that waits for it (python-socketio's) took 35 s.
                 # (Not on a server's shutdown: a close packet would stop the client from
                 # reconnecting elsewhere.)
-                self._queue.put_nowait(packet.Packet(packet.CLOSE))
+                self.queue.put_nowait(packet.Packet(packet.CLOSE))
             self.closed = True
             _clocks(self.server).pings.cancel(self)
             if self._ws is not None:
@@ -179,8 +179,9 @@ class LeanSocket(async_socket.AsyncSocket):
                 await self._queue.join()
 
     def _said_goodbye(self, wait: bool, reason: str | None) -> bool:
-        """Whether `close` runs for the client's own close packet (`receive`'s call)."""
-        return not wait and reason == self.server.reason.CLIENT_DISCONNECT and self._ws is None
+        """Whether `close` runs for a long-polled client's own close packet (`receive`'s call)."""
+        client_closed = not wait and reason == self.server.reason.CLIENT_DISCONNECT
+        return client_closed and self._ws is None and self._queue is not None
 
     def schedule_ping(self) -> None:
         # only schedule a new ping if the previous ping wait cycle completed
@@ -339,7 +340,7 @@ class LeanWebSocket(asgi.WebSocket):
 
 
 def install() -> None:
-    """Have python-engineio build its sockets from LeanSocket and translate requests here
-    (process-wide, idempotent)."""
+    """Have python-engineio build its sockets from LeanSocket and its WebSockets from
+    LeanWebSocket (process-wide, idempotent)."""
     async_socket.AsyncSocket = LeanSocket
     asgi._async["websocket"] = LeanWebSocket
