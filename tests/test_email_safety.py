@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtplib.email import flatten_message
 from sqlalchemy import select, update
 
+from herald.channels.email import EmailSender, flatten
+from herald.core.config import load_settings
 from herald.core.db import transaction, utcnow
 from herald.notifications.models import EmailNotification
 from herald.notifications.service import new_email
@@ -139,3 +142,59 @@ class TestNoHeaderInjection:
         [sent] = await smtp.wait_for("payer@example.com")
         message = message_from_bytes(sent.original_content or b"", policy=policy.default)
         assert "Reply-To" not in message and "billing@attacker.example" in message["Subject"]
+
+
+class TestFlattening:
+    """Herald flattens its messages itself (a header that fits on one line is written as it
+    is); what goes into DATA must be byte for byte what aiosmtplib's own flattening makes."""
+
+    SUBJECTS = [
+        "Welcome",
+        "x" * 69,  # "Subject: " and 69 characters: exactly 78, the longest unfolded line
+        "x" * 70,
+        "A subject long enough that Compat32 has to fold it onto a second line, at a space",
+        "  spaces   inside  and around  ",
+        "Grüße aus Köln — 你好",
+        "=?utf-8?q?looks_encoded?= but is plain text",
+        "tab\tand a control\x07 character",
+    ]
+
+    def sender(self, **settings: Any) -> EmailSender:
+        return EmailSender(load_settings(**settings), "127.0.0.1", 25)
+
+    def message(self, subject: str, **fields: Any) -> EmailNotification:
+        values: dict[str, Any] = {
+            "id": 7, "type": "generic", "recipient_email": "ana@example.com",
+            "recipient_username": "ana", "subject": subject, "text": "Hello\nthere",
+            "html": "<p>Hello</p>", "unsubscribe_token": None,
+        }  # fmt: skip
+        return EmailNotification(**{**values, **fields})
+
+    @pytest.mark.parametrize("subject", SUBJECTS)
+    def test_every_subject_flattens_as_aiosmtplib_would(self, subject: str) -> None:
+        msg = self.sender().build(self.message(subject))
+        assert flatten(msg) == flatten_message(msg)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"recipient_username": "Zoë Ünal", "recipient_email": "zoe@example.com"},
+            {"recipient_username": None},
+            {"unsubscribe_token": "t" * 43},
+            {"text": "ünïcode body " * 40, "html": "<p>" + "long line " * 200 + "</p>"},
+            {"text": "From the start of a line\n.\n..", "type": "weekly digest"},
+        ],
+    )
+    def test_every_kind_of_message_flattens_as_aiosmtplib_would(
+        self, fields: dict[str, Any]
+    ) -> None:
+        for from_ in ("Herald <noreply@herald.example>", "Hérald Bötschaft <n@herald.example>"):
+            msg = self.sender(email_from=from_).build(self.message("Hi", **fields))
+            assert flatten(msg) == flatten_message(msg)
+
+    def test_a_header_that_fits_is_not_folded_and_one_that_does_not_is(self) -> None:
+        assert b"Subject: " + b"x" * 69 + b"\n" in flatten(
+            self.sender().build(self.message("x" * 69))
+        )
+        longer = flatten(self.sender().build(self.message("word " * 20)))
+        assert b"Subject: word word" in longer and b"\n word" in longer

@@ -52,25 +52,26 @@ async def server_and_pool() -> AsyncIterator[tuple[Server, SmtpPool]]:
     listening.close()
 
 
-def message(to: str) -> Any:
+def message(to: str) -> tuple[str, list[str], bytes]:
+    """`SmtpPool.send`'s arguments: the envelope and the flattened message."""
     msg = MIMEText("hello")
     msg["From"], msg["To"], msg["Subject"] = "herald@example.com", to, "pool"
-    return msg
+    return "herald@example.com", [to], msg.as_bytes()
 
 
 async def test_one_connection_carries_many_messages(server_and_pool: Any) -> None:
     server, pool = server_and_pool
     for i in range(3):
-        await pool.send(message(f"u{i}@example.com"))
+        await pool.send(*message(f"u{i}@example.com"))
     assert server.accepted == ["u0@example.com", "u1@example.com", "u2@example.com"]
     assert len(server.connections) == 1
 
 
 async def test_an_idle_connection_the_server_dropped_is_replaced(server_and_pool: Any) -> None:
     server, pool = server_and_pool
-    await pool.send(message("first@example.com"))
+    await pool.send(*message("first@example.com"))
     server.drop_everyone()  # and the pool has not noticed yet: it finds out mid-send
-    await pool.send(message("second@example.com"))  # no error reaches the caller
+    await pool.send(*message("second@example.com"))  # no error reaches the caller
     assert server.accepted == ["first@example.com", "second@example.com"]
     assert len(server.connections) == 2
 
@@ -79,10 +80,10 @@ async def test_a_refusal_closes_the_connection(server_and_pool: Any) -> None:
     server, pool = server_and_pool
     server.reply = "451 4.3.0 try later"
     with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
-        await pool.send(message("later@example.com"))
+        await pool.send(*message("later@example.com"))
     assert refused.value.code == 451
     server.reply = "250 2.0.0 accepted"
-    await pool.send(message("later@example.com"))
+    await pool.send(*message("later@example.com"))
     assert server.accepted == ["later@example.com"]
     assert len(server.connections) == 2  # the refused message's connection was not reused
 
@@ -91,5 +92,5 @@ async def test_a_new_connection_that_drops_is_not_retried(server_and_pool: Any) 
     server, pool = server_and_pool
     server.hang_up_on_data = True
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
-        await pool.send(message("gone@example.com"))
+        await pool.send(*message("gone@example.com"))
     assert len(server.connections) == 1 and server.accepted == []

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -37,14 +36,15 @@ class SmtpPool:
         self.size = size
         self._idle: list[_Connection] = []
 
-    async def send(self, msg: Message) -> str:
-        """Send one message; returns the server's final response. Raises what aiosmtplib
-        raises for the message itself (refused, 4xx/5xx, timeout, unreachable)."""
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        """Send one flattened message to the envelope's addresses; returns the server's final
+        response. Raises what aiosmtplib raises for the message itself (refused, 4xx/5xx,
+        timeout, unreachable)."""
         fresh = False
         while True:
             conn, reused = await self._acquire(fresh)
             try:
-                _, response = await conn.smtp.send_message(msg)
+                _, response = await conn.smtp.sendmail(sender, list(recipients), message)
             except aiosmtplib.SMTPServerDisconnected:
                 await self._discard(conn)
                 if not reused:
