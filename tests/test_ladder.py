@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from herald.core.db import transaction
 from herald.notifications.models import Channel, EmailNotification
 from herald.notifications.service import new_email
@@ -153,20 +155,29 @@ class TestPermanentFailures:
         )
         assert again.json()["replayed"] == []
 
-    async def test_malformed_address_is_permanent(
-        self, herald: RunningHerald, smtp: SmtpSink
+    @pytest.mark.parametrize(
+        ("address", "reason"),
+        [
+            ("no-at-sign", "malformed address"),
+            # Valid, and accepted at sign-up, but unsendable without SMTPUTF8: it used to fail
+            # every attempt of the ladder with a UnicodeEncodeError from the From/To headers.
+            ("josé@exämple.com", "internationalized address"),
+        ],
+    )
+    async def test_an_address_no_attempt_can_send_to_is_permanent(
+        self, herald: RunningHerald, smtp: SmtpSink, address: str, reason: str
     ) -> None:
         running = herald.herald
         async with transaction(running.db) as session:
             email = new_email(
-                running.settings, "signup", to="no-at-sign", username="ghost", user_id=None,
+                running.settings, "signup", to=address, username="ghost", user_id=None,
                 context={"verify_url": "x"}, telemetry_id=None, templates=running.templates,
             )  # fmt: skip
             session.add(email)
         await running.dispatcher.dispatch([email])
         body = await wait_email(herald, email.id, "failed")
-        assert body["attempts"] == 1 and "malformed address" in body["failureReason"]
-        assert smtp.refused_to("no-at-sign") == [] and smtp.to("no-at-sign") == []
+        assert body["attempts"] == 1 and body["failureReason"].startswith(reason)
+        assert smtp.refused_to(address) == [] and smtp.to(address) == []
 
     async def test_replay_needs_ids_or_all(self, herald: RunningHerald) -> None:
         response = await herald.http.post(
