@@ -494,7 +494,7 @@ def try_(script: str, url: str, timeout: float) -> None:
 
 
 # --- Benchmarks -------------------------------------------------------------------------------
-BENCH_SCENARIOS = ("ingest", "inapp", "email", "sockets", "ceiling", "quiet")
+BENCH_SCENARIOS = ("ingest", "inapp", "knee", "email", "sockets", "ceiling", "quiet")
 CHAOS_SCENARIOS = (
     "worker-killed",
     "db-connections-terminated",

@@ -34,6 +34,8 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert inapp["arrived"] >= inapp["sent"] > 0  # every accepted notification reached its socket
     for leg in LEGS:  # where the in-app latency went, from Herald's own timelines
         assert 0 <= inapp[f"{leg}p50Ms"] <= inapp[f"{leg}p95Ms"] <= inapp[f"{leg}p99Ms"], leg
+    knee = result["scenarios"]["knee"]  # each step's figures, up to the rate reported
+    assert knee["kneeRate"] in (0, 50, 100) and knee["p50MsAt50"] <= knee["p99MsAt50"]
     assert result["machine"]["cores"] >= 1 and result["command"].startswith("herald bench")
     page = (tmp_path / "benchmarks.md").read_text()
     for target in TARGETS:

@@ -34,6 +34,8 @@ TARGETS = (
     Target("inapp", "p50Ms", "In-app trigger → socket p50, ms", "<", 20, seed=100),
     Target("inapp", "p99Ms", "In-app trigger → socket p99, ms", "<", 100, seed=100),
     Target("inapp", "drainPerSecond", "In-app deliveries/s per worker", ">=", None, seed=20),
+    # p99 < 100 ms at 300/s (2,000 sockets): the rate where it crosses is past 300.
+    Target("knee", "kneeRate", "Highest in-app rate with p99 < 100 ms, per s", ">=", 300),
     Target("email", "perSecond", "Emails/s per worker into SMTP", ">=", 300, seed=5),
     Target("sockets", "kbPerSocket", "Memory per idle socket, KB", "<", 30),
     Target("quiet", "worstMs", "In-app after a quiet gap (worst), ms", "<", 50, seed=100),
@@ -52,6 +54,7 @@ REQUIRED = {
         "drainPerSecond",
         "loadgenCpuShare",
     ),  # fmt: skip
+    "knee": ("kneeRate",),
     "email": ("perSecond", "drained", "workerCpuShare", "sinkCpuShare"),
     "sockets": ("sockets", "kbPerSocket", "baseRssMb"),
     "ceiling": ("bullmqJobsPerSecond", "socketioEmitsPerSecond", "loadgenCpuShare"),
@@ -158,6 +161,7 @@ PEER_FIGURES = (
     ("in-app trigger → socket p50, ms", "inapp", "p50Ms", False),
     ("in-app trigger → socket p99, ms", "inapp", "p99Ms", False),
     ("in-app deliveries/s, one worker", "inapp", "drainPerSecond", True),
+    ("highest in-app rate with p99 < 100 ms, per s", "knee", "kneeRate", True),
     ("email drain, one worker, messages/s", "email", "perSecond", True),
     ("KB per idle socket", "sockets", "kbPerSocket", False),
     ("worst in-app latency after a quiet gap, ms", "quiet", "worstMs", False),

@@ -67,7 +67,7 @@ async def run(
 
 
 # What the peer can run: the ceiling measures Herald's own engines.
-PEER_SCENARIOS = ("ingest", "inapp", "email", "sockets", "quiet")
+PEER_SCENARIOS = ("ingest", "inapp", "knee", "email", "sockets", "quiet")
 
 
 async def _scenarios(ctx: Context, names: list[str], failed: list[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from herald.bench.stack import BenchStack, Proc
 from herald.core.redis import free_port
 
 Figures = dict[str, Any]
+People = list[tuple[int, str]]  # (user id, session token)
 # Sockets per load-generating process: fewer for clients that receive and acknowledge.
 ACTIVE_PER_AGENT = 1000
 IDLE_PER_AGENT = 2500
@@ -43,14 +44,17 @@ class Sizes:
     ceiling_jobs: int
     ceiling_emits: int
     quiet_gaps: tuple[float, ...]
+    knee_rates: tuple[int, ...]
+    knee_seconds: float
 
     @classmethod
     def of(cls, quick: bool, clients: int = 2000, rate: float = 300) -> Sizes:
         if quick:
             return cls(4, 16, min(clients, 200), min(rate, 100), 4, 500, 500, (500, 1000),
-                       3000, 3000, (0.5, 6))  # fmt: skip
+                       3000, 3000, (0.5, 6), (50, 100), 3)  # fmt: skip
         return cls(20, 32, clients, rate, 20, 5000, 5000, (5000, 10000), 20000, 20000,
-                   (0.5, 2, 6, 15, 30, 60))  # fmt: skip
+                   (0.5, 2, 6, 15, 30, 60),
+                   (50, 100, 150, 200, 300, 400, 600, 800, 1200), 10)  # fmt: skip
 
 
 @dataclass
@@ -137,62 +141,114 @@ async def ingest(ctx: Context) -> Figures:
 
 
 # --- in-app: latency at a fixed rate, then a drain --------------------------------------------
-async def inapp(ctx: Context) -> Figures:
+@dataclass
+class Live:
+    """A stack with one API and one worker process, and signed-in sockets that acknowledge
+    what they receive, spread over load-generating agents."""
+
+    stack: BenchStack
+    api: Proc
+    worker: Proc
+    http: Agent
+    swarms: list[Agent]
+    shares: list[People]  # each swarm's users
+    connected: int
+
+    @property
+    def users(self) -> list[int]:
+        return [uid for share in self.shares for uid, _ in share]
+
+
+@contextlib.asynccontextmanager
+async def live(ctx: Context, name: str) -> AsyncIterator[Live]:
     s = ctx.sizes
     swarms_needed = math.ceil(s.clients / ACTIVE_PER_AGENT)
     async with (
-        running(ctx, "inapp") as stack,
+        running(ctx, name) as stack,
         agents(http_agent, 1, "http") as (http,),
         agents(swarm_agent, swarms_needed, "swarm") as swarms,
     ):
         api = await stack.api()
         worker = await stack.worker()
         people = await stack.users(s.clients)
-        users = [uid for uid, _ in people]
         shares = [people[i :: len(swarms)] for i in range(len(swarms))]
         ctx.say(f"  connecting {s.clients} clients")
         connected = await _connect(swarms, url(api), [[{"token": t} for _, t in share]
                                                       for share in shares])  # fmt: skip
-        await call_all(swarms, "watch", event="notification:new", ack=True)
+        yield Live(stack, api, worker, http, swarms, shares, connected)
+
+
+async def at_rate(on: Live, rate: float, seconds: float) -> tuple[Figures, float]:
+    """Notifications at `rate` for `seconds`, each to one of the users in turn: what arrived,
+    trigger → socket latency, the requests' latency; and the load generators' CPU share."""
+    users = on.users
+    await call_all(on.swarms, "watch", event="notification:new", ack=True)  # count afresh
+    run = await on.http.call("at_rate", url=url(on.api), token=on.stack.admin_token, users=users,
+                             channels=["inapp"], rate=rate, seconds=seconds)  # fmt: skip
+    owner = {uid: i for i, share in enumerate(on.shares) for uid, _ in share}
+    accepted = [(seq, sent) for seq, sent, status in run["sends"] if status == 201]
+    expected = [0] * len(on.swarms)
+    for seq, _ in accepted:
+        expected[owner[users[seq % len(users)]]] += 1
+    # Past 15 s, keep waiting while anything still arrives within 20 s: an overloaded API
+    # leaves some enqueues to the reconciler (every 10 s, after a 5 s grace), and those
+    # notifications count, late, rather than vanish from the figures.
+    arrivals = [await sw.call("wait_for", count=n, timeout=15, quiet=20) for sw, n in
+                zip(on.swarms, expected, strict=True)]  # fmt: skip
+    sent_at = dict(accepted)
+    latencies = [t - sent_at[seq] for a in arrivals for seq, t in a["seen"] if seq in sent_at]
+    loadgen = max([run["cpuSeconds"]] + [a["cpuSeconds"] for a in arrivals]) / run["seconds"]
+    figures: Figures = {
+        "sent": len(accepted),
+        "arrived": sum(a["count"] for a in arrivals),
+        "sendErrors": len(run["sends"]) - len(accepted),
+        **percentiles(latencies, ""),
+        **percentiles(run["latencies"], "request"),
+    }
+    return figures, loadgen
+
+
+async def inapp(ctx: Context) -> Figures:
+    s = ctx.sizes
+    async with live(ctx, "inapp") as on:
         ctx.say(f"  {s.rate:.0f} notifications/s for {s.inapp_seconds:.0f} s")
-        before = await costs.read(stack, [api, worker])
-        run = await http.call("at_rate", url=url(api), token=stack.admin_token, users=users,
-                              channels=["inapp"], rate=s.rate, seconds=s.inapp_seconds)  # fmt: skip
-        owner = {uid: i for i, share in enumerate(shares) for uid, _ in share}
-        accepted = [(seq, sent) for seq, sent, status in run["sends"] if status == 201]
-        expected = [0] * len(swarms)
-        for seq, _ in accepted:
-            expected[owner[users[seq % len(users)]]] += 1
-        # Past 15 s, keep waiting while anything still arrives within 20 s: an overloaded API
-        # leaves some enqueues to the reconciler (every 10 s, after a 5 s grace), and those
-        # notifications count, late, rather than vanish from the figures.
-        arrivals = [await sw.call("wait_for", count=n, timeout=15, quiet=20) for sw, n in
-                    zip(swarms, expected, strict=True)]  # fmt: skip
-        after = await costs.settled(stack, [api, worker])
-        sent_at = dict(accepted)
-        latencies = [t - sent_at[seq] for a in arrivals for seq, t in a["seen"] if seq in sent_at]
+        before = await costs.read(on.stack, [on.api, on.worker])
+        phase, loadgen = await at_rate(on, s.rate, s.inapp_seconds)
+        after = await costs.settled(on.stack, [on.api, on.worker])
         figures: Figures = {
-            "clients": connected,
+            "clients": on.connected,
             "rate": s.rate,
-            "sent": len(accepted),
-            "arrived": sum(a["count"] for a in arrivals),
-            "sendErrors": len(run["sends"]) - len(accepted),
-            **percentiles(latencies, ""),
-            **percentiles(run["latencies"], "request"),
-            "loadgenCpuShare": round(
-                max(
-                    [run["cpuSeconds"] / run["seconds"]]
-                    + [a["cpuSeconds"] / run["seconds"] for a in arrivals]
-                ),
-                2,
-            ),  # fmt: skip
-            **costs.per_notification(before, after, len(accepted)),
+            **phase,
+            "loadgenCpuShare": round(loadgen, 2),
+            **costs.per_notification(before, after, phase["sent"]),
         }
         if ctx.peer is None:  # where the latency went, from Herald's own timelines
-            for leg, seconds in (await timelines.legs(stack.redis_url)).items():
+            for leg, seconds in (await timelines.legs(on.stack.redis_url)).items():
                 figures.update(percentiles(seconds, leg))
         ctx.say(f"  drain: {s.inapp_drain} in-app notifications into one worker process")
-        figures.update(await _drain_inapp(ctx, stack, api, worker, http, swarms, shares))
+        figures.update(await _drain_inapp(ctx, on))
+    return figures
+
+
+# --- in-app: the rate where the p99 crosses 100 ms --------------------------------------------
+KNEE_P99_MS = 100.0
+
+
+async def knee(ctx: Context) -> Figures:
+    """In-app notifications at rising rates on one stack (the in-app scenario's sockets, one
+    API and one worker process) until trigger → socket p99 reaches 100 ms: `kneeRate` is the
+    highest rate that stayed under (0 if none did), with each step's p50 and p99."""
+    s = ctx.sizes
+    figures: Figures = {"kneeRate": 0}
+    async with live(ctx, "knee") as on:
+        for rate in s.knee_rates:
+            ctx.say(f"  {rate}/s for {s.knee_seconds:.0f} s")
+            phase, _ = await at_rate(on, rate, s.knee_seconds)
+            figures[f"p50MsAt{rate}"], figures[f"p99MsAt{rate}"] = phase["p50Ms"], phase["p99Ms"]
+            under = phase["p99Ms"] is not None and phase["p99Ms"] < KNEE_P99_MS
+            if not under or phase["arrived"] < phase["sent"] or phase["sendErrors"]:
+                break
+            figures["kneeRate"] = rate
     return figures
 
 
@@ -243,24 +299,19 @@ async def _per_worker(stack: BenchStack, measure: Callable[[], Awaitable[list[Fi
     }
 
 
-People = list[tuple[int, str]]  # (user id, session token)
-
-
-async def _drain_inapp(ctx: Context, stack: BenchStack, api: Proc, worker: Proc, http: Agent,
-                       swarms: list[Agent], shares: list[People]) -> Figures:  # fmt: skip
-    worker.stop()
-    users = [uid for share in shares for uid, _ in share]
-    per_user = max(1, ctx.sizes.inapp_drain // len(users))
-    count = await _queued(http, api, stack,
-                          _batches([{"userId": u} for u in users] * per_user, "inapp"))  # fmt: skip
-    await call_all(swarms, "watch", event="notification:new", ack=True)
+async def _drain_inapp(ctx: Context, on: Live) -> Figures:
+    on.worker.stop()
+    per_user = max(1, ctx.sizes.inapp_drain // len(on.users))
+    recipients = [{"userId": u} for u in on.users] * per_user
+    count = await _queued(on.http, on.api, on.stack, _batches(recipients, "inapp"))
+    await call_all(on.swarms, "watch", event="notification:new", ack=True)
 
     async def measure() -> list[Figures]:
-        for swarm, share in zip(swarms, shares, strict=True):
+        for swarm, share in zip(on.swarms, on.shares, strict=True):
             swarm.send("wait_for", count=per_user * len(share), timeout=120)
-        return [await swarm.reply() for swarm in swarms]
+        return [await swarm.reply() for swarm in on.swarms]
 
-    drained = await _per_worker(stack, measure, count)
+    drained = await _per_worker(on.stack, measure, count)
     return {f"drain{k[0].upper()}{k[1:]}": v for k, v in drained.items()}
 
 
@@ -406,6 +457,7 @@ async def quiet(ctx: Context) -> Figures:
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Figures]]] = {
     "ingest": ingest,
     "inapp": inapp,
+    "knee": knee,
     "email": email,
     "sockets": sockets,
     "ceiling": ceiling,
