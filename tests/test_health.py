@@ -32,6 +32,7 @@ class TestHealth:
             "mail", "mail-retry-1", "mail-retry-2", "mail-dlq",
             "inapp", "inapp-retry-1", "inapp-retry-2", "inapp-dlq",
             "webhook", "webhook-retry-1", "webhook-retry-2", "webhook-dlq",
+            "digests",
         }  # fmt: skip
         assert set(body["queues"]["mail"]) >= {"waiting", "active", "delayed", "failed"}
 

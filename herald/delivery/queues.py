@@ -19,6 +19,9 @@ from herald.delivery.ladder import Tier, all_queue_names, ladder
 from herald.notifications.models import Channel
 
 POOL_SIZE = 50
+# The one queue outside the channels' ladders: digests' delayed close jobs (herald.digests).
+# Counted with the ladders, so health, metrics and the overdue alert see it too.
+DIGESTS_QUEUE = "digests"
 # BullMQ keeps a delayed job in a sorted set scored by its due time in ms times 0x1000 (the low
 # 12 bits order the jobs due in the same millisecond).
 DELAYED_SCORE_SCALE = 0x1000
@@ -166,7 +169,7 @@ class Queues:
         In one pipelined round trip (BullMQ's `getCounts` script per queue, as
         `Queue.getJobCounts` runs it one queue per round trip), and a second one for the
         overdue counts of queues that hold delayed jobs."""
-        names = all_queue_names(self.settings)
+        names = [*all_queue_names(self.settings), DIGESTS_QUEUE]
         async with self._client.pipeline(transaction=False) as pipe:
             for name in names:
                 scripts = self.get(name).scripts

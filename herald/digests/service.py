@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.accounts.models import User
 from herald.core.config import Settings
 from herald.core.db import table, transaction, utcnow
-from herald.delivery.queues import KEEP_COMPLETED, KEEP_FAILED, Queues
+from herald.delivery.queues import DIGESTS_QUEUE, KEEP_COMPLETED, KEEP_FAILED, Queues
 from herald.digests.models import OPEN_ONLY, Digest, DigestStatus
 from herald.digests.render import Item, render_digest
 from herald.digests.rules import Rule, RuleCache
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
-QUEUE = "digests"
+QUEUE = DIGESTS_QUEUE
 DIGEST_TYPE = "digest"
 Key = tuple[int, str, str]  # user id, type, group key
 SWEEP_BATCH = 200
