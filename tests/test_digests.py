@@ -110,7 +110,7 @@ class TestOneWindow:
             assert [c["status"] for c in held] == ["held"] * 3
             # The window's close job waits in the digests queue, counted with the others.
             queues = await herald.http.get("/api/ops/queues", headers=herald.admin())
-            assert queues.json()["queues"]["digests"]["delayed"] == 1
+            assert queues.json()["queues"]["digests"]["delayed"] >= 1
             assert not digests_to(smtp, member["email"], type_)  # the window is still open
             # In-app is not digested: each arrives on the socket by itself. (Waited for after
             # the triggers: on a loaded machine three round trips to the socket could outlast
