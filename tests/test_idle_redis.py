@@ -21,7 +21,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
 
-from herald.delivery.queues import DELAYED_SCORE_SCALE, OVERDUE_AFTER_MS, all_queue_names
+from herald.delivery.queues import (
+    DELAYED_SCORE_SCALE,
+    DIGESTS_QUEUE,
+    OVERDUE_AFTER_MS,
+    all_queue_names,
+)
 from tests.conftest import PG_URL, RunningHerald, scratch_database
 
 SETTLE = 3.0  # seconds for start-up's own commands to pass
@@ -91,7 +96,7 @@ async def test_queue_counts_read_every_queue_in_one_round_trip(herald_factory: A
         assert counts["mail"]["waiting"] >= 1 and counts["mail"]["overdue"] == 0
         assert counts["mail-retry-1"]["delayed"] >= 1
         assert counts["mail-retry-1"]["overdue"] >= 1
-        assert set(counts) == set(all_queue_names(herald.settings))
+        assert set(counts) == {*all_queue_names(herald.settings), DIGESTS_QUEUE}
     finally:
         await queues.get("mail").remove(waiting.id)
         await queues.get("mail-retry-1").remove(late.id)
