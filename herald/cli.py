@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import uvloop
 
+from herald.core import heap
 from herald.core.config import Settings, SettingsError, load_settings
 from herald.core.logging import configure_logging
 
@@ -106,6 +107,7 @@ async def _run_workers(settings: Settings, metrics_port: int | None = None) -> N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await herald.start()
+    heap.settle()
     exporter = None
     if metrics_port is not None:
         from prometheus_client import start_http_server

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from herald.core import heap
 from herald.core.config import Settings
 from herald.runtime import Herald
 from herald.web.websocket import LeanWSProtocol
@@ -67,6 +68,10 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, herald: Herald) -> None:
         super().__init__(config)
         self.herald = herald
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        heap.settle()  # Herald has started (the app's lifespan ran): freeze what it built
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # stop accepting first, so clients reconnect elsewhere
