@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from herald.core import heap
+
 Handlers = dict[str, Callable[..., Awaitable[Any]]]
 _spawn = multiprocessing.get_context("spawn")
 
@@ -33,6 +35,9 @@ def cpu_seconds() -> float:
 def serve(conn: Connection, make_handlers: Callable[[], Handlers]) -> None:
     """The agent's side: run commands until `stop`."""
     raise_fd_limit()
+    # An agent holds thousands of sockets too: a full collection's pause in it would be
+    # counted as the latency of the stack under test (Herald's or the peer's alike).
+    heap.settle()
 
     async def loop() -> None:
         handlers = make_handlers()
