@@ -14,9 +14,9 @@ CPython offers for this bring that down without turning the collector off:
   leaves behind die there instead of being promoted and walked again by older collections,
   which run correspondingly less often.
 
-Only the entry points of the server processes call `settle` (`herald serve`, `herald api`,
-`herald worker`): a process that starts several Heralds, such as the test suite, keeps the
-defaults.
+Only the entry points of long-running processes call `settle` (`herald serve`, `herald api`,
+`herald worker`, the bench's load generators): a process that starts several Heralds, such as
+the test suite, keeps the defaults.
 """
 
 from __future__ import annotations
