@@ -3,13 +3,28 @@ they do through a session, and a connection that broke under one is not handed o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, bindparam, text, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
 
 from herald.core import dbfaults, driver
 from herald.core.db import UTCDateTime, create_engine, create_sessionmaker
@@ -88,5 +103,48 @@ async def test_a_connection_that_broke_under_a_statement_is_not_handed_out_again
         assert dbfaults.is_dropped(broken.value), broken.value
         # Invalidated, not pooled: the next statement gets a new connection.
         assert await driver.fetch(db, claim(t), {"nid": 1, "now": NOW}) != []
+    finally:
+        await engine.dispose()
+
+
+async def test_connections_go_back_to_the_pool_past_its_size_and_when_cancelled(
+    postgres_url: str | None,
+) -> None:
+    """Past `pool_size` a returned connection is closed, which needs the async driver; a
+    statement cancelled while it runs still returns its connection."""
+    if not postgres_url:
+        pytest.skip("HERALD_TEST_DATABASE_URL not set")
+    name = f"herald-test-{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(
+        postgres_url, pool_size=1, max_overflow=4,
+        connect_args={"server_settings": {"application_name": name}},
+    )  # fmt: skip
+    db = create_sessionmaker(engine)
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+
+    async def backends() -> int:
+        other = create_async_engine(postgres_url, poolclass=NullPool)
+        async with other.connect() as conn:
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+            count = (await conn.execute(query, {"name": name})).scalar_one()
+        await other.dispose()
+        return int(count)
+
+    try:
+        slow = select(func.pg_sleep(0.2).label("slept"))
+        rows = await asyncio.gather(*(driver.fetch(db, slow, {}) for _ in range(5)))
+        assert [len(r) for r in rows] == [1] * 5
+        # All back; the four past the pool's size closed, the one it keeps idle in it.
+        assert (pool.checkedout(), pool.checkedin()) == (0, 1)
+        assert await backends() == 1
+        stuck = asyncio.create_task(driver.fetch(db, select(func.pg_sleep(30)), {}))
+        await asyncio.sleep(0.5)
+        assert pool.checkedout() == 1
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert pool.checkedout() == 0
+        assert await driver.fetch(db, select(func.pg_sleep(0).label("slept")), {}) != []
     finally:
         await engine.dispose()
