@@ -115,10 +115,10 @@ async def test_connections_go_back_to_the_pool_past_its_size_and_when_cancelled(
     if not postgres_url:
         pytest.skip("HERALD_TEST_DATABASE_URL not set")
     name = f"herald-test-{uuid.uuid4().hex[:8]}"
+    settings = {"application_name": name}
     engine = create_async_engine(
-        postgres_url, pool_size=1, max_overflow=4,
-        connect_args={"server_settings": {"application_name": name}},
-    )  # fmt: skip
+        postgres_url, pool_size=1, max_overflow=4, connect_args={"server_settings": settings}
+    )
     db = create_sessionmaker(engine)
     pool = engine.sync_engine.pool
     assert isinstance(pool, QueuePool)
