@@ -96,6 +96,7 @@ class Herald:
             self.redis,
             settings.effective_server_id,
             ttl_seconds=3 * settings.presence_heartbeat,
+            reconnect_window=settings.reconnect_window,
             announce={
                 "host": settings.host,
                 "port": settings.port,

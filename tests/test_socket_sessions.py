@@ -209,3 +209,40 @@ class TestTransportIsRecorded:
         async with herald.herald.db() as session:
             row = await session.get(InAppNotification, nid)
         assert row is not None and row.delivered_via == "polling"
+
+
+class TestADisconnectForgetsTheSocket:
+    async def test_its_presence_and_session_entries_go_and_the_user_is_marked_as_left(
+        self, herald: RunningHerald
+    ) -> None:
+        """One round trip removes what a socket left in Redis: presence, its login session's
+        set, and leaves the mark by which the user's next sign-in counts as a reconnection."""
+        redis = herald.herald.redis
+        user = await herald.member()
+        client = await connected(herald, user["token"])
+        sid = client.sio.get_sid()
+
+        async def holding(pattern: str) -> list[str]:
+            """The keys matching `pattern` that name the socket."""
+            found = []
+            async for key in redis.scan_iter(pattern):
+                members = await (redis.hkeys(key) if "presence" in key else redis.smembers(key))
+                if sid in members:
+                    found.append(key)
+            return found
+
+        [presence_key] = await holding("herald:presence:user:*")
+        assert len(await holding("herald:session:*:sockets")) == 1
+        user_id = presence_key.rsplit(":", 1)[1]
+        assert await redis.get(f"herald:left:{user_id}") is None
+
+        await client.sio.disconnect()
+
+        async def forgotten() -> bool:
+            return not await holding("herald:presence:user:*") and not await holding(
+                "herald:session:*:sockets"
+            )
+
+        await eventually(forgotten, timeout=10)
+        window_ms = herald.settings.reconnect_window * 1000
+        assert 0 < await redis.pttl(f"herald:left:{user_id}") <= window_ms

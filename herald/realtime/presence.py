@@ -11,6 +11,8 @@ Keys:
   herald:presence:user:{user}      hash  sid -> server id
   herald:sent:{sid}                set   notification ids already sent on that connection,
                                          the newest SENT_LIMIT of them
+  herald:left:{user}               string with a TTL: a socket of the user disconnected within
+                                         the reconnect window (HERALD_RECONNECT_WINDOW)
 
 The sent set bounds a connection's memory in Redis: it grew by one member per notification for
 as long as the socket lived (300 -> 9,900 members in a 5-minute soak). It now keeps the newest
@@ -35,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+
+from herald.realtime import sessions
 
 SERVERS = "herald:servers"
 SENT_TTL = 48 * 3600
@@ -147,6 +151,10 @@ def _sent(sid: str) -> str:
     return f"{_SENT}{sid}"
 
 
+def _left(user_id: int) -> str:
+    return f"herald:left:{user_id}"
+
+
 def _legacy_seen(sid: str) -> str:
     # The unbounded set of Herald versions before the sent set; deleted with the connection.
     return f"herald:seen:{sid}"
@@ -167,10 +175,12 @@ class Presence:
         server_id: str,
         ttl_seconds: float = 15.0,
         announce: dict[str, Any] | None = None,
+        reconnect_window: float = 60.0,
     ):
         self.redis = redis
         self.server_id = server_id
         self.ttl_ms = int(ttl_seconds * 1000)
+        self.reconnect_window_ms = int(reconnect_window * 1000)
         self._record = redis.register_script(_RECORD_SENT)
         self._deliver = redis.register_script(_DELIVER)
         # Where this server listens ({host, port, hostname}), so `herald status` finds the
@@ -180,17 +190,29 @@ class Presence:
     # --- sockets ------------------------------------------------------------------------
     # A socket's own entries, written and removed in one round trip each. No MULTI/EXEC (two
     # commands more per connect and disconnect): readers take each key on its own anyway.
-    async def add(self, user_id: int, sid: str) -> None:
+    async def add(self, user_id: int, sid: str) -> bool:
+        """Record the socket as the user's; whether this is a reconnection (a socket of the
+        user disconnected within the reconnect window), in the same round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(_user(user_id), sid, self.server_id)
             pipe.sadd(_server_sockets(self.server_id), f"{user_id}:{sid}")
-            await pipe.execute()
+            pipe.getdel(_left(user_id))
+            *_, left = await pipe.execute()
+        return left is not None
 
-    async def remove(self, user_id: int, sid: str) -> None:
+    async def remove(
+        self, user_id: int, sid: str, *, session_id: int | None = None, left: bool = False
+    ) -> None:
+        """Forget the socket; also unbind it from its login session, and mark that the user
+        `left` (the socket disconnected) for the next sign-in to see, in the same round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(_user(user_id), sid)
             pipe.srem(_server_sockets(self.server_id), f"{user_id}:{sid}")
             pipe.delete(_sent(sid), _legacy_seen(sid))
+            if session_id is not None:
+                sessions.unbind_on(pipe, session_id, sid)
+            if left:
+                pipe.set(_left(user_id), "1", px=self.reconnect_window_ms)
             await pipe.execute()
 
     async def sockets(self, user_id: int) -> list[str]:

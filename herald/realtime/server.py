@@ -170,11 +170,9 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         expire_at(sid, expires_at)
         await sio.enter_room(sid, user_room(user.id))
         await sio.enter_room(sid, AUTHENTICATED_ROOM)
-        if not backlog:
-            await herald.presence.add(user.id, sid)
-            return backlog
         fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
-        await herald.presence.add(user.id, sid)
+        if await herald.presence.add(user.id, sid) and previous.get("userId") != user.id:
+            herald.telemetry.metrics.observe_connection("reconnect")
         return [n for n in backlog if n.id in fresh]
 
     async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
@@ -341,9 +339,9 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         expiries.cancel(sid)
         state = await sio.get_session(sid)
         if state.get("userId") is not None:
-            await herald.presence.remove(state["userId"], sid)
-            if state.get("sessionId") is not None:
-                await sessions.unbind(herald.redis, state["sessionId"], sid)
+            await herald.presence.remove(
+                state["userId"], sid, session_id=state.get("sessionId"), left=True
+            )
 
     return sio
 

@@ -25,6 +25,7 @@ from herald.core.db import utcnow
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
 
     from herald.runtime import Herald
 
@@ -50,6 +51,11 @@ async def bind(redis: aioredis.Redis, session_id: int, sid: str, expires_at: dat
 
 async def unbind(redis: aioredis.Redis, session_id: int, sid: str) -> None:
     await redis.srem(_sockets(session_id), sid)
+
+
+def unbind_on(pipe: Pipeline, session_id: int, sid: str) -> None:
+    """`unbind`, as one command of a pipeline that does more for the same socket."""
+    pipe.srem(_sockets(session_id), sid)
 
 
 def live(

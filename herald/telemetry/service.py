@@ -64,7 +64,7 @@ class Telemetry:
         from herald.telemetry.sockets import instrument
 
         if herald.sio is not None:
-            instrument(herald.sio, self.metrics, self.redis, self.settings.reconnect_window)
+            instrument(herald.sio, self.metrics)
             self.live = LiveView(herald.sio, herald.admin_token, herald.redis_url)
         self.aggregator = Aggregator(herald, self)
 
