@@ -9,8 +9,8 @@ built once (claims, outcomes, acks) are compiled here once for asyncpg and then 
 itself, which keeps its own prepared statements. SQLAlchemy still owns the connection: it comes
 from the engine's pool (pinged when idle), goes back to it, and is invalidated if it broke. It
 is taken as the pool's raw connection (`AsyncEngine.raw_connection`) rather than through an
-`AsyncConnection`, whose Connection object, extra greenlet switch and task per close cost ~60 µs
-of CPU per statement more (187 -> 145 µs for an UPDATE ... RETURNING, docs/benchmarks.md).
+`AsyncConnection`, whose Connection object, extra greenlet switch and task per close cost ~55 µs
+of CPU per statement more (231 -> 175 µs for an UPDATE ... RETURNING, docs/benchmarks.md).
 
 Only for statements whose values asyncpg encodes as they are (ints, strings, timezone-aware
 datetimes, None, lists of those) and whose results need no SQLAlchemy type processing (asyncpg
