@@ -301,8 +301,9 @@ async def _per_worker(stack: BenchStack, measure: Callable[[], Awaitable[list[Fi
 
 async def _drain_inapp(ctx: Context, on: Live) -> Figures:
     on.worker.stop()
-    per_user = max(1, ctx.sizes.inapp_drain // len(on.users))
-    recipients = [{"userId": u} for u in on.users] * per_user
+    users = on.users
+    per_user = max(1, ctx.sizes.inapp_drain // len(users))
+    recipients = [{"userId": u} for u in users] * per_user
     count = await _queued(on.http, on.api, on.stack, _batches(recipients, "inapp"))
     await call_all(on.swarms, "watch", event="notification:new", ack=True)
 

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
-QUEUE = DIGESTS_QUEUE
 DIGEST_TYPE = "digest"
 Key = tuple[int, str, str]  # user id, type, group key
 SWEEP_BATCH = 200
@@ -156,7 +155,7 @@ class Digests:
     async def _schedule(self, opened: list[tuple[int, datetime]]) -> None:
         """A delayed close job per new digest; its id is the digest's, so adding it twice is
         a no-op. A job lost with Redis is made up for by the sweep."""
-        queue = self.queues.get(QUEUE)
+        queue = self.queues.get(DIGESTS_QUEUE)
         for digest_id, closes_at in opened:
             delay = max(0, int((closes_at - utcnow()).total_seconds() * 1000))
             opts = {

@@ -16,7 +16,8 @@ from bullmq import Job, Worker
 
 from herald.core.config import Settings
 from herald.delivery import bullmq_clients
-from herald.digests.service import QUEUE, Digests
+from herald.delivery.queues import DIGESTS_QUEUE
+from herald.digests.service import Digests
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class DigestWorker:
             "lockDuration": s.job_lock_ms, "stalledInterval": s.stalled_interval_ms,
             "maxStalledCount": s.max_stalled_count, "runRetryDelay": 1000,
         }  # fmt: skip
-        self._worker = bullmq_clients.worker(QUEUE, self.process, self.redis_url, options)
+        self._worker = bullmq_clients.worker(DIGESTS_QUEUE, self.process, self.redis_url, options)
         self._tasks = [
             asyncio.create_task(self._worker.run(), name="worker:digests"),
             asyncio.create_task(self._sweep_forever(), name="digests-sweep"),
