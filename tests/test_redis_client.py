@@ -1,4 +1,5 @@
-"""Herald's Redis client: a command's write starts no task, and a dead server still times out.
+"""Herald's Redis client: a command's write starts no task, a dead server still times out, and
+a command that finds every pooled connection busy waits for one (`WaitingConnectionPool`).
 
 `herald.core.redis.UntaskedWriteConnection` sets the socket timeout aside while redis-py
 writes a command (redis-py wraps each write in `asyncio.wait_for`, a task per command on
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import redis.exceptions
 
-from herald.core.redis import EmbeddedRedis, UntaskedWriteConnection, client
+from herald.core.redis import EmbeddedRedis, UntaskedWriteConnection, WaitingConnectionPool, client
 
 
 @pytest.fixture
@@ -63,5 +65,53 @@ async def test_a_server_that_stops_answering_still_times_out(server: EmbeddedRed
         assert time.monotonic() - began < 2.5
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
+        await r.aclose()
+        await admin.aclose()
+
+
+async def _named_connections(admin: aioredis.Redis, name: str) -> int:
+    return sum(1 for c in await admin.client_list() if c.get("name") == name)
+
+
+async def test_commands_past_the_pools_size_wait_for_a_connection(server: EmbeddedRedis) -> None:
+    r = client(server.url, max_connections=2, decode_responses=True, client_name="pool-test")
+    admin = client(server.url, max_connections=1, decode_responses=True)
+    try:
+        # Ten commands that each hold a connection until their list gets an item.
+        waits = [asyncio.ensure_future(r.blpop([f"list:{n}"], 10)) for n in range(10)]
+        await asyncio.sleep(0.2)
+        assert await _named_connections(admin, "pool-test") == 2
+        assert not any(w.done() for w in waits)
+        for n in range(10):
+            await admin.rpush(f"list:{n}", "item")
+        assert [tuple(w) for w in await asyncio.gather(*waits)] == [
+            (f"list:{n}", "item") for n in range(10)
+        ]
+        assert await _named_connections(admin, "pool-test") == 2  # never more than its size
+    finally:
+        await r.aclose()
+        await admin.aclose()
+
+
+async def test_a_command_that_finds_no_connection_in_time_fails_and_others_go_on(
+    server: EmbeddedRedis,
+) -> None:
+    pool = WaitingConnectionPool.from_url(server.url, max_connections=1, timeout=0.3)
+    r = aioredis.Redis.from_pool(pool)
+    admin = client(server.url, max_connections=1)
+    try:
+        held = asyncio.ensure_future(r.blpop(["held"], 10))  # takes the only connection
+        await asyncio.sleep(0.1)
+        with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
+            await r.ping()
+        gone = asyncio.ensure_future(r.ping())  # waits, then its caller gives up
+        stays = asyncio.ensure_future(r.ping())
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await admin.rpush("held", "x")
+        assert tuple(await held) == (b"held", b"x")
+        assert await stays is True  # woken by the release, though the first waiter left
+        assert gone.cancelled()
+    finally:
         await r.aclose()
         await admin.aclose()
