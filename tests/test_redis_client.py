@@ -115,3 +115,30 @@ async def test_a_command_that_finds_no_connection_in_time_fails_and_others_go_on
     finally:
         await r.aclose()
         await admin.aclose()
+
+
+async def test_waiting_commands_get_their_connection_first_come_first(
+    server: EmbeddedRedis,
+) -> None:
+    pool = WaitingConnectionPool.from_url(server.url, max_connections=1, timeout=5)
+    r = aioredis.Redis.from_pool(pool)
+    admin = client(server.url, max_connections=1)
+    served: list[str] = []
+
+    async def ping(name: str) -> None:
+        await r.ping()
+        served.append(name)
+
+    try:
+        held = asyncio.ensure_future(r.blpop(["held"], 10))
+        await asyncio.sleep(0.1)
+        waiting = [asyncio.ensure_future(ping(f"waited {n}")) for n in range(5)]
+        await asyncio.sleep(0.05)
+        await admin.rpush("held", "x")
+        await held  # its connection is back: the first waiter is woken, not yet served
+        later = [asyncio.ensure_future(ping(f"came later {n}")) for n in range(5)]
+        await asyncio.gather(*waiting, *later)
+        assert served == [f"waited {n}" for n in range(5)] + [f"came later {n}" for n in range(5)]
+    finally:
+        await r.aclose()
+        await admin.aclose()

@@ -86,53 +86,70 @@ class WaitingConnectionPool(aioredis.ConnectionPool):
     waits up to `timeout` seconds for one to come back instead of failing at once.
 
     redis-py's `BlockingConnectionPool` waits the same way, but takes an `asyncio.Condition`, a
-    timer and a second lock on every checkout, also when a connection is free: ~10 µs of CPU per
-    command, 13-17 % of a lone PUBLISH round trip on this project's machine (docs/benchmarks.md).
-    Here a free connection is taken as the plain pool takes it, and only a command that finds
-    none waits, woken by the next release. A waiter that finds the connection taken again
-    (by a command that came meanwhile) waits for the next one, until its deadline."""
+    timer and a second lock on every checkout, also when a connection is free: ~14 µs of CPU per
+    command, 15 % of a lone PUBLISH round trip on this project's machine (docs/benchmarks.md).
+    Here a free connection is taken as the plain pool takes it while nobody waits. Otherwise the
+    command waits in line, and as many waiters are woken, first come first, as connections are
+    free; a woken waiter keeps its place until it has taken one, so a command that comes later
+    cannot take it first (thousands of sockets dropping at once each wait their turn)."""
 
     def __init__(self, *args: Any, timeout: float = POOL_WAIT_SECONDS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.timeout = timeout
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._woken = 0  # waiters woken that have not taken their connection yet
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().get_connection(*args, **kwargs)
-        except MaxConnectionsError:
-            pass
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while True:
-            freed: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(freed)
-            try:
-                await asyncio.wait_for(freed, max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                raise RedisConnectionError("No connection available.") from None
-            except asyncio.CancelledError:
-                if freed.done() and not freed.cancelled():
-                    self._wake_one()  # the release that woke this caller goes to another
-                raise
-            finally:
-                if freed in self._waiters:
-                    self._waiters.remove(freed)
+        if not self._waiters:
             try:
                 return await super().get_connection(*args, **kwargs)
             except MaxConnectionsError:
-                continue
+                pass
+        return await self._wait_in_line(*args, **kwargs)
 
     async def release(self, connection: Any) -> None:
         await super().release(connection)
-        self._wake_one()
+        self._wake_waiters()
 
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
+    async def _wait_in_line(self, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        self._wake_waiters()  # a connection may be free already, behind woken waiters
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(turn, max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise RedisConnectionError("No connection available.") from None
+                try:
+                    return await super().get_connection(*args, **kwargs)
+                except MaxConnectionsError:  # not expected: wait for the next one, first in line
+                    self._leave(turn)
+                    turn = loop.create_future()
+                    self._waiters.appendleft(turn)
+        finally:
+            self._leave(turn)
+
+    def _leave(self, turn: asyncio.Future[None]) -> None:
+        if turn not in self._waiters:
+            return
+        self._waiters.remove(turn)
+        if turn.done() and not turn.cancelled():
+            self._woken -= 1
+            self._wake_waiters()  # its connection, if it did not take it, goes to the next
+
+    def _wake_waiters(self) -> None:
+        """Wake waiters, first come first, until as many are awake as connections are free.
+        Woken waiters are at the front of the line, so this looks at few of them."""
+        free = self.max_connections - len(self._in_use_connections)
+        for waiter in self._waiters:
+            if self._woken >= free:
+                return
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                self._woken += 1
 
 
 def client(
