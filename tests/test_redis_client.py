@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +73,22 @@ async def _named_connections(admin: aioredis.Redis, name: str) -> int:
     return sum(1 for c in await admin.client_list() if c.get("name") == name)
 
 
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait (up to 10 s, for a slow machine) until `check()` holds."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
+
+
 async def test_commands_past_the_pools_size_wait_for_a_connection(server: EmbeddedRedis) -> None:
     r = client(server.url, max_connections=2, decode_responses=True, client_name="pool-test")
     admin = client(server.url, max_connections=1, decode_responses=True)
     try:
         # Ten commands that each hold a connection until their list gets an item.
         waits = [asyncio.ensure_future(r.blpop([f"list:{n}"], 10)) for n in range(10)]
-        await asyncio.sleep(0.2)
-        assert await _named_connections(admin, "pool-test") == 2
+        await _until(lambda: _blocked(admin, 2))
         assert not any(w.done() for w in waits)
         for n in range(10):
             await admin.rpush(f"list:{n}", "item")
@@ -93,52 +101,58 @@ async def test_commands_past_the_pools_size_wait_for_a_connection(server: Embedd
         await admin.aclose()
 
 
-async def test_a_command_that_finds_no_connection_in_time_fails_and_others_go_on(
-    server: EmbeddedRedis,
-) -> None:
-    pool = WaitingConnectionPool.from_url(server.url, max_connections=1, timeout=0.3)
+async def _blocked(admin: aioredis.Redis, count: int) -> bool:
+    """Whether `count` clients are blocked in a BLPOP on the server."""
+    return sum(1 for c in await admin.client_list() if c.get("cmd") == "blpop") == count
+
+
+OneConnection = tuple[aioredis.Redis, aioredis.Redis, "asyncio.Future[Any]"]
+
+
+@pytest.fixture
+async def one_connection(server: EmbeddedRedis) -> AsyncIterator[OneConnection]:
+    """A client whose pool has one connection, held by a BLPOP on "held" until it gets an item
+    (the BLPOP's future), and an admin client to give it one."""
+    pool = WaitingConnectionPool.from_url(server.url, max_connections=1, timeout=2.0)
     r = aioredis.Redis.from_pool(pool)
-    admin = client(server.url, max_connections=1)
-    try:
-        held = asyncio.ensure_future(r.blpop(["held"], 10))  # takes the only connection
-        await asyncio.sleep(0.1)
-        with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
-            await r.ping()
-        gone = asyncio.ensure_future(r.ping())  # waits, then its caller gives up
-        stays = asyncio.ensure_future(r.ping())
-        await asyncio.sleep(0.05)
-        gone.cancel()
-        await admin.rpush("held", "x")
-        assert tuple(await held) == (b"held", b"x")
-        assert await stays is True  # woken by the release, though the first waiter left
-        assert gone.cancelled()
-    finally:
-        await r.aclose()
-        await admin.aclose()
+    admin = client(server.url, max_connections=1, decode_responses=True)
+    held = asyncio.ensure_future(r.blpop(["held"], 30))
+    await _until(lambda: _blocked(admin, 1))
+    yield r, admin, held
+    held.cancel()
+    await r.aclose()
+    await admin.aclose()
+
+
+async def test_a_command_that_finds_no_connection_in_time_fails_and_others_go_on(
+    one_connection: OneConnection,
+) -> None:
+    r, admin, _ = one_connection
+    with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
+        await r.ping()
+    gone = asyncio.ensure_future(r.ping())  # waits, then its caller gives up
+    stays = asyncio.ensure_future(r.ping())
+    await asyncio.sleep(0.05)
+    gone.cancel()
+    await admin.rpush("held", "x")  # the BLPOP answers and gives its connection back
+    assert await stays is True  # woken by the release, though the first waiter left
+    assert gone.cancelled()
 
 
 async def test_waiting_commands_get_their_connection_first_come_first(
-    server: EmbeddedRedis,
+    one_connection: OneConnection,
 ) -> None:
-    pool = WaitingConnectionPool.from_url(server.url, max_connections=1, timeout=5)
-    r = aioredis.Redis.from_pool(pool)
-    admin = client(server.url, max_connections=1)
+    r, admin, held = one_connection
     served: list[str] = []
 
     async def ping(name: str) -> None:
         await r.ping()
         served.append(name)
 
-    try:
-        held = asyncio.ensure_future(r.blpop(["held"], 10))
-        await asyncio.sleep(0.1)
-        waiting = [asyncio.ensure_future(ping(f"waited {n}")) for n in range(5)]
-        await asyncio.sleep(0.05)
-        await admin.rpush("held", "x")
-        await held  # its connection is back: the first waiter is woken, not yet served
-        later = [asyncio.ensure_future(ping(f"came later {n}")) for n in range(5)]
-        await asyncio.gather(*waiting, *later)
-        assert served == [f"waited {n}" for n in range(5)] + [f"came later {n}" for n in range(5)]
-    finally:
-        await r.aclose()
-        await admin.aclose()
+    waiting = [asyncio.ensure_future(ping(f"waited {n}")) for n in range(5)]
+    await asyncio.sleep(0.05)
+    await admin.rpush("held", "x")
+    await held  # its connection is back: the first waiter is woken, not served yet
+    later = [asyncio.ensure_future(ping(f"came later {n}")) for n in range(5)]
+    await asyncio.gather(*waiting, *later)
+    assert served == [f"waited {n}" for n in range(5)] + [f"came later {n}" for n in range(5)]
