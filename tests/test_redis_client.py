@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from herald.core.redis import EmbeddedRedis, UntaskedWriteConnection, WaitingConnectionPool, client
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -69,17 +70,14 @@ async def test_a_server_that_stops_answering_still_times_out(server: EmbeddedRed
         await admin.aclose()
 
 
-async def _named_connections(admin: aioredis.Redis, name: str) -> int:
-    return sum(1 for c in await admin.client_list() if c.get("name") == name)
+async def _clients(admin: aioredis.Redis, field: str, value: str) -> int:
+    """How many clients of the server have `value` in CLIENT LIST's `field` (name, cmd)."""
+    return sum(1 for c in await admin.client_list() if c.get(field) == value)
 
 
-async def _until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait (up to 10 s, for a slow machine) until `check()` holds."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the condition never held")
+async def _blocked(admin: aioredis.Redis, count: int) -> bool:
+    """Whether `count` clients are blocked in a BLPOP on the server."""
+    return await _clients(admin, "cmd", "blpop") == count
 
 
 async def test_commands_past_the_pools_size_wait_for_a_connection(server: EmbeddedRedis) -> None:
@@ -88,22 +86,17 @@ async def test_commands_past_the_pools_size_wait_for_a_connection(server: Embedd
     try:
         # Ten commands that each hold a connection until their list gets an item.
         waits = [asyncio.ensure_future(r.blpop([f"list:{n}"], 10)) for n in range(10)]
-        await _until(lambda: _blocked(admin, 2))
+        await eventually(lambda: _blocked(admin, 2))
         assert not any(w.done() for w in waits)
         for n in range(10):
             await admin.rpush(f"list:{n}", "item")
         assert [tuple(w) for w in await asyncio.gather(*waits)] == [
             (f"list:{n}", "item") for n in range(10)
         ]
-        assert await _named_connections(admin, "pool-test") == 2  # never more than its size
+        assert await _clients(admin, "name", "pool-test") == 2  # never more than its size
     finally:
         await r.aclose()
         await admin.aclose()
-
-
-async def _blocked(admin: aioredis.Redis, count: int) -> bool:
-    """Whether `count` clients are blocked in a BLPOP on the server."""
-    return sum(1 for c in await admin.client_list() if c.get("cmd") == "blpop") == count
 
 
 OneConnection = tuple[aioredis.Redis, aioredis.Redis, "asyncio.Future[Any]"]
@@ -117,7 +110,7 @@ async def one_connection(server: EmbeddedRedis) -> AsyncIterator[OneConnection]:
     r = aioredis.Redis.from_pool(pool)
     admin = client(server.url, max_connections=1, decode_responses=True)
     held = asyncio.ensure_future(r.blpop(["held"], 30))
-    await _until(lambda: _blocked(admin, 1))
+    await eventually(lambda: _blocked(admin, 1))
     yield r, admin, held
     held.cancel()
     await r.aclose()

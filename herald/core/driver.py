@@ -8,12 +8,12 @@ statements per email and an API server one per batch of acks, so Core statements
 built once (claims, outcomes, acks) are compiled here once for asyncpg and then sent by asyncpg
 itself, which keeps its own prepared statements. SQLAlchemy still owns the connection: it comes
 from the engine's pool (pinged when idle), goes back to it, and is invalidated if it broke. It
-is taken as the pool's raw connection (`AsyncEngine.raw_connection`) rather than through an
-`AsyncConnection`, whose Connection object, extra greenlet switch and task per close cost ~55 µs
-of CPU per statement more (231 -> 175 µs for an UPDATE ... RETURNING, docs/benchmarks.md).
-Checkout, statement and check-in run in one greenlet: SQLAlchemy starts a greenlet for each
-awaited call, and on CPython 3.11 each new greenlet maps and unmaps a 16 KiB frame stack of its
-own (an mmap, a munmap and a page fault): one per statement instead of two.
+is taken as the pool's raw connection rather than through an `AsyncConnection`, whose
+Connection object, extra greenlet switch and task per close cost ~55 µs of CPU per statement
+more (231 -> 175 µs for an UPDATE ... RETURNING, docs/benchmarks.md). Checkout, statement and
+check-in run in one greenlet: SQLAlchemy's asyncio layer starts a greenlet for each awaited
+call, and on CPython 3.11 each new greenlet maps and unmaps a 16 KiB frame stack of its own
+(an mmap, a munmap and a page fault).
 
 Only for statements whose values asyncpg encodes as they are (ints, strings, timezone-aware
 datetimes, None, lists of those) and whose results need no SQLAlchemy type processing (asyncpg

@@ -133,9 +133,10 @@ class WaitingConnectionPool(aioredis.ConnectionPool):
             self._leave(turn)
 
     def _leave(self, turn: asyncio.Future[None]) -> None:
-        if turn not in self._waiters:
+        try:
+            self._waiters.remove(turn)
+        except ValueError:  # already left
             return
-        self._waiters.remove(turn)
         if turn.done() and not turn.cancelled():
             self._woken -= 1
             self._wake_waiters()  # its connection, if it did not take it, goes to the next
