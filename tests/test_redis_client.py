@@ -1,10 +1,11 @@
-"""Herald's Redis client: a command's write starts no task, a dead server still times out, and
-a command that finds every pooled connection busy waits for one (`WaitingConnectionPool`).
+"""Herald's Redis client: a command's write starts no task, a dead server still times out, a
+command that finds every pooled connection busy waits for one (`WaitingConnectionPool`), and a
+pipeline asks whether the server holds its scripts only until it has seen it hold them
+(`ScriptsKnownPipeline`).
 
 `herald.core.redis.UntaskedWriteConnection` sets the socket timeout aside while redis-py
 writes a command (redis-py wraps each write in `asyncio.wait_for`, a task per command on
-Python 3.11). These tests fail if redis-py changes how it applies that timeout.
-"""
+Python 3.11). These tests fail if redis-py changes how it applies that timeout."""
 
 from __future__ import annotations
 
@@ -149,3 +150,61 @@ async def test_waiting_commands_get_their_connection_first_come_first(
     later = [asyncio.ensure_future(ping(f"came later {n}")) for n in range(5)]
     await asyncio.gather(*waiting, *later)
     assert served == [f"waited {n}" for n in range(5)] + [f"came later {n}" for n in range(5)]
+
+
+ADD = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+async def _script_checks(admin: aioredis.Redis) -> int:
+    """How many SCRIPT commands (EXISTS, LOAD) the server has answered."""
+    stats = await admin.info("commandstats")
+    # Redis 7 counts each subcommand apart, earlier versions all of them as "script".
+    counted = [v for k, v in stats.items() if k.startswith("cmdstat_script")]
+    return sum(int(v["calls"]) for v in counted)
+
+
+@pytest.mark.parametrize("transaction", [True, False])
+async def test_pipelines_ask_whether_the_server_holds_a_script_once(
+    server: EmbeddedRedis, transaction: bool
+) -> None:
+    r, admin = client(server.url), client(server.url)
+    add = r.register_script(ADD)
+    try:
+        checks = []
+        for run in range(3):
+            async with r.pipeline(transaction=transaction) as pipe:
+                await add(keys=["n"], args=[1], client=pipe)
+                await add(keys=["n"], args=[2], client=pipe)
+                assert await pipe.execute() == [3 * run + 1, 3 * run + 3]
+            checks.append(await _script_checks(admin))
+        assert checks[0] > 0  # the first run checked (and loaded) the script
+        assert checks[2] == checks[0]
+    finally:
+        await r.aclose()
+        await admin.aclose()
+
+
+@pytest.mark.parametrize("transaction", [True, False])
+async def test_a_pipeline_whose_scripts_the_server_lost_runs_each_command_once(
+    server: EmbeddedRedis, transaction: bool
+) -> None:
+    r = client(server.url)
+    add = r.register_script(ADD)
+    try:
+        async with r.pipeline(transaction=transaction) as pipe:
+            await add(keys=["n"], args=[1], client=pipe)
+            assert await pipe.execute() == [1]
+        await r.script_flush()  # as a restarted server would have lost them
+        async with r.pipeline(transaction=transaction) as pipe:
+            await add(keys=["n"], args=[10], client=pipe)
+            pipe.incr("plain")
+            await add(keys=["n"], args=[100], client=pipe)
+            assert await pipe.execute() == [11, 1, 111]
+        assert int(await r.get("plain")) == 1
+        async with r.pipeline(transaction=transaction) as pipe:  # and it says so as before
+            await add(keys=["n"], args=[1], client=pipe)
+            pipe.lpush("n", 1)  # wrong type: the pipeline raises its error
+            with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+                await pipe.execute()
+    finally:
+        await r.aclose()

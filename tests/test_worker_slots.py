@@ -8,6 +8,7 @@ notifications (with the seed's concurrency of 10, ten such clients used to stall
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from pathlib import Path
@@ -136,3 +137,54 @@ async def test_jobs_that_complete_together_are_finished_in_one_pipeline(
 
 async def _all_completed(states: Any) -> bool:
     return set(await states()) == {"completed"}
+
+
+async def test_a_lone_job_costs_two_fetches(
+    herald_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that arrives on an idle queue is taken by the fetch its marker wakes; the fetch
+    after it first waits on the marker that taking the job left (BullMQ's way), then finds
+    nothing: two `moveToActive` runs per job, where going straight to a fetch ran three."""
+    api: RunningHerald = await herald_factory(workers=False)
+    name = f"lone-{uuid.uuid4().hex[:8]}"
+    fetches: list[str | None] = []
+    plain = LeanWorker.moveToActive
+
+    async def counted(self: LeanWorker, token: str) -> Any:
+        job = await plain(self, token)
+        fetches.append(job and job.id)
+        return job
+
+    monkeypatch.setattr(LeanWorker, "moveToActive", counted)
+
+    async def process(job: Any, token: str) -> str:
+        return "done"
+
+    queue = Queue(name, {"connection": api.herald.redis_url})
+    made = bullmq_clients.worker(
+        name, process, api.herald.redis_url, {"concurrency": 5, "autorun": False}
+    )
+    run = asyncio.create_task(made.run())
+    try:
+        await eventually(lambda: _waiting_on_marker(made))
+        fetches.clear()
+        for n in range(5):
+            job = await queue.add("probe", {"n": n})
+            await eventually(functools.partial(_completed, queue, job.id))
+            await eventually(lambda: _waiting_on_marker(made))
+    finally:
+        await made.close()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await queue.obliterate(force=True)
+        await queue.close()
+    assert len(fetches) == 10, fetches
+    assert len([f for f in fetches if f]) == 5
+
+
+async def _completed(queue: Queue, job: str) -> bool:
+    return await bullmq_clients.job_states(queue, [job]) == ["completed"]
+
+
+async def _waiting_on_marker(made: LeanWorker) -> bool:
+    return bool(made.waiting) and made.drained

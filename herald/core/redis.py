@@ -25,9 +25,10 @@ from urllib.parse import urlparse
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, MaxConnectionsError
+from redis.exceptions import BusyLoadingError, MaxConnectionsError, NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,65 @@ class WaitingConnectionPool(aioredis.ConnectionPool):
                 self._woken += 1
 
 
+class ScriptsKnownPipeline(Pipeline):
+    """A pipeline that asks the server whether it holds the pipeline's scripts only until it
+    has seen it hold them.
+
+    redis-py's pipeline sends SCRIPT EXISTS before every run that holds a script, one more round
+    trip each time: 1.6 per in-app notification, for BullMQ's addJob (in the trigger's request)
+    and moveToFinished scripts. A server loses its scripts only when it restarts or is told to
+    flush them; then each EVALSHA that met NOSCRIPT has not run, and only those are sent again,
+    after the scripts are loaded: the pipeline's other commands ran once, as they would have."""
+
+    def __init__(self, *args: Any, known: set[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.known = known
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        scripts = list(self.scripts)
+        if not all(script.sha in self.known for script in scripts):
+            replies = await super().execute(raise_on_error)  # checks and loads them first
+            self.known.update(script.sha for script in scripts)
+            return replies
+        stack = list(self.command_stack)
+        self.scripts.clear()
+        replies = await super().execute(raise_on_error=False)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            self.known.clear()
+            again = ScriptsKnownPipeline(
+                self.connection_pool,
+                self.response_callbacks,
+                self.is_transaction,
+                self.shard_hint,
+                known=self.known,
+            )
+            again.command_stack = [stack[i] for i in lost]
+            again.scripts.update(scripts)
+            for i, reply in zip(lost, await again.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        if raise_on_error:
+            self.raise_first_error(stack, replies)
+        return replies
+
+
+class Client(aioredis.Redis):
+    """redis-py's client, with `ScriptsKnownPipeline` pipelines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_scripts: set[str] = set()  # SHA1s the server was seen to hold
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return ScriptsKnownPipeline(
+            self.connection_pool,
+            self.response_callbacks,
+            transaction,
+            shard_hint,
+            known=self.known_scripts,
+        )
+
+
 def client(
     url: str,
     *,
@@ -177,7 +237,7 @@ def client(
         socket_timeout=socket_timeout,
         **settings,
     )
-    return aioredis.Redis.from_pool(pool)
+    return Client.from_pool(pool)
 
 
 def pubsub_channel(name: str, redis_url: str) -> str:

@@ -205,6 +205,10 @@ class LeanWorker(Worker):
                 if job is None:
                     slots.release()
                     continue
+                # Taking a job leaves a marker on the queue (BullMQ's moveToActive does, for other
+                # workers), so the next fetch waits on the marker first: at once while jobs wait,
+                # and after a lone job, one moveToActive that finds nothing instead of two.
+                self.drained = True
                 start(job)
         finally:
             self.running = False
