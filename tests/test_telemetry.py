@@ -184,7 +184,11 @@ class TestMetrics:
             async def scraped() -> dict[Any, float] | None:
                 after = samples((await herald.http.get("/metrics")).text)
                 key = ("herald_jobs_total", (("outcome", "delivered"), ("queue", "mail")))
-                return after if after.get(key, 0) - before.get(key, 0) >= 3 else None
+                # Stage events are written in batches, a moment after the step they record.
+                events = ("herald_telemetry_stage_events_total", (("result", "written"),))
+                wanted = {key: 3, events: 3 * 5}
+                moved = {k: after.get(k, 0) - before.get(k, 0) for k in wanted}
+                return after if all(moved[k] >= n for k, n in wanted.items()) else None
 
             after = await eventually(scraped)
         finally:
