@@ -182,6 +182,51 @@ async def test_a_lone_job_costs_two_fetches(
     assert len([f for f in fetches if f]) == 5
 
 
+async def test_a_backlog_is_fetched_without_waiting_on_the_marker(
+    herald_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While fetches keep finding jobs, each is one `moveToActive`: only the job that follows
+    an idle spell sends the next fetch through the marker first."""
+    api: RunningHerald = await herald_factory(workers=False)
+    name = f"backlog-{uuid.uuid4().hex[:8]}"
+    waits: list[int] = []
+    plain = LeanWorker.waitForJob
+
+    async def counted(self: LeanWorker) -> int:
+        waits.append(1)
+        return await plain(self)
+
+    monkeypatch.setattr(LeanWorker, "waitForJob", counted)
+    go, started = asyncio.Event(), asyncio.Semaphore(0)
+
+    async def process(job: Any, token: str) -> str:
+        bullmq_clients.release_slot()  # as an in-app attempt waiting for its ack does
+        started.release()
+        await go.wait()
+        return "done"
+
+    queue = Queue(name, {"connection": api.herald.redis_url})
+    jobs = [await queue.add("probe", {"n": n}) for n in range(10)]
+    made = bullmq_clients.worker(
+        name, process, api.herald.redis_url, {"concurrency": 2, "autorun": False}
+    )
+    run = asyncio.create_task(made.run())
+    try:
+        for _ in jobs:
+            await asyncio.wait_for(started.acquire(), 10)
+        assert len(waits) <= 2, waits  # the first fetch's, and the one after its job
+        go.set()
+        for job in jobs:
+            await eventually(functools.partial(_completed, queue, job.id))
+    finally:
+        go.set()
+        await made.close()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await queue.obliterate(force=True)
+        await queue.close()
+
+
 async def _completed(queue: Queue, job: str) -> bool:
     return await bullmq_clients.job_states(queue, [job]) == ["completed"]
 

@@ -154,6 +154,7 @@ class LeanWorker(Worker):
         concurrency = int(self.opts["concurrency"])
         slots = asyncio.Semaphore(concurrency)
         waiting = 0  # jobs that gave their slot back and still run
+        after_idle = True  # the last fetch found nothing
         tokens = (f"{self.id}:{n}" for n in itertools.count(1))
 
         def start(job: Any) -> None:
@@ -204,11 +205,15 @@ class LeanWorker(Worker):
                 job = await self._fetch(next(tokens))
                 if job is None:
                     slots.release()
+                    after_idle = True
                     continue
-                # Taking a job leaves a marker on the queue (BullMQ's moveToActive does, for other
-                # workers), so the next fetch waits on the marker first: at once while jobs wait,
-                # and after a lone job, one moveToActive that finds nothing instead of two.
-                self.drained = True
+                if after_idle:
+                    # Probably a lone job. Taking it left a marker on the queue (BullMQ's
+                    # moveToActive does, for other workers), so the next fetch waits on that marker
+                    # first: it returns at once, and one moveToActive finds nothing, not two. Once
+                    # fetches keep finding jobs, they go straight to moveToActive, as BullMQ's do.
+                    self.drained = True
+                after_idle = False
                 start(job)
         finally:
             self.running = False
