@@ -1,10 +1,13 @@
-"""Two workers that claim the same rows at once each take a row once."""
+"""Two workers that claim the same rows at once each take a row once; a claimed row holds what
+the database holds after the claim."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 from typing import Any
+
+from sqlalchemy import inspect
 
 from herald.channels.email import EmailSender
 from herald.delivery.accepted import AcceptedOutcomes
@@ -50,3 +53,22 @@ async def test_two_workers_claiming_the_same_rows_at_once_each_take_a_row_once(
     one = {n.id for n in first if n is not None}
     other = {n.id for n in second if n is not None}
     assert one | other == set(ids) and not one & other
+
+
+async def test_a_claimed_row_holds_what_the_database_holds_after_the_claim(
+    herald_factory: Any,
+) -> None:
+    """The claim's row is made as the ORM makes the instances it loads (`herald.core.db.loaded`),
+    not through the constructor: every column is there as stored, outside any session."""
+    herald: RunningHerald = await herald_factory(workers=False)
+    app = herald.herald
+    [nid] = await queued_emails(herald, 1)
+    [claimed] = await claim_all(processor(app), app, [nid])
+    assert isinstance(claimed, EmailSender.model) and inspect(claimed).transient
+    async with app.db() as session:
+        stored = await session.get(EmailSender.model, nid)
+    columns = [c.key for c in inspect(EmailSender.model).columns]
+    assert {k: getattr(claimed, k) for k in columns} == {k: getattr(stored, k) for k in columns}
+    assert claimed.status == "sending" and claimed.attempts == 1
+    claimed.status = "delivered"  # the processor keeps its copy up to date as it goes
+    assert claimed.status == "delivered"

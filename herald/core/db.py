@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import DateTime, MetaData, Table, event, text
 from sqlalchemy.exc import DisconnectionError
@@ -147,10 +147,23 @@ def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -
     cursor.close()
 
 
+M = TypeVar("M")
+
+
 def table(model: type[Any]) -> Table:
     """A mapped class's table, for plain statements on a hot path (the ORM's bulk UPDATE and
     flush cost more than the SQL they send)."""
     return cast(Table, model.__table__)
+
+
+def loaded(model: type[M], row: Mapping[str, Any]) -> M:
+    """An instance of `model` holding a row read by a plain statement, made as the ORM makes
+    the instances it loads: its values set at once, outside any session. The constructor sets
+    each attribute through the ORM's instrumentation (events, history): 41 against 3 µs for a
+    27-column row, per job on a worker's hot path."""
+    instance = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
+    instance.__dict__.update(row)
+    return cast(M, instance)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

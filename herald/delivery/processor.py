@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core import driver
-from herald.core.db import table, transaction, utcnow
+from herald.core.db import loaded, table, transaction, utcnow
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier
@@ -161,7 +161,7 @@ class Processor:
         statement = _claim_statement(sender.channel, sender.in_flight_status)
         params = {"nid": notification_id, "now": utcnow(), "queue": tier.queue}
         rows = await driver.fetch(self.db, statement, params)  # no BEGIN and COMMIT
-        return model(**rows[0]) if rows else None
+        return loaded(model, rows[0]) if rows else None
 
     async def _record_delivered(
         self,
