@@ -6,9 +6,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from herald.core.db import utcnow
+from herald.notifications.models import (
+    ATTEMPT_INSERT,
+    Channel,
+    InAppNotification,
+    Status,
+    attempt_row,
+)
+from herald.notifications.tracked import load_tracking
 from tests.conftest import RunningHerald, SmtpSink, eventually
 from tests.test_dlq_cli import herald_cli
 from tests.test_ladder import wait_email, welcome_id
+from tests.test_retry_tiers import notify
 
 # Every field of the seed's schemas (architecture-v2.md, "Database Schema").
 COMMON = {
@@ -118,3 +132,39 @@ class TestCli:
         assert set(body["metadata"]) == METADATA
         missing = await herald_cli(herald, "notifications", "show", "inapp", "999999")
         assert missing.returncode == 1 and "no inapp notification 999999" in missing.stderr
+
+
+async def test_a_block_never_lists_a_delivery_its_status_has_not_reached(
+    herald_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking block is read in a few statements. When a delivery commits between them, the
+    block may miss it, but never lists a `delivered` attempt under a status that is not yet
+    delivered: the history is read before the row."""
+    herald: RunningHerald = await herald_factory(workers=False)
+    app = herald.herald
+    user = await herald.member()
+    nid = (await notify(herald, user, ["inapp"], "between two reads"))["inapp"]
+    plain = AsyncSession.scalars
+    delivered = False
+
+    async def deliver_between(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
+        nonlocal delivered
+        found = await plain(self, *args, **kwargs)
+        if not delivered:  # right after the block's first statement, as an ack would
+            delivered = True
+            async with app.db() as other, other.begin():
+                await other.execute(
+                    update(InAppNotification).where(InAppNotification.id == nid)
+                    .values(status=Status.DELIVERED, delivered_at=utcnow())
+                )  # fmt: skip
+                await other.execute(
+                    ATTEMPT_INSERT, attempt_row(Channel.INAPP, nid, 1, Status.DELIVERED, "inapp")
+                )
+        return found
+
+    monkeypatch.setattr(AsyncSession, "scalars", deliver_between)
+    async with app.db() as session:
+        block = (await load_tracking(session, inapp_ids=[nid])).inapp(nid)
+    assert delivered and block is not None
+    # Whether or not the history (read first) lists it, the row (read last) has it.
+    assert block.status == Status.DELIVERED

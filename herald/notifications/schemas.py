@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from herald.core.schemas import CamelModel
 from herald.delivery.queues import job_id
 from herald.notifications.models import (
+    MODEL_OF,
     Channel,
     DeliveryAttempt,
     DeliveryState,
@@ -136,13 +137,29 @@ def retry_history(attempts: list[DeliveryAttempt]) -> list[RetryOut]:
 async def tracking(
     session: AsyncSession, notifications: Sequence[DeliveryState]
 ) -> dict[tuple[Channel, int], Tracking]:
-    """The tracking block of each notification, with its history, in two queries per channel."""
+    """The tracking block of each notification, with its history, as they are now."""
+    ids = {channel: [n.id for n in notifications if n.channel is channel] for channel in Channel}
+    return await tracking_of(session, ids)
+
+
+async def tracking_of(
+    session: AsyncSession, ids: dict[Channel, list[int]]
+) -> dict[tuple[Channel, int], Tracking]:
+    """The tracking block of each notification by id, in three queries per channel.
+
+    The history is read first, then the rows: a row's status changes in the same transaction
+    as the audit rows that record the change, so a status read after the history is at least as
+    new as it is. Read the other way round, a block could list an attempt's `delivered` row
+    under a status still `queued` (each statement sees the commits made before it started)."""
     result: dict[tuple[Channel, int], Tracking] = {}
-    for channel in Channel:
-        rows = [n for n in notifications if n.channel is channel]
-        if not rows:
+    for channel, wanted in ids.items():
+        if not wanted:
             continue
-        found = await histories(session, channel, [n.id for n in rows])
+        found = await histories(session, channel, wanted)
+        model = MODEL_OF[channel]
+        rows = await session.scalars(
+            select(model).where(model.id.in_(wanted)).execution_options(populate_existing=True)
+        )
         for n in rows:
             result[(channel, n.id)] = _tracking(n, found.attempts[n.id], found.escalations[n.id])
     return result

@@ -10,11 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from herald.notifications.models import Channel, DeliveryState, EmailNotification, InAppNotification
-from herald.notifications.schemas import EmailTracking, InAppTracking, Tracking, tracking
+from herald.notifications.models import Channel
+from herald.notifications.schemas import EmailTracking, InAppTracking, Tracking, tracking_of
 
 
 @dataclass
@@ -35,9 +34,8 @@ async def load_tracking(
     email_ids: Iterable[int | None] = (),
     inapp_ids: Iterable[int | None] = (),
 ) -> Tracked:
-    rows: list[DeliveryState] = []
-    for model, ids in ((EmailNotification, email_ids), (InAppNotification, inapp_ids)):
-        wanted = sorted({i for i in ids if i is not None})
-        if wanted:
-            rows.extend(await session.scalars(select(model).where(model.id.in_(wanted))))
-    return Tracked(await tracking(session, rows) if rows else {})
+    wanted = {
+        Channel.EMAIL: sorted({i for i in email_ids if i is not None}),
+        Channel.INAPP: sorted({i for i in inapp_ids if i is not None}),
+    }
+    return Tracked(await tracking_of(session, wanted))
