@@ -8,9 +8,11 @@ notifications (with the seed's concurrency of 10, ten such clients used to stall
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -114,24 +116,13 @@ async def test_jobs_that_complete_together_are_finished_in_one_pipeline(
         await go.wait()
         return "done"
 
-    queue = Queue(name, {"connection": api.herald.redis_url})
-    made = bullmq_clients.worker(
-        name, process, api.herald.redis_url, {"concurrency": 5, "autorun": False}
-    )
-    run = asyncio.create_task(made.run())
-    try:
+    async with _running(api.herald.redis_url, name, process, concurrency=5) as (queue, _):
         jobs = [await queue.add("probe", {"n": n}) for n in range(5)]
         for _ in jobs:
             await asyncio.wait_for(started.acquire(), 10)
         go.set()
         states = lambda: bullmq_clients.job_states(queue, [j.id for j in jobs])  # noqa: E731
         await eventually(lambda: _all_completed(states))
-    finally:
-        await made.close()
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        await queue.obliterate(force=True)
-        await queue.close()
     assert batches == [5], batches
 
 
@@ -160,24 +151,13 @@ async def test_a_lone_job_costs_two_fetches(
     async def process(job: Any, token: str) -> str:
         return "done"
 
-    queue = Queue(name, {"connection": api.herald.redis_url})
-    made = bullmq_clients.worker(
-        name, process, api.herald.redis_url, {"concurrency": 5, "autorun": False}
-    )
-    run = asyncio.create_task(made.run())
-    try:
+    async with _running(api.herald.redis_url, name, process, concurrency=5) as (queue, made):
         await eventually(lambda: _waiting_on_marker(made))
         fetches.clear()
         for n in range(5):
             job = await queue.add("probe", {"n": n})
             await eventually(functools.partial(_completed, queue, job.id))
             await eventually(lambda: _waiting_on_marker(made))
-    finally:
-        await made.close()
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        await queue.obliterate(force=True)
-        await queue.close()
     assert len(fetches) == 10, fetches
     assert len([f for f in fetches if f]) == 5
 
@@ -205,21 +185,40 @@ async def test_a_backlog_is_fetched_without_waiting_on_the_marker(
         await go.wait()
         return "done"
 
-    queue = Queue(name, {"connection": api.herald.redis_url})
-    jobs = [await queue.add("probe", {"n": n}) for n in range(10)]
+    backlog = [{"name": "probe", "data": {"n": n}} for n in range(10)]
+    async with _running(api.herald.redis_url, name, process, concurrency=2, backlog=backlog) as (
+        queue,
+        _,
+    ):
+        try:
+            for _ in backlog:
+                await asyncio.wait_for(started.acquire(), 10)
+            assert len(waits) <= 2, waits  # the first fetch's, and the one after its job
+        finally:
+            go.set()  # else the worker's close waits for the jobs forever
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    redis_url: str,
+    name: str,
+    process: Any,
+    *,
+    concurrency: int,
+    backlog: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[tuple[Queue, LeanWorker]]:
+    """A queue (holding `backlog` before the worker starts) and a worker running on it; both
+    gone afterwards."""
+    queue = Queue(name, {"connection": redis_url})
+    if backlog:
+        await queue.addBulk(backlog)
     made = bullmq_clients.worker(
-        name, process, api.herald.redis_url, {"concurrency": 2, "autorun": False}
+        name, process, redis_url, {"concurrency": concurrency, "autorun": False}
     )
     run = asyncio.create_task(made.run())
     try:
-        for _ in jobs:
-            await asyncio.wait_for(started.acquire(), 10)
-        assert len(waits) <= 2, waits  # the first fetch's, and the one after its job
-        go.set()
-        for job in jobs:
-            await eventually(functools.partial(_completed, queue, job.id))
+        yield queue, made
     finally:
-        go.set()
         await made.close()
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
