@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.db import utcnow
+from herald.notifications import records
 from herald.notifications.models import (
     ATTEMPT_INSERT,
     Channel,
@@ -152,14 +153,7 @@ async def test_a_block_never_lists_a_delivery_its_status_has_not_reached(
         found = await plain(self, *args, **kwargs)
         if not delivered:  # right after the block's first statement, as an ack would
             delivered = True
-            async with app.db() as other, other.begin():
-                await other.execute(
-                    update(InAppNotification).where(InAppNotification.id == nid)
-                    .values(status=Status.DELIVERED, delivered_at=utcnow())
-                )  # fmt: skip
-                await other.execute(
-                    ATTEMPT_INSERT, attempt_row(Channel.INAPP, nid, 1, Status.DELIVERED, "inapp")
-                )
+            await _deliver(app, nid)
         return found
 
     monkeypatch.setattr(AsyncSession, "scalars", deliver_between)
@@ -168,3 +162,33 @@ async def test_a_block_never_lists_a_delivery_its_status_has_not_reached(
     assert delivered and block is not None
     # Whether or not the history (read first) lists it, the row (read last) has it.
     assert block.status == Status.DELIVERED
+
+
+async def test_a_record_never_lists_a_delivery_its_status_has_not_reached(
+    herald_factory: Any,
+) -> None:
+    """`GET /api/notifications/{channel}/{id}`'s record: a delivery committed after the row was
+    loaded and before its trail was read shows in both."""
+    herald: RunningHerald = await herald_factory(workers=False)
+    app = herald.herald
+    user = await herald.member()
+    nid = (await notify(herald, user, ["inapp"], "between two reads"))["inapp"]
+    async with app.db() as session:
+        n = await records.load(session, Channel.INAPP, nid)
+        assert n is not None and n.status != Status.DELIVERED
+        await _deliver(app, nid)
+        out = await records.record(session, n)
+    assert [h.status for h in out.metadata.delivery_history] == [Status.DELIVERED]
+    assert out.status == Status.DELIVERED
+
+
+async def _deliver(app: Any, nid: int) -> None:
+    """What an ack's statement does to an in-app row: status and audit row, one transaction."""
+    async with app.db() as other, other.begin():
+        await other.execute(
+            update(InAppNotification).where(InAppNotification.id == nid)
+            .values(status=Status.DELIVERED, delivered_at=utcnow())
+        )  # fmt: skip
+        await other.execute(
+            ATTEMPT_INSERT, attempt_row(Channel.INAPP, nid, 1, Status.DELIVERED, "inapp")
+        )

@@ -127,8 +127,10 @@ async def load(
 
 
 async def record(session: AsyncSession, n: DeliveryState) -> Record:
-    """`n` with its whole audit trail (two queries)."""
+    """`n` as it is now, with its whole audit trail (three queries). The row is read again
+    after the trail, so its status is at least as new as the trail (see `tracking_of`)."""
     found = await histories(session, n.channel, [n.id])
+    await session.refresh(n)
     out = _record(n, found.attempts[n.id], found.escalations[n.id])
     if isinstance(n, EmailNotification) and isinstance(out, EmailRecord):
         out.digest = await digest_of(session, n)
