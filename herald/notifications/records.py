@@ -32,7 +32,7 @@ from herald.notifications.schemas import (
     AttemptOut,
     EscalationOut,
     RetryOut,
-    histories,
+    consistent,
     retry_history,
 )
 
@@ -127,10 +127,9 @@ async def load(
 
 
 async def record(session: AsyncSession, n: DeliveryState) -> Record:
-    """`n` as it is now, with its whole audit trail (three queries). The row is read again
-    after the trail, so its status is at least as new as the trail (see `tracking_of`)."""
-    found = await histories(session, n.channel, [n.id])
-    await session.refresh(n)
+    """`n` with its whole audit trail, as they were at one moment (`consistent`)."""
+    rows, found = await consistent(session, n.channel, [n.id], [n])
+    n = rows[0] if rows else n  # (a row deleted meanwhile: as it was)
     out = _record(n, found.attempts[n.id], found.escalations[n.id])
     if isinstance(n, EmailNotification) and isinstance(out, EmailRecord):
         out.digest = await digest_of(session, n)

@@ -145,24 +145,43 @@ async def tracking(
 async def tracking_of(
     session: AsyncSession, ids: dict[Channel, list[int]]
 ) -> dict[tuple[Channel, int], Tracking]:
-    """The tracking block of each notification by id, in three queries per channel.
-
-    The history is read first, then the rows: a row's status changes in the same transaction
-    as the audit rows that record the change, so a status read after the history is at least as
-    new as it is. Read the other way round, a block could list an attempt's `delivered` row
-    under a status still `queued` (each statement sees the commits made before it started)."""
+    """The tracking block of each notification by id, row and trail read together
+    (`consistent`)."""
     result: dict[tuple[Channel, int], Tracking] = {}
     for channel, wanted in ids.items():
         if not wanted:
             continue
-        found = await histories(session, channel, wanted)
-        model = MODEL_OF[channel]
-        rows = await session.scalars(
-            select(model).where(model.id.in_(wanted)).execution_options(populate_existing=True)
-        )
+        rows, found = await consistent(session, channel, wanted)
         for n in rows:
             result[(channel, n.id)] = _tracking(n, found.attempts[n.id], found.escalations[n.id])
     return result
+
+
+# Reads of a row and its trail before giving up on a moment without a change between them.
+CONSISTENT_READ_TRIES = 5
+
+
+async def consistent(
+    session: AsyncSession, channel: Channel, ids: Sequence[int], rows: Sequence[DeliveryState] = ()
+) -> tuple[list[DeliveryState], Histories]:
+    """The rows (`rows` if given, else read) and their audit trail as they were at one moment.
+
+    The row and its trail are separate statements, and each sees the commits made before it
+    started: a delivery committed between them showed a `delivered` attempt under a status still
+    `queued`, or the other way round. Every change that writes to the trail updates its row's
+    `updated_at` in the same transaction, so the trail read between two reads of the rows'
+    `updated_at` that agree belongs to those rows; otherwise the rows are read again."""
+    model = MODEL_OF[channel]
+    fresh = select(model).where(model.id.in_(ids)).execution_options(populate_existing=True)
+    stamps = select(model.id, model.updated_at).where(model.id.in_(ids))
+    current = list(rows) or list(await session.scalars(fresh))
+    for _ in range(CONSISTENT_READ_TRIES):
+        found = await histories(session, channel, ids)
+        now = dict((await session.execute(stamps)).tuples().all())
+        if all(now.get(n.id) == n.updated_at for n in current):
+            break
+        current = list(await session.scalars(fresh))
+    return current, found
 
 
 async def email_trackings(
