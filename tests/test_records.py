@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.db import utcnow
@@ -19,6 +19,7 @@ from herald.notifications.models import (
     Status,
     attempt_row,
 )
+from herald.notifications.schemas import tracking
 from herald.notifications.tracked import load_tracking
 from tests.conftest import RunningHerald, SmtpSink, eventually
 from tests.test_dlq_cli import herald_cli
@@ -180,6 +181,40 @@ async def test_a_record_never_lists_a_delivery_its_status_has_not_reached(
         out = await records.record(session, n)
     assert [h.status for h in out.metadata.delivery_history] == [Status.DELIVERED]
     assert out.status == Status.DELIVERED
+
+
+async def test_a_block_of_a_loaded_row_reads_the_row_again_only_if_it_changed(
+    herald_factory: Any,
+) -> None:
+    """A tracking block built from a row the caller loaded reads its trail and the row's stamp,
+    not the whole row (a signup's or a login's answer); a row that changed meanwhile is read
+    again, so the block still shows the delivery in its status and history both."""
+    herald: RunningHerald = await herald_factory(workers=False)
+    app = herald.herald
+    user = await herald.member()
+    nid = (await notify(herald, user, ["inapp"], "loaded once"))["inapp"]
+    table = InAppNotification.__tablename__
+    rows_read: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if f"FROM {table}" in statement and f"{table}.title" in statement:
+            rows_read.append(statement)
+
+    engine = app.engine.sync_engine
+    async with app.db() as session:
+        n = await records.load(session, Channel.INAPP, nid)
+        assert n is not None and n.status != Status.DELIVERED
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            block = (await tracking(session, [n]))[(Channel.INAPP, nid)]
+            assert rows_read == [] and block.status == n.status
+            await _deliver(app, nid)
+            block = (await tracking(session, [n]))[(Channel.INAPP, nid)]
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert len(rows_read) == 1
+    assert [h.status for h in block.delivery_history] == [Status.DELIVERED]
+    assert block.status == Status.DELIVERED
 
 
 async def _deliver(app: Any, nid: int) -> None:

@@ -137,24 +137,36 @@ def retry_history(attempts: list[DeliveryAttempt]) -> list[RetryOut]:
 async def tracking(
     session: AsyncSession, notifications: Sequence[DeliveryState]
 ) -> dict[tuple[Channel, int], Tracking]:
-    """The tracking block of each notification, with its history, as they are now."""
-    ids = {channel: [n.id for n in notifications if n.channel is channel] for channel in Channel}
-    return await tracking_of(session, ids)
+    """The tracking block of each notification, with its history, as they are now (the rows
+    given are read again only if they changed meanwhile)."""
+    result: dict[tuple[Channel, int], Tracking] = {}
+    for channel in Channel:
+        rows = [n for n in notifications if n.channel is channel]
+        if rows:
+            result |= await _blocks(session, channel, [n.id for n in rows], rows)
+    return result
 
 
 async def tracking_of(
     session: AsyncSession, ids: dict[Channel, list[int]]
 ) -> dict[tuple[Channel, int], Tracking]:
-    """The tracking block of each notification by id, row and trail read together
-    (`consistent`)."""
+    """The tracking block of each notification by id."""
     result: dict[tuple[Channel, int], Tracking] = {}
     for channel, wanted in ids.items():
-        if not wanted:
-            continue
-        rows, found = await consistent(session, channel, wanted)
-        for n in rows:
-            result[(channel, n.id)] = _tracking(n, found.attempts[n.id], found.escalations[n.id])
+        if wanted:
+            result |= await _blocks(session, channel, wanted)
     return result
+
+
+async def _blocks(
+    session: AsyncSession, channel: Channel, ids: list[int], rows: Sequence[DeliveryState] = ()
+) -> dict[tuple[Channel, int], Tracking]:
+    """One channel's tracking blocks, row and trail read together (`consistent`)."""
+    current, found = await consistent(session, channel, ids, rows)
+    return {
+        (channel, n.id): _tracking(n, found.attempts[n.id], found.escalations[n.id])
+        for n in current
+    }
 
 
 # Reads of a row and its trail before giving up on a moment without a change between them.
