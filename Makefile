@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run bench test lint typecheck install install-test system-deps web-assets clean
+.PHONY: run bench test lint typecheck install install-test system-deps web-assets lock clean
 
 run: $(VENV)/.run-installed ## Start Herald on its embedded default at http://127.0.0.1:8000
 	$(BIN)/herald serve
@@ -27,13 +27,24 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e .
+# Installs pin every package to constraints.txt, so a release made after the last green run
+# cannot change what CI or a newcomer gets.
+$(VENV)/.run-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.run-installed
+
+# constraints.txt from the newest versions pyproject.toml allows, resolved in a scratch venv.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q -e '.[test]'
+	head -2 constraints.txt > constraints.new
+	.lock-venv/bin/pip freeze --exclude-editable >> constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
 
 # The official Socket.IO JavaScript client, for the interoperability tests.
 tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps

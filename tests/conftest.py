@@ -45,7 +45,12 @@ REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL")
 # interrupts whatever runs at that moment, the loop itself included, and leaves it unusable:
 # every later test then errors in its set-up. So a test's body is cancelled inside the loop
 # first, which fails that test with its stack and lets its fixtures stop Herald as usual.
+# The signal times the test function alone (`timeout_func_only`): fixtures bound their own waits
+# (a Herald's start-up and shutdown), and a signal inside pytest's fixture teardown can leave the
+# fixture half finalized: every later test using it then errors in set-up, and the Herald it held
+# keeps running, its workers' commands counted by later tests.
 TEST_BODY_TIMEOUT = 200.0
+STARTUP_TIMEOUT = 60.0
 
 
 @pytest.hookimpl(wrapper=True)
@@ -274,10 +279,16 @@ async def start_herald(
     config = server_config(app, settings, graceful_seconds=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises what made start-up fail
-        await asyncio.sleep(0.02)
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            while not server.started:
+                if task.done():
+                    task.result()  # raises what made start-up fail
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        stacks = dump_tasks()
+        task.cancel()
+        raise AssertionError("Herald did not start:\n" + stacks) from None
     url = f"http://127.0.0.1:{settings.port}"
     running = RunningHerald(herald, settings, url, httpx.AsyncClient(base_url=url, timeout=30))
     return running, server, task
