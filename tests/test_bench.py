@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from herald.bench.report import REQUIRED, TARGETS, update_docs
+from herald.bench.report import PEER_FIGURES, REQUIRED, TARGETS, _peer_table, update_docs
 from herald.bench.timelines import LEGS
 
 
@@ -52,3 +52,15 @@ def test_docs_update_keeps_the_prose_around_the_table(tmp_path: Path) -> None:
     text = page.read_text()
     assert "prose before" in text and "prose after" in text
     assert "second table" in text and "first table" not in text
+
+
+def test_the_peer_table_holds_every_shared_figure_as_herald_over_peer() -> None:
+    """Each figure both sides measured gets a row; the ratio is ≥ 1 where Herald is better,
+    whether higher (a rate) or lower (a latency, a cost) is better for that figure."""
+    herald = {s: {k: 2.0 for _, s2, k, _ in PEER_FIGURES if s2 == s} for _, s, _, _ in PEER_FIGURES}
+    peer = {s: {k: 4.0 for k in figures} for s, figures in herald.items()}
+    rows = [line for line in _peer_table(herald, peer) if line.startswith("| ") and "÷" not in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == [label for label, *_ in PEER_FIGURES]
+    for row, (_, _, _, higher_better) in zip(rows, PEER_FIGURES, strict=True):
+        assert row.endswith("| 0.50 |" if higher_better else "| 2.00 |"), row
+    assert any("connected + authenticated" in row for row in rows)
