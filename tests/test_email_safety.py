@@ -6,20 +6,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
+from email.charset import QP, Charset
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from aiosmtplib.email import flatten_message
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from herald.channels.email import EmailSender, flatten
+from herald.channels.email import EmailSender
+from herald.channels.mime import compose
 from herald.core.config import load_settings
 from herald.core.db import transaction, utcnow
 from herald.notifications.models import EmailNotification
 from herald.notifications.service import new_email
 from tests.conftest import RunningHerald, SmtpSink, eventually
 
+# Characters of the unsubscribe tokens Herald makes (URL-safe base64 and a dot).
+_TOKEN = st.characters(categories=["L", "N"], max_codepoint=127) | st.sampled_from("-_.")
+# Text made of pieces where writing a message has edge cases (line endings, mbox's "From ",
+# SMTP's dots, non-ASCII, runs of spaces, words long enough to fold), and of anything at all.
+_PIECES = st.sampled_from(
+    ["From ", "\n", "\r", "\r\n", ".", " ", "  ", "\t", "=", "?", "ü", "你", "x" * 40, "word "]
+)
+_BOUNDARY = st.characters(categories=["L", "N"], max_codepoint=127) | st.sampled_from("=_")
+_TEXT = st.lists(_PIECES | st.text(max_size=12), max_size=40).map("".join)
 INJECTED = "Your invoice\r\nReply-To : billing@attacker.example"
 
 
@@ -144,14 +160,32 @@ class TestNoHeaderInjection:
         assert "Reply-To" not in message and "billing@attacker.example" in message["Subject"]
 
 
-class TestFlattening:
-    """Herald flattens its messages itself (a header that fits on one line is written as it
-    is); what goes into DATA must be byte for byte what aiosmtplib's own flattening makes."""
+def reference(headers: list[tuple[str, str]], parts: list[tuple[str, str]], boundary: str) -> bytes:
+    """The same message built with the stdlib's classic MIME classes and flattened by aiosmtplib,
+    as Herald sent it before it wrote the bytes itself (herald/channels/mime.py)."""
+    msg = MIMEMultipart("alternative", boundary=boundary)
+    for name, value in headers:
+        msg[name] = value
+    for subtype, body in parts:
+        ascii_lines = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
+        msg.attach(MIMEText(body, subtype, "us-ascii" if ascii_lines else UTF8_QP))  # type: ignore[arg-type]
+    return flatten_message(msg)
+
+
+UTF8_QP = Charset("utf-8")
+UTF8_QP.body_encoding = QP
+BOUNDARY = "=_herald_0123456789abcdef0123456789abcdef"
+
+
+class TestComposing:
+    """Herald writes its messages' bytes itself; what goes into DATA must be byte for byte what
+    the stdlib's MIME classes, flattened by aiosmtplib, make of the same headers and bodies."""
 
     SUBJECTS = [
         "Welcome",
         "x" * 69,  # "Subject: " and 69 characters: exactly 78, the longest unfolded line
         "x" * 70,
+        "x" * 60 + " " + "y" * 9,  # 79 characters with a space: folded there
         "A subject long enough that Compat32 has to fold it onto a second line, at a space",
         "  spaces   inside  and around  ",
         "Grüße aus Köln — 你好",
@@ -170,10 +204,16 @@ class TestFlattening:
         }  # fmt: skip
         return EmailNotification(**{**values, **fields})
 
+    def assert_as_the_mime_classes(
+        self, sender: EmailSender, n: EmailNotification, boundary: str = BOUNDARY
+    ) -> None:
+        headers = sender.headers(n)
+        parts = [("plain", n.text), ("html", n.html)]
+        assert compose(headers, parts, boundary) == reference(headers, parts, boundary)
+
     @pytest.mark.parametrize("subject", SUBJECTS)
-    def test_every_subject_flattens_as_aiosmtplib_would(self, subject: str) -> None:
-        msg = self.sender().build(self.message(subject))
-        assert flatten(msg) == flatten_message(msg)
+    def test_every_subject_is_written_as_the_mime_classes_would(self, subject: str) -> None:
+        self.assert_as_the_mime_classes(self.sender(), self.message(subject))
 
     @pytest.mark.parametrize(
         "fields",
@@ -183,18 +223,48 @@ class TestFlattening:
             {"unsubscribe_token": "t" * 43},
             {"text": "ünïcode body " * 40, "html": "<p>" + "long line " * 200 + "</p>"},
             {"text": "From the start of a line\n.\n..", "type": "weekly digest"},
+            {"text": "", "html": "crlf\r\nlone cr\rFrom after a CR\n\nFrom after LF"},
         ],
     )
-    def test_every_kind_of_message_flattens_as_aiosmtplib_would(
+    def test_every_kind_of_message_is_written_as_the_mime_classes_would(
         self, fields: dict[str, Any]
     ) -> None:
         for from_ in ("Herald <noreply@herald.example>", "Hérald Bötschaft <n@herald.example>"):
-            msg = self.sender(email_from=from_).build(self.message("Hi", **fields))
-            assert flatten(msg) == flatten_message(msg)
+            sender = self.sender(email_from=from_)
+            self.assert_as_the_mime_classes(sender, self.message("Hi", **fields))
+
+    @examples(max_examples=300, deadline=None)
+    @given(
+        subject=_TEXT, name=st.none() | _TEXT, kind=_TEXT.filter(bool), text=_TEXT, html=_TEXT,
+        token=st.none() | st.text(_TOKEN, min_size=1, max_size=50),
+        boundary=st.text(_BOUNDARY, min_size=1, max_size=70),
+    )  # fmt: skip
+    def test_any_message_is_written_as_the_mime_classes_would(
+        self, subject: str, name: str | None, kind: str, text: str, html: str,
+        token: str | None, boundary: str,
+    ) -> None:  # fmt: skip
+        n = self.message(
+            subject, recipient_username=name, type=kind, text=text, html=html,
+            unsubscribe_token=token,
+        )  # fmt: skip
+        self.assert_as_the_mime_classes(self.sender(), n, boundary)
+
+    def test_a_boundary_it_cannot_write_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="boundary"):
+            compose([], [("plain", "x")], 'has space"')
+
+    def test_the_sent_message_has_a_fresh_boundary_and_parses_back(self) -> None:
+        n = self.message("Grüße", text="Hello ünïcode", unsubscribe_token="tok")
+        first, second = self.sender().message(n), self.sender().message(n)
+        assert first != second  # the boundary is drawn per message
+        parsed = message_from_bytes(first, policy=policy.default)
+        assert (
+            parsed["Subject"] == "Grüße" and parsed["Message-ID"] == "<herald.email.7@herald.local>"
+        )
+        assert parsed.get_body(("plain",)).get_content() == "Hello ünïcode"  # type: ignore[union-attr]
+        assert "List-Unsubscribe-Post" in parsed
 
     def test_a_header_that_fits_is_not_folded_and_one_that_does_not_is(self) -> None:
-        assert b"Subject: " + b"x" * 69 + b"\n" in flatten(
-            self.sender().build(self.message("x" * 69))
-        )
-        longer = flatten(self.sender().build(self.message("word " * 20)))
+        assert b"Subject: " + b"x" * 69 + b"\n" in self.sender().message(self.message("x" * 69))
+        longer = self.sender().message(self.message("word " * 20))
         assert b"Subject: word word" in longer and b"\n word" in longer

@@ -7,17 +7,10 @@ is just an SMTP server that keeps what it receives.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import re
 import secrets
-from email.charset import QP, Charset
-from email.generator import BytesGenerator
 from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.policy import Compat32
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, NamedTuple
 
@@ -25,6 +18,7 @@ import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
 from herald.channels.base import DeliveryResult
+from herald.channels.mime import compose
 from herald.channels.smtp_pool import SmtpPool
 from herald.core.config import Settings
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
@@ -67,37 +61,39 @@ class EmailSender:
         domain = _sender(self.settings.email_from).domain
         return f"<herald.email.{notification.id}@{domain}>"
 
-    def build(self, n: EmailNotification) -> MIMEMultipart:
-        # The classic MIME classes, not EmailMessage: the modern policy parses every header it
-        # is given, which was a fifth of a worker's CPU per email (docs/benchmarks.md). Non-ASCII
-        # names and subjects are encoded here (RFC 2047), as the modern policy would.
-        # A boundary of our own: the generator's default draws one and then searches the whole
-        # body for it. A random one cannot occur in a body (and "=_" never in quoted-printable).
-        msg = MIMEMultipart("alternative", boundary=f"=_herald_{secrets.token_hex(16)}")
-        msg["From"] = _sender(self.settings.email_from).header
-        msg["To"] = formataddr((n.recipient_username or "", n.recipient_email), charset="utf-8")
-        subject = _one_line(n.subject)  # inputs are checked; a row made otherwise is not
-        msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = self.message_id(n)
-        msg["X-Herald-Notification"] = f"email-{n.id}"
-        msg["X-Herald-Type"] = _one_line(n.type)
+    def headers(self, n: EmailNotification) -> list[tuple[str, str]]:
+        """The message's own headers, in order. Non-ASCII names and subjects are encoded here
+        (RFC 2047); the values are the classic MIME classes' (a row made elsewhere may carry a
+        control character in a subject or type, which becomes a space)."""
+        subject = _one_line(n.subject)
+        headers = [
+            ("From", _sender(self.settings.email_from).header),
+            ("To", formataddr((n.recipient_username or "", n.recipient_email), charset="utf-8")),
+            ("Subject", subject if subject.isascii() else Header(subject, "utf-8").encode()),
+            ("Date", formatdate(localtime=False)),
+            ("Message-ID", self.message_id(n)),
+            ("X-Herald-Notification", f"email-{n.id}"),
+            ("X-Herald-Type", _one_line(n.type)),
+        ]
         if n.unsubscribe_token:  # RFC 8058 one-click unsubscribe; none for critical types
-            for name, value in unsubscribe.headers(self.settings, n.unsubscribe_token).items():
-                msg[name] = value
-        msg.attach(_part(n.text, "plain"))
-        msg.attach(_part(n.html, "html"))
-        return msg
+            headers += unsubscribe.headers(self.settings, n.unsubscribe_token).items()
+        return headers
+
+    def message(self, n: EmailNotification) -> bytes:
+        """The message as it goes into DATA. A boundary of our own: a random one cannot occur
+        in a body (the stdlib's generator draws one and then searches the whole body for it)."""
+        boundary = f"=_herald_{secrets.token_hex(16)}"
+        return compose(self.headers(n), [("plain", n.text), ("html", n.html)], boundary)
 
     async def deliver(self, notification: DeliveryState) -> DeliveryResult:
         assert isinstance(notification, EmailNotification)
         unsendable = _unsendable(notification.recipient_email)
         if unsendable is not None:
             raise PermanentDeliveryError(unsendable)
-        msg = self.build(notification)
+        message = self.message(notification)
         sender = _sender(self.settings.email_from).address
         try:
-            response = await self.pool.send(sender, [notification.recipient_email], flatten(msg))
+            response = await self.pool.send(sender, [notification.recipient_email], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -108,7 +104,8 @@ class EmailSender:
             if self.requires_starttls and "STARTTLS" in str(exc):  # aiosmtplib's wording
                 raise DeliveryError(self._no_tls_reason()) from None
             raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
-        return DeliveryResult("smtp", message_id=msg["Message-ID"], response=response)
+        message_id = self.message_id(notification)
+        return DeliveryResult("smtp", message_id=message_id, response=response)
 
     def _no_tls_reason(self) -> str:
         return (
@@ -166,51 +163,12 @@ def _sender(email_from: str) -> _Sender:
     return _Sender(formataddr((name, address), charset="utf-8"), address, domain)
 
 
-class _OneLineHeaders(Compat32):
-    """The policy aiosmtplib flattens these MIME classes with (Compat32), except that a header
-    which already fits on one line (printable ASCII, at most 78 characters with its name) is
-    written as it is. That is what Compat32's folding makes of it, without the `Header` object
-    it builds per header: half the cost of flattening a message, which was a tenth of an email
-    worker's CPU (tests/test_email_safety.py compares the two on every kind of message)."""
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if (
-            isinstance(value, str)
-            and len(name) + 2 + len(value) <= 78
-            and value.isascii()
-            and value.isprintable()
-        ):
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-_ONE_LINE_HEADERS = _OneLineHeaders()
-
-
-def flatten(msg: Message) -> bytes:
-    """The message as it goes into DATA: what aiosmtplib's `send_message` would send."""
-    with io.BytesIO() as out:
-        BytesGenerator(out, policy=_ONE_LINE_HEADERS).flatten(msg)
-        return out.getvalue()
-
-
 _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 
 def _one_line(text: str) -> str:
     """Header text with every control character (CR and LF above all) made a space."""
     return _LINE_BREAKS.sub(" ", text)
-
-
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP  # readable in the raw message, unlike base64
-
-
-def _part(body: str, subtype: str) -> MIMEText:
-    """Plain ASCII with SMTP-safe lines goes as 7bit, anything else quoted-printable UTF-8."""
-    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
-        return MIMEText(body, subtype, "us-ascii")
-    return MIMEText(body, subtype, _UTF8_QP)  # type: ignore[arg-type]
 
 
 def max_parallel_sends(settings: Settings) -> int:
