@@ -160,6 +160,11 @@ class TestNoHeaderInjection:
         assert "Reply-To" not in message and "billing@attacker.example" in message["Subject"]
 
 
+UTF8_QP = Charset("utf-8")
+UTF8_QP.body_encoding = QP
+BOUNDARY = "=_herald_0123456789abcdef0123456789abcdef"
+
+
 def reference(headers: list[tuple[str, str]], parts: list[tuple[str, str]], boundary: str) -> bytes:
     """The same message built with the stdlib's classic MIME classes and flattened by aiosmtplib,
     as Herald sent it before it wrote the bytes itself (herald/channels/mime.py)."""
@@ -170,11 +175,6 @@ def reference(headers: list[tuple[str, str]], parts: list[tuple[str, str]], boun
         ascii_lines = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
         msg.attach(MIMEText(body, subtype, "us-ascii" if ascii_lines else UTF8_QP))  # type: ignore[arg-type]
     return flatten_message(msg)
-
-
-UTF8_QP = Charset("utf-8")
-UTF8_QP.body_encoding = QP
-BOUNDARY = "=_herald_0123456789abcdef0123456789abcdef"
 
 
 class TestComposing:

@@ -62,9 +62,9 @@ class EmailSender:
         return f"<herald.email.{notification.id}@{domain}>"
 
     def headers(self, n: EmailNotification) -> list[tuple[str, str]]:
-        """The message's own headers, in order. Non-ASCII names and subjects are encoded here
-        (RFC 2047); the values are the classic MIME classes' (a row made elsewhere may carry a
-        control character in a subject or type, which becomes a space)."""
+        """The message's own headers, in order, with non-ASCII names and subjects encoded
+        (RFC 2047). Inputs are checked, but a row made otherwise may carry a control character
+        in a subject or type: it becomes a space."""
         subject = _one_line(n.subject)
         headers = [
             ("From", _sender(self.settings.email_from).header),
