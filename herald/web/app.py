@@ -105,6 +105,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     )
     app.state.herald = herald
     app.state.rate_limiter = herald.rate_limiter
+    app.state.mailbox = herald.mailbox
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

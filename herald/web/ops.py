@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.errors import NotFound
-from herald.runtime import Herald
-from herald.web.deps import AdminDep, HeraldDep
+from herald.web.deps import AdminDep
 from herald.web.errors import errors
 
 router = APIRouter(
@@ -17,22 +16,27 @@ router = APIRouter(
 )
 
 
-def _mailbox(herald: Herald) -> CaptureMailbox:
-    if herald.mailbox is None:
+async def capture_mailbox(request: Request) -> CaptureMailbox:
+    """The mailbox the app was built with (`app.state.mailbox`, None when EMAIL_HOST is set)."""
+    mailbox: CaptureMailbox | None = request.app.state.mailbox
+    if mailbox is None:
         raise NotFound("the capture mailbox is off: EMAIL_HOST is set", code="mailbox_disabled")
-    return herald.mailbox
+    return mailbox
+
+
+MailboxDep = Annotated[CaptureMailbox, Depends(capture_mailbox)]
 
 
 @router.get("/mailbox")
-async def list_mailbox(herald: HeraldDep, limit: int = 50) -> dict[str, Any]:
+async def list_mailbox(mailbox: MailboxDep, limit: int = 50) -> dict[str, Any]:
     """Messages the capture mailbox received, newest first."""
-    messages = _mailbox(herald).messages()
+    messages = mailbox.messages()
     return {"total": len(messages), "messages": [m.summary() for m in messages[:limit]]}
 
 
 @router.get("/mailbox/{message_id}")
-async def get_mailbox_message(message_id: str, herald: HeraldDep) -> dict[str, Any]:
-    message = _mailbox(herald).get(message_id)
+async def get_mailbox_message(message_id: str, mailbox: MailboxDep) -> dict[str, Any]:
+    message = mailbox.get(message_id)
     if message is None:
         raise NotFound(f"no captured message {message_id}")
     return {
@@ -44,5 +48,5 @@ async def get_mailbox_message(message_id: str, herald: HeraldDep) -> dict[str, A
 
 
 @router.delete("/mailbox")
-async def clear_mailbox(herald: HeraldDep) -> dict[str, int]:
-    return {"deleted": _mailbox(herald).clear()}
+async def clear_mailbox(mailbox: MailboxDep) -> dict[str, int]:
+    return {"deleted": mailbox.clear()}

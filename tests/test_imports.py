@@ -1,0 +1,158 @@
+"""Herald's import graph, read from the source (every import, type-only ones included).
+
+Two rules for the wiring, from the refactor toward one composition root (issue 16): only the
+entry points build and use the running Herald (`herald.runtime`), and Herald's packages import
+each other in one direction, without circles. Both are ratchets while that refactor lands in
+steps: the modules that still take the whole Herald and the packages still in a circle are
+listed below, nothing may join those lists, and an entry that no longer applies must be removed
+(so the lists only shrink, down to none).
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+
+import herald
+
+SOURCE = Path(herald.__file__).parent
+RUNTIME = "herald.runtime"
+# The composition root's callers: the command line, the ASGI app and its server, the bench.
+ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.web.server", "herald.bench.stack"}
+# Modules that still take the whole Herald (a service locator); to be handed what they use.
+STILL_TAKE_HERALD = {
+    "herald.accounts.auth_endpoints", "herald.accounts.resets", "herald.accounts.service",
+    "herald.commerce.service", "herald.delivery.dead_letters", "herald.notifications.endpoints",
+    "herald.notifications.inbox", "herald.notifications.trigger", "herald.preferences.pages",
+    "herald.preferences.skips", "herald.realtime.server", "herald.realtime.sessions",
+    "herald.social.service", "herald.subscribers.endpoints", "herald.telemetry.aggregator",
+    "herald.telemetry.endpoints", "herald.telemetry.service", "herald.web.deps",
+    "herald.webhooks.endpoints",
+}  # fmt: skip
+# Packages (or top-level modules) that still import each other in a circle.
+STILL_IN_A_CIRCLE = {
+    "herald.accounts", "herald.apikeys", "herald.channels", "herald.commerce", "herald.delivery",
+    "herald.digests", "herald.notifications", "herald.preferences", "herald.realtime",
+    "herald.runtime", "herald.social", "herald.subscribers", "herald.telemetry",
+    "herald.templates", "herald.web", "herald.webhooks",
+}  # fmt: skip
+
+
+def modules() -> dict[str, Path]:
+    """Every Herald module by dotted name (a package by its own name, for its __init__)."""
+    found = {}
+    for path in SOURCE.rglob("*.py"):
+        parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imported_names(path: Path) -> Iterator[str]:
+    """Every dotted name this file imports anywhere (top level, functions, TYPE_CHECKING):
+    `from a.b import c` gives `a.b.c`, which may name a module or something inside `a.b`."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Herald module -> the Herald modules it imports."""
+    known = modules()
+
+    def module_of(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        targets = {module_of(n) for n in imported_names(path) if n.startswith("herald.")}
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def package_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def in_circles(graph: dict[str, set[str]]) -> set[str]:
+    """The nodes that lie on a circle of `graph` (members of a strongly connected component
+    of more than one node), by Tarjan's algorithm."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circled: set[str] = set()
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circled.update(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circled
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = collections.defaultdict(set)
+    for module, targets in graph.items():
+        packages[package_of(module)].update(
+            package_of(t) for t in targets if package_of(t) != package_of(module)
+        )
+    return packages
+
+
+def test_only_the_entry_points_and_the_listed_modules_import_the_runtime() -> None:
+    importers = {m for m, targets in import_graph().items() if RUNTIME in targets}
+    assert importers - ENTRY_POINTS - STILL_TAKE_HERALD == set(), (
+        "hand these modules what they use instead of the whole Herald"
+    )
+    assert STILL_TAKE_HERALD - importers == set(), "no longer import it: remove from the list"
+
+
+def test_no_package_joins_an_import_circle() -> None:
+    circled = in_circles(package_graph(import_graph()))
+    assert circled - STILL_IN_A_CIRCLE == set(), "these packages now import each other in a circle"
+    assert STILL_IN_A_CIRCLE - circled == set(), "out of every circle now: remove from the list"
+
+
+class TestTheGraphReader:
+    """The checks above are only as good as the reading of the source they rest on."""
+
+    def test_reads_type_only_and_function_level_imports(self) -> None:
+        graph = import_graph()
+        # `herald.telemetry.service` imports the runtime only under TYPE_CHECKING.
+        assert RUNTIME in graph["herald.telemetry.service"]
+        # `herald.cli` imports it inside its commands.
+        assert RUNTIME in graph["herald.cli"]
+
+    def test_from_imports_resolve_to_the_module_that_holds_the_name(self) -> None:
+        # `from herald.core.config import Settings` is an import of herald.core.config.
+        assert "herald.core.config" in import_graph()["herald.runtime"]
+
+    def test_finds_circles_and_only_circles(self) -> None:
+        graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+        assert in_circles(graph) == {"a", "b", "c"}
+        assert in_circles({"a": {"b"}, "b": set()}) == set()
