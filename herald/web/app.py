@@ -105,7 +105,10 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     )
     app.state.herald = herald
     app.state.rate_limiter = herald.rate_limiter
+    # What endpoints take as typed dependencies, instead of the whole Herald.
+    app.state.db = herald.db
     app.state.mailbox = herald.mailbox
+    app.state.webhook_endpoints = herald.webhook_endpoints
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

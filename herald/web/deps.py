@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import ClientInfo, session_for_token
@@ -42,7 +43,14 @@ async def get_client(request: Request) -> ClientInfo:
     )
 
 
+async def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The database's sessions (`app.state.db`, set where the app is built)."""
+    db: async_sessionmaker[AsyncSession] = request.app.state.db
+    return db
+
+
 HeraldDep = Annotated[Herald, Depends(get_herald)]
+DbDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_db)]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 # Three names for the one `Authorization: Bearer` header, so /docs says which token an endpoint

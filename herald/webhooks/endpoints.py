@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
 from herald.core.db import transaction
-from herald.runtime import Herald
-from herald.web.deps import AdminDep, HeraldDep
+from herald.web.deps import AdminDep, DbDep
 from herald.web.errors import errors
 from herald.webhooks import service
 from herald.webhooks.models import WebhookEndpoint
+from herald.webhooks.registry import EndpointCache
 from herald.webhooks.schemas import WebhookIn, WebhookList, WebhookOut, WebhookWithSecret
 
 log = logging.getLogger(__name__)
@@ -27,46 +27,57 @@ def _with_secret(row: WebhookEndpoint) -> WebhookWithSecret:
     )
 
 
-async def _changed(herald: Herald) -> None:
+async def endpoint_cache(request: Request) -> EndpointCache:
+    """This process's cache of the endpoints (`app.state.webhook_endpoints`)."""
+    cache: EndpointCache = request.app.state.webhook_endpoints
+    return cache
+
+
+CacheDep = Annotated[EndpointCache, Depends(endpoint_cache)]
+
+
+async def _changed(cache: EndpointCache) -> None:
     """This process sees the change at once; the others within HERALD_WEBHOOK_CACHE_SECONDS."""
-    await herald.webhook_endpoints.reload()
+    await cache.reload()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(422))
-async def register_webhook(data: WebhookIn, herald: HeraldDep) -> WebhookWithSecret:
+async def register_webhook(data: WebhookIn, db: DbDep, cache: CacheDep) -> WebhookWithSecret:
     """Register an endpoint for some events. `secret` is in this answer only: keep it to
     verify each delivery's `webhook-signature`."""
-    async with transaction(herald.db) as session:
+    async with transaction(db) as session:
         row = await service.register(session, data)
-    await _changed(herald)
+    await _changed(cache)
     log.info("webhooks.registered", extra={"webhookId": row.id, "events": row.events})
     return _with_secret(row)
 
 
 @router.get("")
-async def list_webhooks(herald: HeraldDep) -> WebhookList:
+async def list_webhooks(db: DbDep) -> WebhookList:
     """The live endpoints, never their secrets."""
-    async with herald.db() as session:
+    async with db() as session:
         return WebhookList(
             items=[WebhookOut.model_validate(r) for r in await service.listed(session)]
         )
 
 
 @router.post("/{webhookId}/rotate-secret", responses=errors(404))
-async def rotate_webhook_secret(endpoint_id: EndpointId, herald: HeraldDep) -> WebhookWithSecret:
+async def rotate_webhook_secret(
+    endpoint_id: EndpointId, db: DbDep, cache: CacheDep
+) -> WebhookWithSecret:
     """A new secret, answered once; attempts from now on are signed with it."""
-    async with transaction(herald.db) as session:
+    async with transaction(db) as session:
         row = await service.rotate(session, endpoint_id)
-    await _changed(herald)
+    await _changed(cache)
     log.info("webhooks.secret_rotated", extra={"webhookId": endpoint_id})
     return _with_secret(row)
 
 
 @router.delete("/{webhookId}", responses=errors(404))
-async def delete_webhook(endpoint_id: EndpointId, herald: HeraldDep) -> WebhookOut:
+async def delete_webhook(endpoint_id: EndpointId, db: DbDep, cache: CacheDep) -> WebhookOut:
     """Stop sending to it; its deliveries not yet made are withdrawn."""
-    async with transaction(herald.db) as session:
+    async with transaction(db) as session:
         row = await service.delete(session, endpoint_id)
-    await _changed(herald)
+    await _changed(cache)
     log.info("webhooks.deleted", extra={"webhookId": endpoint_id})
     return WebhookOut.model_validate(row)
