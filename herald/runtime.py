@@ -44,6 +44,7 @@ from herald.preferences import unsubscribe
 from herald.preferences.service import TypeRegistry, address_lookup
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
+from herald.realtime.sessions import Disconnector
 from herald.telemetry.service import Telemetry
 from herald.templates.store import TemplateStore
 from herald.webhooks.events import WebhookEvents
@@ -115,6 +116,7 @@ class Herald:
         )
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
+        self.disconnector = Disconnector(self.redis, self.sio, self.presence)
         self.telemetry.attach(self)
         self.workers: DeliveryWorkers | None = None
         self.digest_worker: DigestWorker | None = None

@@ -26,8 +26,8 @@ STILL_TAKE_HERALD = {
     "herald.accounts.auth_endpoints", "herald.accounts.resets", "herald.accounts.service",
     "herald.commerce.service", "herald.delivery.dead_letters", "herald.notifications.endpoints",
     "herald.notifications.inbox", "herald.notifications.trigger", "herald.preferences.pages",
-    "herald.preferences.skips", "herald.realtime.server", "herald.realtime.sessions",
-    "herald.social.service", "herald.subscribers.endpoints", "herald.telemetry.aggregator",
+    "herald.preferences.skips", "herald.realtime.server",
+    "herald.social.service", "herald.telemetry.aggregator",
     "herald.telemetry.endpoints", "herald.telemetry.service", "herald.web.deps",
 }  # fmt: skip
 # Packages (or top-level modules) that still import each other in a circle.

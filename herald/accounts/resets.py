@@ -19,7 +19,6 @@ from herald.core.db import transaction, utcnow
 from herald.core.errors import ApiError
 from herald.core.security import hash_password, hash_token, new_token
 from herald.notifications.service import new_email
-from herald.realtime.sessions import disconnect_sessions
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -123,5 +122,5 @@ async def confirm_reset(herald: Herald, token: str, new_password: str) -> tuple[
             .values(invalidated_at=now)
         )
     log.info("accounts.reset.completed", extra={"userId": user_id})
-    await disconnect_sessions(herald, ended)  # the old password's sockets go with its sessions
+    await herald.disconnector.sessions(ended)  # the old password's sockets go with its sessions
     return int(user_id), len(ended)

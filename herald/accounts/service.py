@@ -21,7 +21,6 @@ from herald.core.errors import ApiError, Conflict, Unauthorized
 from herald.core.security import hash_password, hash_token, new_token, verify_password
 from herald.notifications.models import EmailNotification, InAppNotification
 from herald.notifications.service import new_email, new_inapp
-from herald.realtime.sessions import disconnect_sessions
 
 if TYPE_CHECKING:
     from herald.runtime import Herald
@@ -302,5 +301,5 @@ async def revoke_sessions(herald: Herald, user_id: int, only: int | None = None)
         result = await session.execute(query.values(revoked_at=utcnow()).returning(Session.id))
         ended = list(result.scalars().all())
     # After the commit: a socket authenticating meanwhile re-checks its session once bound.
-    await disconnect_sessions(herald, ended)
+    await herald.disconnector.sessions(ended)
     return len(ended)

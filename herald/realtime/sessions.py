@@ -25,9 +25,10 @@ from herald.core.db import utcnow
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    import socketio
     from redis.asyncio.client import Pipeline
 
-    from herald.runtime import Herald
+    from herald.realtime.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +77,44 @@ async def is_live(session: AsyncSession, session_id: int) -> bool:
     return bool(await session.scalar(select(live(session_id))))
 
 
-async def disconnect_sessions(herald: Herald, session_ids: Iterable[int]) -> int:
-    """Disconnect every socket of these (ended) sessions, on whichever server holds it."""
-    disconnected = 0
-    for session_id in session_ids:
-        try:
-            sids = cast(set[str], await herald.redis.smembers(_sockets(session_id)))
-            await herald.redis.delete(_sockets(session_id))
-        except Exception as exc:  # Redis away: each socket's next event re-checks the session
-            log.warning("realtime.session.unreachable", extra={"error": repr(exc)})
-            continue
+class Disconnector:
+    """Ends sockets on whichever server holds them: `AsyncServer.disconnect` reaches a socket
+    of another server through the Socket.IO manager's Redis channel. Without a Socket.IO server
+    (a worker-only process) it finds the sockets and forgets their sessions' sets, and ends
+    none."""
+
+    def __init__(
+        self, redis: aioredis.Redis, sio: socketio.AsyncServer | None, presence: Presence
+    ) -> None:
+        self.redis = redis
+        self.sio = sio
+        self.presence = presence
+
+    async def sessions(self, session_ids: Iterable[int]) -> int:
+        """Every socket of these (ended) sessions."""
+        disconnected = 0
+        for session_id in session_ids:
+            try:
+                sids = cast(set[str], await self.redis.smembers(_sockets(session_id)))
+                await self.redis.delete(_sockets(session_id))
+            except Exception as exc:  # Redis away: each socket's next event re-checks the session
+                log.warning("realtime.session.unreachable", extra={"error": repr(exc)})
+                continue
+            disconnected += await self._end(sids)
+        if disconnected:
+            log.info("realtime.session.disconnected", extra={"sockets": disconnected})
+        return disconnected
+
+    async def user(self, user_id: int) -> int:
+        """Every socket of the user on a live server, whatever it authenticated with (a client
+        token opens sockets without a session)."""
+        return await self._end(await self.presence.sockets(user_id))
+
+    async def _end(self, sids: Iterable[str]) -> int:
+        if self.sio is None:
+            return 0
+        ended = 0
         for sid in sids:
-            if herald.sio is not None:
-                await herald.sio.disconnect(sid)
-                disconnected += 1
-    if disconnected:
-        log.info("realtime.session.disconnected", extra={"sockets": disconnected})
-    return disconnected
+            await self.sio.disconnect(sid)
+            ended += 1
+        return ended

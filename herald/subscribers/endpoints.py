@@ -8,11 +8,10 @@ import logging
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from herald.core.errors import InvalidField
-from herald.realtime.sessions import disconnect_sessions
-from herald.runtime import Herald
+from herald.realtime.sessions import Disconnector
 from herald.subscribers import service
 from herald.subscribers.schemas import (
     SUBSCRIBER_ID_PATTERN,
@@ -23,7 +22,7 @@ from herald.subscribers.schemas import (
     SubscriberList,
     SubscriberOut,
 )
-from herald.web.deps import HeraldDep, SubscribersDep
+from herald.web.deps import DbDep, SubscribersDep
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,15 @@ ExternalId = Annotated[
     ),
 ]  # fmt: skip
 MAX_PAGE_LIMIT = 500
+
+
+async def disconnector(request: Request) -> Disconnector:
+    """What ends sockets on any server (`app.state.disconnector`)."""
+    found: Disconnector = request.app.state.disconnector
+    return found
+
+
+DisconnectorDep = Annotated[Disconnector, Depends(disconnector)]
 CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
 
 
@@ -49,27 +57,29 @@ CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int(
     responses={201: {"model": SubscriberOut, "description": "Created"}, **errors(409)},
 )
 async def put_subscriber(
-    subscriber_id: ExternalId, data: SubscriberIn, herald: HeraldDep, response: Response
+    subscriber_id: ExternalId, data: SubscriberIn, db: DbDep, response: Response
 ) -> SubscriberOut:
     """Create (201) or update (200) a subscriber. A field left out keeps its value; `null`
     clears it. An address another subscriber holds answers 409 naming `email`."""
-    user, created = await service.upsert(herald.db, subscriber_id, data)
+    user, created = await service.upsert(db, subscriber_id, data)
     if created:
         response.status_code = status.HTTP_201_CREATED
     return service.out(user)
 
 
 @router.get("/{subscriberId}", responses=errors(404))
-async def get_subscriber(subscriber_id: ExternalId, herald: HeraldDep) -> SubscriberOut:
-    return service.out(await service.get(herald.db, subscriber_id))
+async def get_subscriber(subscriber_id: ExternalId, db: DbDep) -> SubscriberOut:
+    return service.out(await service.get(db, subscriber_id))
 
 
 @router.delete("/{subscriberId}", responses=errors(404, 409))
-async def delete_subscriber(subscriber_id: ExternalId, herald: HeraldDep) -> Deleted:
+async def delete_subscriber(
+    subscriber_id: ExternalId, db: DbDep, disconnector: DisconnectorDep
+) -> Deleted:
     """Delete a subscriber with their inbox and every notification addressed to them (pending
     ones are never sent); their open sockets are disconnected. Answers what was removed."""
-    removed = await service.remove(herald.db, subscriber_id)
-    await _disconnect(herald, removed)
+    removed = await service.remove(db, subscriber_id)
+    await _disconnect(disconnector, removed)
     log.info(
         "subscribers.deleted",
         extra={"userId": removed.user_id, "emails": removed.emails, "inapp": removed.inapp},
@@ -80,21 +90,19 @@ async def delete_subscriber(subscriber_id: ExternalId, herald: HeraldDep) -> Del
     )  # fmt: skip
 
 
-async def _disconnect(herald: Herald, removed: service.Removed) -> None:
+async def _disconnect(disconnector: Disconnector, removed: service.Removed) -> None:
     """End the deleted subscriber's sockets: those of their sessions, and those a client
     token opened (found through presence)."""
     try:
-        await disconnect_sessions(herald, removed.session_ids)
-        if herald.sio is not None:
-            for sid in await herald.presence.sockets(removed.user_id):
-                await herald.sio.disconnect(sid)
+        await disconnector.sessions(removed.session_ids)
+        await disconnector.user(removed.user_id)
     except Exception as exc:  # Redis away: those sockets' next event finds no subscriber
         log.warning("subscribers.disconnect_failed", extra={"error": repr(exc)})
 
 
 @router.get("")
 async def list_subscribers(
-    herald: HeraldDep,
+    db: DbDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=20, description="`nextCursor` of the page before")
@@ -102,7 +110,7 @@ async def list_subscribers(
 ) -> SubscriberList:
     """Subscribers in the order they were created, `limit` at a time."""
     after = _cursor(cursor)
-    rows, next_after = await service.page(herald.db, limit, after)
+    rows, next_after = await service.page(db, limit, after)
     return SubscriberList(
         items=[service.out(u) for u in rows],
         next_cursor=str(next_after) if next_after is not None else None,
@@ -118,6 +126,6 @@ def _cursor(cursor: str | None) -> int:
 
 
 @router.post("/bulk", responses=errors(409))
-async def bulk_subscribers(data: BulkIn, herald: HeraldDep) -> BulkOut:
+async def bulk_subscribers(data: BulkIn, db: DbDep) -> BulkOut:
     """Create or update up to 1,000 subscribers in one transaction (all or none)."""
-    return await service.bulk_upsert(herald.db, data.subscribers)
+    return await service.bulk_upsert(db, data.subscribers)

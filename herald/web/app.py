@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.state.rate_limiter = herald.rate_limiter
     # What endpoints take as typed dependencies, instead of the whole Herald.
     app.state.db = herald.db
+    app.state.disconnector = herald.disconnector
     app.state.mailbox = herald.mailbox
     app.state.webhook_endpoints = herald.webhook_endpoints
     install_error_handlers(app)
