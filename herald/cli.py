@@ -167,7 +167,6 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dlq_list(channel: str | None, kind: str | None, limit: int, as_json: bool) -> None:
     from herald.core.pagination import PageParams
-    from herald.delivery.dead_letters import list_dead_letters
     from herald.notifications.models import Channel
 
     channels = [Channel(channel)] if channel else list(Channel)
@@ -175,7 +174,7 @@ def dlq_list(channel: str | None, kind: str | None, limit: int, as_json: bool) -
     async def work(herald: Herald) -> list[Any]:
         found = []
         for ch in channels:
-            page = await list_dead_letters(herald, ch, PageParams(1, limit), kind=kind)
+            page = await herald.dead_letters.page(ch, PageParams(1, limit), kind=kind)
             found.extend(page.items)
         return found
 
@@ -262,11 +261,12 @@ def dlq_replay(
     channel: str, ids: tuple[int, ...], all_: bool, kind: str | None, note: str | None
 ) -> None:
     """Send dead letters back to tier 0, history kept."""
-    from herald.delivery.dead_letters import replay
     from herald.notifications.models import Channel
 
     chosen = _selection(ids, all_)
-    done = _with_herald(lambda h: replay(h, Channel(channel), chosen, kind=kind, note=note))
+    done = _with_herald(
+        lambda h: h.dead_letters.replay(Channel(channel), chosen, kind=kind, note=note)
+    )
     click.echo(f"replayed {len(done)}: {' '.join(map(str, done))}".rstrip(": "))
 
 
@@ -280,11 +280,12 @@ def dlq_discard(
     channel: str, ids: tuple[int, ...], all_: bool, kind: str | None, reason: str
 ) -> None:
     """Drop dead letters for good, with a reason."""
-    from herald.delivery.dead_letters import discard
     from herald.notifications.models import Channel
 
     chosen = _selection(ids, all_)
-    done = _with_herald(lambda h: discard(h, Channel(channel), chosen, reason=reason, kind=kind))
+    done = _with_herald(
+        lambda h: h.dead_letters.discard(Channel(channel), chosen, reason=reason, kind=kind)
+    )
     click.echo(f"discarded {len(done)}: {' '.join(map(str, done))}".rstrip(": "))
 
 

@@ -30,6 +30,7 @@ from herald.core.ratelimit import RateLimiter
 from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.core.redis import client as redis_client
 from herald.delivery.accepted import AcceptedOutcomes
+from herald.delivery.dead_letters import DeadLetters
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
@@ -89,6 +90,7 @@ class Herald:
         self.webhooks = WebhookEvents(settings, self.db, self.webhook_endpoints)
         self.dispatcher.events = self.webhooks
         self.webhooks.dispatcher = self.dispatcher
+        self.dead_letters = DeadLetters(settings, self.db, self.queues, self.dispatcher)
         self.ack_batches = inbox.ack_batches(self)  # sockets' acks, recorded together
         # Email templates, all stored ones kept in memory: rendering queries nothing.
         self.templates = TemplateStore(settings, self.db, self.redis)

@@ -11,11 +11,13 @@ from herald.core.errors import NotFound
 from herald.core.pagination import Page
 from herald.core.schemas import CamelInput
 from herald.delivery import dead_letters
+from herald.delivery.dead_letters import DeadLetters
 from herald.notifications.models import MODEL_OF, Channel
 from herald.notifications.schemas import EmailTracking, InAppTracking, WebhookTracking, tracking
-from herald.web.deps import AdminDep, HeraldDep, PageDep
+from herald.web.deps import AdminDep, DbDep, PageDep, QueuesDep, app_state
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
+DeadLettersDep = Annotated[DeadLetters, app_state("dead_letters")]
 
 
 NotificationId = Annotated[int, Field(ge=1, le=2**31 - 1)]
@@ -47,20 +49,20 @@ class DiscardIn(Selection):
 
 
 @router.get("/queues")
-async def queue_counts(herald: HeraldDep) -> dict[str, Any]:
+async def queue_counts(queues: QueuesDep) -> dict[str, Any]:
     """Jobs per queue and state: every tier of both ladders, dead-letter queues included."""
-    return {"queues": await herald.queues.counts()}
+    return {"queues": await queues.counts()}
 
 
 @router.get("/dlq/{channel}")
 async def list_dead_letters(
     channel: Channel,
-    herald: HeraldDep,
+    letters: DeadLettersDep,
     page: PageDep,
     type: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
 ) -> Page[dead_letters.DeadLetter]:
     """Dead letters of one channel, newest first; `type` narrows to one notification type."""
-    return await dead_letters.list_dead_letters(herald, channel, page, kind=type)
+    return await letters.page(channel, page, kind=type)
 
 
 @router.get(
@@ -71,10 +73,10 @@ async def list_dead_letters(
 async def show_dead_letter(
     channel: Channel,
     notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
-    herald: HeraldDep,
+    db: DbDep,
 ) -> EmailTracking | InAppTracking | WebhookTracking:
     """A notification's whole story: every attempt and escalation."""
-    async with herald.db() as session:
+    async with db() as session:
         n = await session.get(MODEL_OF[channel], notification_id)
         if n is None:
             raise NotFound(f"no {channel.value} notification {notification_id}")
@@ -83,19 +85,15 @@ async def show_dead_letter(
 
 @router.post("/dlq/{channel}/replay")
 async def replay_dead_letters(
-    channel: Channel, body: ReplayIn, herald: HeraldDep
+    channel: Channel, body: ReplayIn, letters: DeadLettersDep
 ) -> dict[str, Any]:
-    replayed = await dead_letters.replay(
-        herald, channel, body.chosen_ids, kind=body.type, note=body.note
-    )
+    replayed = await letters.replay(channel, body.chosen_ids, kind=body.type, note=body.note)
     return {"replayed": replayed, "count": len(replayed)}
 
 
 @router.post("/dlq/{channel}/discard")
 async def discard_dead_letters(
-    channel: Channel, body: DiscardIn, herald: HeraldDep
+    channel: Channel, body: DiscardIn, letters: DeadLettersDep
 ) -> dict[str, Any]:
-    discarded = await dead_letters.discard(
-        herald, channel, body.chosen_ids, reason=body.reason, kind=body.type
-    )
+    discarded = await letters.discard(channel, body.chosen_ids, reason=body.reason, kind=body.type)
     return {"discarded": discarded, "count": len(discarded)}

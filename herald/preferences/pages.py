@@ -18,10 +18,12 @@ Forms are parsed from the raw body (urllib), so this needs no multipart library.
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import User
 from herald.core import dbfaults
@@ -29,14 +31,16 @@ from herald.preferences import service
 from herald.preferences.models import ANY
 from herald.preferences.rules import CHANNELS, blocked
 from herald.preferences.schemas import TYPE
-from herald.preferences.unsubscribe import Grant, LinkRefused
-from herald.runtime import Herald
+from herald.preferences.service import TypeRegistry
+from herald.preferences.unsubscribe import Grant, LinkRefused, Signer
 from herald.subscribers import service as subscribers
-from herald.web.deps import HeraldDep
+from herald.web.deps import DbDep, app_state
 from herald.web.pages import PAGE_HEADERS
 
 router = APIRouter(prefix="/unsubscribe", include_in_schema=False)
 
+SignerDep = Annotated[Signer, app_state("unsubscribe")]
+TypesDep = Annotated[TypeRegistry, app_state("types")]
 CHANNEL_LABELS = {"email": "Email", "inapp": "In-app notifications"}
 
 
@@ -46,9 +50,9 @@ class _Refused(Exception):
 
 
 @router.get("/{token}")
-async def confirm_page(token: str, herald: HeraldDep) -> HTMLResponse:
+async def confirm_page(token: str, db: DbDep, signer: SignerDep) -> HTMLResponse:
     try:
-        grant, _ = await _grant(herald, token)
+        grant, _ = await _grant(db, signer, token)
     except _Refused as refused:
         return _refusal(refused)
     body = (
@@ -63,16 +67,16 @@ async def confirm_page(token: str, herald: HeraldDep) -> HTMLResponse:
 
 
 @router.post("/{token}")
-async def one_click(token: str, herald: HeraldDep) -> HTMLResponse:
+async def one_click(token: str, db: DbDep, signer: SignerDep) -> HTMLResponse:
     """Whatever the body: the token alone says who and what, and doing it twice is harmless."""
     try:
-        grant, user = await _grant(herald, token)
+        grant, user = await _grant(db, signer, token)
     except _Refused as refused:
         return _refusal(refused)
     if user is not None:
-        await service.change(herald.db, user.id, {(grant.type, "email"): False})
+        await service.change(db, user.id, {(grant.type, "email"): False})
     else:
-        await service.set_address(herald.db, str(grant.email), {grant.type: False})
+        await service.set_address(db, str(grant.email), {grant.type: False})
     body = (
         f"<h1>Unsubscribed</h1><p><strong>{escape(grant.recipient)}</strong> gets no more "
         f"emails of type <strong>{escape(grant.type)}</strong>.</p>"
@@ -82,27 +86,31 @@ async def one_click(token: str, herald: HeraldDep) -> HTMLResponse:
 
 
 @router.get("/{token}/preferences")
-async def preferences_page(token: str, herald: HeraldDep) -> HTMLResponse:
+async def preferences_page(
+    token: str, db: DbDep, signer: SignerDep, types: TypesDep
+) -> HTMLResponse:
     try:
-        grant, user = await _grant(herald, token)
+        grant, user = await _grant(db, signer, token)
     except _Refused as refused:
         return _refusal(refused)
-    return await _preferences(herald, token, grant, user, saved=False)
+    return await _preferences(db, types, token, grant, user, saved=False)
 
 
 @router.post("/{token}/preferences")
-async def save_preferences(token: str, request: Request, herald: HeraldDep) -> HTMLResponse:
+async def save_preferences(
+    token: str, request: Request, db: DbDep, signer: SignerDep, types: TypesDep
+) -> HTMLResponse:
     try:
-        grant, user = await _grant(herald, token)
+        grant, user = await _grant(db, signer, token)
     except _Refused as refused:
         return _refusal(refused)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     checked = set(form.get("on", []))
     kinds = _shown_types(form.get("types", [""])[0], grant)
     if user is None:
-        await service.set_address(herald.db, str(grant.email), {k: k in checked for k in kinds})
+        await service.set_address(db, str(grant.email), {k: k in checked for k in kinds})
     else:
-        switches = await service.read(herald.db, user.id)
+        switches = await service.read(db, user.id)
         named: dict[tuple[str, str], bool | None] = {}
         for channel in CHANNELS:  # only what the person changed
             was_on = switches.get((ANY, channel), True)
@@ -112,21 +120,23 @@ async def save_preferences(token: str, request: Request, herald: HeraldDep) -> H
             was_on = blocked(switches, kind, "email") is None
             if was_on != (f"type:{kind}" in checked):
                 named[(kind, "email")] = not was_on
-        await service.change(herald.db, user.id, named)
-    return await _preferences(herald, token, grant, user, saved=True)
+        await service.change(db, user.id, named)
+    return await _preferences(db, types, token, grant, user, saved=True)
 
 
-async def _grant(herald: Herald, token: str) -> tuple[Grant, User | None]:
+async def _grant(
+    db: async_sessionmaker[AsyncSession], signer: Signer, token: str
+) -> tuple[Grant, User | None]:
     try:
-        grant = herald.unsubscribe.verify(token)
+        grant = signer.verify(token)
     except LinkRefused as refused:
         raise _Refused(400, str(refused)) from None
     if grant.user_id is not None:
         user_id = grant.user_id
-        user = await dbfaults.read(herald.db, lambda s: s.get(User, user_id))
+        user = await dbfaults.read(db, lambda s: s.get(User, user_id))
     elif grant.subscriber_id is not None:
         subscriber_id = grant.subscriber_id
-        user = await dbfaults.read(herald.db, lambda s: subscribers.find(s, subscriber_id))
+        user = await dbfaults.read(db, lambda s: subscribers.find(s, subscriber_id))
     else:
         return grant, None
     if user is None:
@@ -144,22 +154,28 @@ def _shown_types(listed: str, grant: Grant) -> list[str]:
 
 
 async def _preferences(
-    herald: Herald, token: str, grant: Grant, user: User | None, *, saved: bool
+    db: async_sessionmaker[AsyncSession],
+    types: TypeRegistry,
+    token: str,
+    grant: Grant,
+    user: User | None,
+    *,
+    saved: bool,
 ) -> HTMLResponse:
     rows: list[str] = []
     if user is None:
-        async with herald.db() as session:
+        async with db() as session:
             off = await service.address_opted_out(session, str(grant.email))
         kinds = [grant.type, *sorted(off - {grant.type})]
         for kind in kinds:
             rows.append(_checkbox(f"type:{kind}", f"Emails of type {kind}", kind not in off))
     else:
-        switches = await service.read(herald.db, user.id)
+        switches = await service.read(db, user.id)
         rows.append("<h2>Channels</h2>")
         for channel in CHANNELS:
             on = switches.get((ANY, channel), True)
             rows.append(_checkbox(f"channel:{channel}", CHANNEL_LABELS[channel], on))
-        declared = [t.type for t in await herald.types.listed() if not t.critical]
+        declared = [t.type for t in await types.listed() if not t.critical]
         chosen = {k for k, _ in switches if k != ANY}
         kinds = [grant.type, *sorted((chosen | set(declared)) - {grant.type})]
         rows.append("<h2>Emails by type</h2>")

@@ -8,7 +8,7 @@ import logging
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from herald.core.errors import InvalidField
 from herald.realtime.sessions import Disconnector
@@ -22,7 +22,7 @@ from herald.subscribers.schemas import (
     SubscriberList,
     SubscriberOut,
 )
-from herald.web.deps import DbDep, SubscribersDep
+from herald.web.deps import DbDep, SubscribersDep, app_state
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,7 @@ ExternalId = Annotated[
 ]  # fmt: skip
 MAX_PAGE_LIMIT = 500
 
-
-async def disconnector(request: Request) -> Disconnector:
-    """What ends sockets on any server (`app.state.disconnector`)."""
-    found: Disconnector = request.app.state.disconnector
-    return found
-
-
-DisconnectorDep = Annotated[Disconnector, Depends(disconnector)]
+DisconnectorDep = Annotated[Disconnector, app_state("disconnector")]
 CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
 
 

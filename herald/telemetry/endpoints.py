@@ -17,17 +17,31 @@ from herald.core.db import ping
 from herald.core.errors import NotFound
 from herald.core.schemas import CamelModel
 from herald.notifications.models import MODEL_OF, Channel
+from herald.realtime.presence import Presence
 from herald.telemetry import conditions
-from herald.web.deps import AdminDep, HeraldDep
+from herald.telemetry.service import Telemetry
+from herald.web.deps import (
+    AdminDep,
+    DbDep,
+    EngineDep,
+    QueuesDep,
+    RedisDep,
+    SettingsDep,
+    app_state,
+)
 from herald.web.errors import errors
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    import redis.asyncio as aioredis
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 router = APIRouter(
     prefix="/api/ops", tags=["telemetry"], dependencies=[AdminDep], responses=errors(404)
 )
 metrics_router = APIRouter()
+TelemetryDep = Annotated[Telemetry, app_state("telemetry")]
+PresenceDep = Annotated[Presence, app_state("presence")]
 
 CHECK = 2.0  # seconds a dependency has to answer
 TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
@@ -119,14 +133,15 @@ def _timeline(telemetry_id: str, events: list[dict[str, Any]]) -> TimelineOut:
 async def notification_timeline(
     channel: Channel,
     notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
-    herald: HeraldDep,
+    db: DbDep,
+    telemetry: TelemetryDep,
 ) -> TimelineOut:
     """One notification's stages, with those of the request that made it."""
-    async with herald.db() as session:
+    async with db() as session:
         n = await session.get(MODEL_OF[channel], notification_id)
     if n is None:
         raise NotFound(f"no {channel.value} notification {notification_id}")
-    events = await herald.telemetry.stages.timeline(n.telemetry_id) if n.telemetry_id else []
+    events = await telemetry.stages.timeline(n.telemetry_id) if n.telemetry_id else []
     mine = [
         e
         for e in events
@@ -142,10 +157,10 @@ async def notification_timeline(
 
 
 @router.get("/telemetry/{telemetryId}")
-async def request_timeline(telemetry_id: TelemetryId, herald: HeraldDep) -> TimelineOut:
+async def request_timeline(telemetry_id: TelemetryId, telemetry: TelemetryDep) -> TimelineOut:
     """Every stage of one request (the `X-Request-ID` of its answer) and of the notifications
     it made, oldest first. Kept for `HERALD_TELEMETRY_TTL` seconds."""
-    events = await herald.telemetry.stages.timeline(telemetry_id)
+    events = await telemetry.stages.timeline(telemetry_id)
     if not events:
         raise NotFound(
             f"no timeline for {telemetry_id} (expired or not kept)", code="timeline_not_found"
@@ -154,24 +169,24 @@ async def request_timeline(telemetry_id: TelemetryId, herald: HeraldDep) -> Time
 
 
 @router.get("/metrics")
-async def metrics_summary(herald: HeraldDep) -> MetricsSummary:
+async def metrics_summary(telemetry: TelemetryDep) -> MetricsSummary:
     """The last minute across every live process: per component requests/s, p50/p95/p99,
     success and error rates; queue depth per queue and tier; connections per server."""
-    assert herald.telemetry.aggregator is not None
-    summary = await herald.telemetry.aggregator.summary(time.time())
+    assert telemetry.aggregator is not None
+    summary = await telemetry.aggregator.summary(time.time())
     return MetricsSummary.model_validate(summary)
 
 
 @router.get("/alerts")
-async def current_alerts(herald: HeraldDep) -> AlertsOut:
+async def current_alerts(
+    settings: SettingsDep, engine: EngineDep, redis: RedisDep, queues: QueuesDep
+) -> AlertsOut:
     """What needs a person now (the dashboard's banner): the conditions the Prometheus rules in
     deploy/prometheus/alerts.yml watch, read from the cluster's last minute."""
-    database_up = await _answers(ping(herald.engine))
+    database_up = await _answers(ping(engine))
     try:
         facts = await asyncio.wait_for(
-            conditions.observe(
-                herald.settings, herald.redis, herald.queues, database_up=database_up
-            ),
+            conditions.observe(settings, redis, queues, database_up=database_up),
             2 * CHECK,
         )
     except Exception:  # Redis stopped answering half-way: that is the alert
@@ -188,29 +203,32 @@ async def _answers(probe: Awaitable[Any]) -> bool:
     return True
 
 
-async def _dependencies(herald: Herald) -> tuple[bool, bool]:
+async def _dependencies(engine: AsyncEngine, redis: aioredis.Redis) -> tuple[bool, bool]:
     """(database up, Redis up)."""
-    database, redis = await asyncio.gather(
-        _answers(ping(herald.engine)), _answers(herald.redis.ping())
-    )
-    return database, redis
+    return await asyncio.gather(_answers(ping(engine)), _answers(redis.ping()))
 
 
-async def _heartbeats(herald: Herald) -> dict[str, bool]:
-    announced = await asyncio.wait_for(herald.presence.announced(), CHECK)
+async def _heartbeats(presence: Presence) -> dict[str, bool]:
+    announced = await asyncio.wait_for(presence.announced(), CHECK)
     return {server: bool(info["alive"]) for server, info in announced.items()}
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(herald: HeraldDep) -> Response:
+async def prometheus_metrics(
+    telemetry: TelemetryDep,
+    engine: EngineDep,
+    redis: RedisDep,
+    queues: QueuesDep,
+    presence: PresenceDep,
+) -> Response:
     """This process's metrics in Prometheus's text format; the gauges of the cluster's state
     (queues, presence heartbeats, Redis and the database) read fresh."""
-    metrics = herald.telemetry.metrics
-    database_up, redis_up = await _dependencies(herald)
+    metrics = telemetry.metrics
+    database_up, redis_up = await _dependencies(engine, redis)
     metrics.set_dependencies({"database": database_up, "redis": redis_up})
     with contextlib.suppress(Exception):  # Redis away: the gauges keep their last values
-        metrics.set_queue_counts(await asyncio.wait_for(herald.queues.counts(), CHECK))
-        beats = await _heartbeats(herald)
+        metrics.set_queue_counts(await asyncio.wait_for(queues.counts(), CHECK))
+        beats = await _heartbeats(presence)
         alive = sum(beats.values())
         metrics.set_presence(alive=alive, missing=len(beats) - alive)
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.accounts.models import Session, User
 from herald.accounts.service import ClientInfo, session_for_token
 from herald.apikeys.models import Scope
 from herald.apikeys.service import Principal, looks_like_key
 from herald.core import dbfaults
+from herald.core.config import Settings
 from herald.core.errors import Forbidden, Unauthorized
 from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
 from herald.core.ratelimit import RateLimiter
+from herald.delivery.queues import Queues
 from herald.runtime import Herald
 from herald.subscribers import service as subscribers
 from herald.subscribers import tokens
@@ -43,14 +46,24 @@ async def get_client(request: Request) -> ClientInfo:
     )
 
 
-async def get_db(request: Request) -> async_sessionmaker[AsyncSession]:
-    """The database's sessions (`app.state.db`, set where the app is built)."""
-    db: async_sessionmaker[AsyncSession] = request.app.state.db
-    return db
+def app_state(name: str) -> Any:
+    """A dependency on what the app was built with: `app.state.<name>`, which
+    `herald.web.app.create_app` sets from the running Herald. Endpoints declare the one thing
+    they use (`Annotated[Queues, app_state("queues")]`), not the whole Herald."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"app_state_{name}"
+    return Depends(get)
 
 
 HeraldDep = Annotated[Herald, Depends(get_herald)]
-DbDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_db)]
+DbDep = Annotated[async_sessionmaker[AsyncSession], app_state("db")]
+EngineDep = Annotated[AsyncEngine, app_state("engine")]
+RedisDep = Annotated[aioredis.Redis, app_state("redis")]
+QueuesDep = Annotated[Queues, app_state("queues")]
+SettingsDep = Annotated[Settings, app_state("settings")]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 # Three names for the one `Authorization: Bearer` header, so /docs says which token an endpoint

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.errors import NotFound
-from herald.web.deps import AdminDep
+from herald.web.deps import AdminDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(
@@ -16,9 +16,10 @@ router = APIRouter(
 )
 
 
-async def capture_mailbox(request: Request) -> CaptureMailbox:
-    """The mailbox the app was built with (`app.state.mailbox`, None when EMAIL_HOST is set)."""
-    mailbox: CaptureMailbox | None = request.app.state.mailbox
+async def capture_mailbox(
+    mailbox: Annotated[CaptureMailbox | None, app_state("mailbox")],
+) -> CaptureMailbox:
+    """The mailbox the app was built with; None when EMAIL_HOST is set."""
     if mailbox is None:
         raise NotFound("the capture mailbox is off: EMAIL_HOST is set", code="mailbox_disabled")
     return mailbox

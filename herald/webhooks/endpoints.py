@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Path, status
 
 from herald.core.db import transaction
-from herald.web.deps import AdminDep, DbDep
+from herald.web.deps import AdminDep, DbDep, app_state
 from herald.web.errors import errors
 from herald.webhooks import service
 from herald.webhooks.models import WebhookEndpoint
@@ -27,13 +27,7 @@ def _with_secret(row: WebhookEndpoint) -> WebhookWithSecret:
     )
 
 
-async def endpoint_cache(request: Request) -> EndpointCache:
-    """This process's cache of the endpoints (`app.state.webhook_endpoints`)."""
-    cache: EndpointCache = request.app.state.webhook_endpoints
-    return cache
-
-
-CacheDep = Annotated[EndpointCache, Depends(endpoint_cache)]
+CacheDep = Annotated[EndpointCache, app_state("webhook_endpoints")]
 
 
 async def _changed(cache: EndpointCache) -> None:
