@@ -16,6 +16,8 @@ from pathlib import Path
 
 import socketio
 
+from herald.accounts.resets import PasswordResets
+from herald.accounts.service import Accounts
 from herald.apikeys.service import KeyCache
 from herald.channels.acks import AckListener
 from herald.channels.base import ChannelSender
@@ -119,6 +121,17 @@ class Herald:
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
         self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
         self.disconnector = Disconnector(self.redis, self.sio, self.presence)
+        self.accounts = Accounts(
+            settings,
+            self.db,
+            self.templates,
+            self.dispatcher,
+            self.rate_limiter,
+            self.disconnector,
+        )
+        self.resets = PasswordResets(
+            settings, self.db, self.templates, self.dispatcher, self.disconnector
+        )
         self.telemetry.attach(self)
         self.workers: DeliveryWorkers | None = None
         self.digest_worker: DigestWorker | None = None

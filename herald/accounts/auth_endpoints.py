@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
-from herald.accounts import resets, service
 from herald.accounts.models import Session, User
+from herald.accounts.resets import PasswordResets
 from herald.accounts.schemas import (
     LogoutOut,
     ResetConfirmIn,
@@ -22,17 +22,19 @@ from herald.accounts.schemas import (
     SessionOut,
     UserSessions,
 )
-from herald.accounts.service import ClientInfo
+from herald.core.client import ClientInfo
 from herald.core.db import utcnow
 from herald.core.errors import NotFound, Unauthorized
 from herald.core.ratelimit import RateLimiter
 from herald.core.security import hash_token
-from herald.runtime import Herald
 from herald.web.deps import (
+    AccountsDep,
     CallerDep,
     ClientDep,
     CurrentSessionDep,
-    HeraldDep,
+    DbDep,
+    SettingsDep,
+    app_state,
     rate_limited,
 )
 from herald.web.errors import errors
@@ -40,8 +42,9 @@ from herald.web.errors import errors
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sessions and password resets"])
 
-login_limit = Depends(rate_limited("login", lambda h: h.settings.rate_limit_login))
-reset_limit = Depends(rate_limited("reset", lambda h: h.settings.rate_limit_reset))
+login_limit = Depends(rate_limited("login", lambda s: s.rate_limit_login))
+reset_limit = Depends(rate_limited("reset", lambda s: s.rate_limit_reset))
+ResetsDep = Annotated[PasswordResets, app_state("resets")]
 RESET_ANSWER = "If an account exists for that address, a reset link is on its way."
 
 
@@ -52,14 +55,14 @@ RESET_ANSWER = "If an account exists for that address, a reset link is on its wa
     responses=errors(401, 429),
 )
 async def create_session(
-    data: SessionIn, herald: HeraldDep, client: ClientDep, response: Response
+    data: SessionIn, accounts: AccountsDep, client: ClientDep, response: Response
 ) -> SessionCreatedOut:
     """Open a session with a username or email and password (no login alert is sent; use
     `POST /api/logins` for the seed's recorded, notified sign-in)."""
-    user = await service.authenticate(herald, data)
+    user = await accounts.authenticate(data)
     if user is None:
         raise Unauthorized("invalid credentials", code="invalid_credentials")
-    opened, token = await service.open_session(herald, user, client)
+    opened, token = await accounts.open_session(user, client)
     response.headers["Cache-Control"] = "no-store"  # it carries a session token
     return SessionCreatedOut(
         session_id=opened.id, user_id=user.id, username=user.username, session_token=token,
@@ -70,14 +73,14 @@ async def create_session(
 @router.get("/session/{userId}", responses=errors(404))
 async def get_sessions(
     user_id: Annotated[int, Path(alias="userId", ge=1, le=2**31 - 1)],
-    herald: HeraldDep,
+    sessions_of: DbDep,
     caller: CallerDep,
     request: Request,
 ) -> UserSessions:
     """A user's live sessions (never their tokens): your own, or anyone's (admin)."""
     caller.ensure_may_see(user_id)
     current_hash = _bearer_hash(request)
-    async with herald.db() as db:
+    async with sessions_of() as db:
         user = await db.get(User, user_id)
         if user is None:
             raise NotFound(f"no user {user_id}")
@@ -109,14 +112,14 @@ def _bearer_hash(request: Request) -> str | None:
 @router.delete("/session")
 async def logout(
     auth: CurrentSessionDep,
-    herald: HeraldDep,
+    accounts: AccountsDep,
     everywhere: Annotated[
         bool, Query(alias="all", description="end every session of this user, not just this")
     ] = False,
 ) -> LogoutOut:
     """Log out: end this session (or, with `all=true`, every session of the user)."""
-    ended = await service.revoke_sessions(
-        herald, auth.user.id, only=None if everywhere else auth.session.id
+    ended = await accounts.revoke_sessions(
+        auth.user.id, only=None if everywhere else auth.session.id
     )
     return LogoutOut(sessions_ended=ended)
 
@@ -129,7 +132,8 @@ async def logout(
 )
 async def request_password_reset(
     data: ResetRequestIn,
-    herald: HeraldDep,
+    settings: SettingsDep,
+    password_resets: ResetsDep,
     client: ClientDep,
     request: Request,
     background: BackgroundTasks,
@@ -139,21 +143,21 @@ async def request_password_reset(
     limiter: RateLimiter = request.app.state.rate_limiter
     # Also per address, so nobody can flood one inbox from many machines.
     address_key = hashlib.sha256(data.email.strip().lower().encode()).hexdigest()
-    await limiter.hit("reset-address", address_key, herald.settings.rate_limit_reset)
-    background.add_task(_request_reset, herald, data.email, client)
+    await limiter.hit("reset-address", address_key, settings.rate_limit_reset)
+    background.add_task(_request_reset, password_resets, data.email, client)
     return ResetRequestOut(message=RESET_ANSWER)
 
 
-async def _request_reset(herald: Herald, email: str, client: ClientInfo) -> None:
+async def _request_reset(resets: PasswordResets, email: str, client: ClientInfo) -> None:
     try:
-        await resets.request_reset(herald, email, client)
+        await resets.request_reset(email, client)
     except Exception:  # after the answer went out: all that is left to do is say so
         log.exception("accounts.reset.request_failed")
 
 
 @router.post("/reset-passwords/confirm", dependencies=[reset_limit], responses=errors(400, 429))
-async def confirm_password_reset(data: ResetConfirmIn, herald: HeraldDep) -> ResetConfirmOut:
+async def confirm_password_reset(data: ResetConfirmIn, resets: ResetsDep) -> ResetConfirmOut:
     """Set a new password with the emailed token. The token works once, until it expires;
     every session of the account ends."""
-    user_id, ended = await resets.confirm_reset(herald, data.token, data.new_password)
+    user_id, ended = await resets.confirm_reset(data.token, data.new_password)
     return ResetConfirmOut(user_id=user_id, sessions_ended=ended)

@@ -7,7 +7,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
-from herald.accounts import queries, service
+from herald.accounts import queries
 from herald.accounts.models import User
 from herald.accounts.schemas import (
     FailedLoginAlert,
@@ -26,9 +26,10 @@ from herald.core.pagination import Page
 from herald.notifications.models import EmailNotification
 from herald.notifications.schemas import EmailTracking, InAppTracking, email_tracking, tracking
 from herald.web.deps import (
+    AccountsDep,
     CallerDep,
     ClientDep,
-    HeraldDep,
+    DbDep,
     PageDep,
     ReadDep,
     rate_limited,
@@ -38,8 +39,8 @@ from herald.web.errors import errors
 router = APIRouter(prefix="/api", tags=["accounts"])
 
 UserId = Annotated[int, Path(alias="userId", ge=1, le=2**31 - 1)]
-signup_limit = Depends(rate_limited("signup", lambda h: h.settings.rate_limit_signup))
-login_limit = Depends(rate_limited("login", lambda h: h.settings.rate_limit_login))
+signup_limit = Depends(rate_limited("signup", lambda s: s.rate_limit_signup))
+login_limit = Depends(rate_limited("login", lambda s: s.rate_limit_login))
 
 
 @router.post(
@@ -48,51 +49,51 @@ login_limit = Depends(rate_limited("login", lambda h: h.settings.rate_limit_logi
     dependencies=[signup_limit],
     responses=errors(409, 429),
 )
-async def create_signup(data: SignupIn, herald: HeraldDep, client: ClientDep) -> SignupOut:
+async def create_signup(
+    data: SignupIn, accounts: AccountsDep, db: DbDep, client: ClientDep
+) -> SignupOut:
     """Register a user; a welcome email with a verification link (valid 48 h) is sent."""
-    user, welcome = await service.signup(herald, data, client)
-    async with herald.db() as session:
+    user, welcome = await accounts.signup(data, client)
+    async with db() as session:
         return SignupOut(
             **queries.user_fields(user), welcome_email=await email_tracking(session, welcome)
         )
 
 
 @router.get("/signups", dependencies=[ReadDep])
-async def list_signups(herald: HeraldDep, page: PageDep) -> Page[UserOut]:
+async def list_signups(db: DbDep, page: PageDep) -> Page[UserOut]:
     """Every user, newest first (admin token)."""
-    async with herald.db() as session:
+    async with db() as session:
         return await queries.list_users(session, page)
 
 
 @router.get("/signups/statistics", dependencies=[ReadDep])
-async def signup_statistics(herald: HeraldDep) -> SignupStatistics:
-    async with herald.db() as session:
+async def signup_statistics(db: DbDep) -> SignupStatistics:
+    async with db() as session:
         return await queries.signup_statistics(session)
 
 
 @router.get("/signups/welcome-emails/failed", dependencies=[ReadDep])
-async def failed_welcome_emails(herald: HeraldDep, page: PageDep) -> Page[WelcomeEmailStatus]:
+async def failed_welcome_emails(db: DbDep, page: PageDep) -> Page[WelcomeEmailStatus]:
     """Welcome emails that ended in the dead-letter queue (admin token)."""
-    async with herald.db() as session:
+    async with db() as session:
         return await queries.failed_welcome_emails(session, page)
 
 
 @router.post("/signups/verify/{token}", responses=errors(400))
 async def verify_signup(
-    token: Annotated[str, Path(min_length=1, max_length=256)], herald: HeraldDep
+    token: Annotated[str, Path(min_length=1, max_length=256)], accounts: AccountsDep
 ) -> VerifyOut:
     """Confirm an email address with the token from the welcome email. Works once."""
-    user = await service.verify_email(herald, token)
+    user = await accounts.verify_email(token)
     return VerifyOut(**queries.user_fields(user))
 
 
 @router.get("/signups/{userId}/welcome-email-status", responses=errors(404))
-async def welcome_email_status(
-    user_id: UserId, herald: HeraldDep, caller: CallerDep
-) -> WelcomeEmailStatus:
+async def welcome_email_status(user_id: UserId, db: DbDep, caller: CallerDep) -> WelcomeEmailStatus:
     """The welcome email's delivery status and history: the user's own, or any (admin)."""
     caller.ensure_may_see(user_id)
-    async with herald.db() as session:
+    async with db() as session:
         user = await session.get(User, user_id)
         welcome = await session.scalar(
             select(EmailNotification)
@@ -117,13 +118,13 @@ async def welcome_email_status(
     },
 )
 async def create_login(
-    data: LoginIn, herald: HeraldDep, client: ClientDep, response: Response
+    data: LoginIn, accounts: AccountsDep, db: DbDep, client: ClientDep, response: Response
 ) -> LoginOut:
     """Sign in: every attempt is recorded; success opens a session and sends a login-alert
     email and an in-app notification."""
-    result = await service.login(herald, data, client)
+    result = await accounts.login(data, client)
     response.headers["Cache-Control"] = "no-store"  # it carries a session token
-    async with herald.db() as session:
+    async with db() as session:
         blocks = await tracking(session, [result.alert, result.inapp])
     return LoginOut(
         login_id=result.login.id,
@@ -143,7 +144,7 @@ async def create_login(
 
 @router.get("/logins")
 async def list_logins(
-    herald: HeraldDep,
+    db: DbDep,
     caller: CallerDep,
     page: PageDep,
     user_id: Annotated[
@@ -155,12 +156,12 @@ async def list_logins(
     if caller.user is not None:
         caller.ensure_may_see(user_id or caller.user.id)
         user_id = caller.user.id
-    async with herald.db() as session:
+    async with db() as session:
         return await queries.list_logins(session, page, user_id=user_id, successful=successful)
 
 
 @router.get("/logins/alert-emails/failed", dependencies=[ReadDep])
-async def failed_login_alerts(herald: HeraldDep, page: PageDep) -> Page[FailedLoginAlert]:
+async def failed_login_alerts(db: DbDep, page: PageDep) -> Page[FailedLoginAlert]:
     """Login-alert emails that ended in the dead-letter queue (admin token)."""
-    async with herald.db() as session:
+    async with db() as session:
         return await queries.failed_login_alerts(session, page)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.accounts.models import Login, Session, User
 from herald.accounts.schemas import LoginIn, SignupIn
 from herald.core import driver
+from herald.core.client import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import ApiError, Conflict, Unauthorized
 from herald.core.security import hash_password, hash_token, new_token, verify_password
@@ -23,47 +24,13 @@ from herald.notifications.models import EmailNotification, InAppNotification
 from herald.notifications.service import new_email, new_inapp
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    from herald.core.config import Settings
+    from herald.core.ratelimit import RateLimiter
+    from herald.notifications.service import Dispatcher
+    from herald.realtime.sessions import Disconnector
+    from herald.templates.store import TemplateStore
 
 VERIFICATION_TTL = timedelta(hours=48)
-
-
-@dataclass
-class ClientInfo:
-    ip_address: str | None
-    user_agent: str | None
-    telemetry_id: str | None
-
-
-async def signup(
-    herald: Herald, data: SignupIn, client: ClientInfo
-) -> tuple[User, EmailNotification]:
-    password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU
-    token = new_token()
-    email_address = data.email.lower()
-    try:
-        async with transaction(herald.db) as session:
-            await _ensure_unique(session, data.username, email_address)
-            user = User(
-                username=data.username,
-                email=email_address,
-                password_hash=password_hash,
-                verification_token_hash=hash_token(token),
-                verification_expires_at=utcnow() + VERIFICATION_TTL,
-            )
-            session.add(user)
-            await session.flush()
-            await _claim_external_id(session, user)
-            welcome = new_email(
-                herald.settings, "signup", to=email_address, username=user.username,
-                user_id=user.id, context={"verify_url": _verify_url(herald, token)},
-                telemetry_id=client.telemetry_id, templates=herald.templates, locale=user.locale,
-            )  # fmt: skip
-            session.add(welcome)
-    except IntegrityError:  # a concurrent signup won the race for the same name or address
-        raise Conflict("username or email already registered", "email") from None
-    await herald.dispatcher.dispatch([welcome])
-    return user, welcome
 
 
 async def _claim_external_id(session: AsyncSession, user: User) -> None:
@@ -81,11 +48,6 @@ async def _ensure_unique(session: AsyncSession, username: str, email: str) -> No
         raise Conflict("email already registered", "email")
 
 
-def _verify_url(herald: Herald, token: str) -> str:
-    base = herald.settings.frontend_url.split(",")[0].strip().rstrip("/")
-    return f"{base}/verify/{token}"
-
-
 @dataclass
 class LoginResult:
     login: Login
@@ -94,72 +56,6 @@ class LoginResult:
     token: str
     alert: EmailNotification
     inapp: InAppNotification
-
-
-async def login(herald: Herald, data: LoginIn, client: ClientInfo) -> LoginResult:
-    """Record the attempt whatever its outcome; on success open a session and notify."""
-    user, ok = await _check_credentials(herald, data)
-    now = utcnow()
-    async with transaction(herald.db) as session:
-        record = Login(
-            user_id=user.id if user else None,
-            username=user.username if user else (data.username or None),
-            email=user.email if user else (data.email or None),
-            login_successful=ok,
-            failure_reason=None if ok else ("unknown_user" if user is None else "wrong_password"),
-            ip_address=client.ip_address,
-            user_agent=client.user_agent,
-            assigned_server=herald.settings.effective_server_id,
-            created_at=now,
-        )
-        session.add(record)
-        if not ok or user is None:
-            result = None
-        else:
-            result = await _open_session(herald, session, record, user, client, now)
-    if result is None:
-        raise Unauthorized("invalid credentials", code="invalid_credentials")
-    await herald.dispatcher.dispatch([result.alert, result.inapp])
-    return result
-
-
-async def _open_session(
-    herald: Herald, session: AsyncSession, record: Login, user: User, client: ClientInfo,
-    now: datetime,
-) -> LoginResult:  # fmt: skip
-    token = new_token()
-    opened = Session(
-        user_id=user.id,
-        token_hash=hash_token(token),
-        created_at=now,
-        expires_at=now + timedelta(hours=herald.settings.session_ttl_hours),
-        ip_address=client.ip_address,
-        user_agent=client.user_agent,
-    )
-    context = {
-        "time": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "ip_address": client.ip_address or "an unknown address",
-        "user_agent": client.user_agent or "unknown device",
-    }
-    assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
-    alert = new_email(
-        herald.settings, "login", to=user.email, username=user.username, user_id=user.id,
-        context=context, telemetry_id=client.telemetry_id, templates=herald.templates,
-        locale=user.locale,
-    )  # fmt: skip
-    inapp = new_inapp(
-        herald.settings, "login", user_id=user.id, username=user.username, email=user.email,
-        title="New sign-in",
-        message=f"Signed in from {context['ip_address']} at {context['time']}.",
-        data={"ipAddress": client.ip_address, "userAgent": client.user_agent},
-        telemetry_id=client.telemetry_id,
-    )  # fmt: skip
-    session.add_all([opened, alert, inapp])
-    await session.flush()
-    record.session_id = opened.id
-    record.login_alert_email_id = alert.id
-    record.login_inapp_notification_id = inapp.id
-    return LoginResult(record, user, opened, token, alert, inapp)
 
 
 async def user_for_token(session: AsyncSession, token: str) -> User | None:
@@ -226,80 +122,193 @@ def _live_token() -> tuple[ColumnElement[bool], ...]:
     )
 
 
-async def verify_email(herald: Herald, token: str) -> User:
-    """Mark the address behind a verification token as verified; the token then stops working."""
-    async with transaction(herald.db) as session:
-        user = await session.scalar(
-            select(User).where(
-                User.verification_token_hash == hash_token(token),
-                User.verification_expires_at > utcnow(),
+class Accounts:
+    """Signups, logins, email verification and sessions, with the notifications they send."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        templates: TemplateStore,
+        dispatcher: Dispatcher,
+        rate_limiter: RateLimiter,
+        disconnector: Disconnector,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.templates = templates
+        self.dispatcher = dispatcher
+        self.rate_limiter = rate_limiter
+        self.disconnector = disconnector
+
+    async def signup(self, data: SignupIn, client: ClientInfo) -> tuple[User, EmailNotification]:
+        password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU
+        token = new_token()
+        email_address = data.email.lower()
+        try:
+            async with transaction(self.db) as session:
+                await _ensure_unique(session, data.username, email_address)
+                user = User(
+                    username=data.username,
+                    email=email_address,
+                    password_hash=password_hash,
+                    verification_token_hash=hash_token(token),
+                    verification_expires_at=utcnow() + VERIFICATION_TTL,
+                )
+                session.add(user)
+                await session.flush()
+                await _claim_external_id(session, user)
+                welcome = new_email(
+                    self.settings, "signup", to=email_address, username=user.username,
+                    user_id=user.id, context={"verify_url": self._verify_url(token)},
+                    telemetry_id=client.telemetry_id, templates=self.templates, locale=user.locale,
+                )  # fmt: skip
+                session.add(welcome)
+        except IntegrityError:  # a concurrent signup won the race for the same name or address
+            raise Conflict("username or email already registered", "email") from None
+        await self.dispatcher.dispatch([welcome])
+        return user, welcome
+
+    def _verify_url(self, token: str) -> str:
+        base = self.settings.frontend_url.split(",")[0].strip().rstrip("/")
+        return f"{base}/verify/{token}"
+
+    async def login(self, data: LoginIn, client: ClientInfo) -> LoginResult:
+        """Record the attempt whatever its outcome; on success open a session and notify."""
+        user, ok = await self._check_credentials(data)
+        now = utcnow()
+        async with transaction(self.db) as session:
+            record = Login(
+                user_id=user.id if user else None,
+                username=user.username if user else (data.username or None),
+                email=user.email if user else (data.email or None),
+                login_successful=ok,
+                failure_reason=None
+                if ok
+                else ("unknown_user" if user is None else "wrong_password"),
+                ip_address=client.ip_address,
+                user_agent=client.user_agent,
+                assigned_server=self.settings.effective_server_id,
+                created_at=now,
             )
+            session.add(record)
+            if not ok or user is None:
+                result = None
+            else:
+                result = await self._open_session(session, record, user, client, now)
+        if result is None:
+            raise Unauthorized("invalid credentials", code="invalid_credentials")
+        await self.dispatcher.dispatch([result.alert, result.inapp])
+        return result
+
+    async def _open_session(
+        self, session: AsyncSession, record: Login, user: User, client: ClientInfo, now: datetime
+    ) -> LoginResult:
+        token = new_token()
+        opened = Session(
+            user_id=user.id,
+            token_hash=hash_token(token),
+            created_at=now,
+            expires_at=now + timedelta(hours=self.settings.session_ttl_hours),
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
         )
-        if user is None:
-            raise ApiError("verification token is invalid or expired", code="invalid_token")
-        user.email_verified = True
-        user.verification_token_hash = None
-        user.verification_expires_at = None
-    return user
+        context = {
+            "time": now.strftime("%Y-%m-%d %H:%M UTC"),
+            "ip_address": client.ip_address or "an unknown address",
+            "user_agent": client.user_agent or "unknown device",
+        }
+        assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
+        alert = new_email(
+            self.settings, "login", to=user.email, username=user.username, user_id=user.id,
+            context=context, telemetry_id=client.telemetry_id, templates=self.templates,
+            locale=user.locale,
+        )  # fmt: skip
+        inapp = new_inapp(
+            self.settings, "login", user_id=user.id, username=user.username, email=user.email,
+            title="New sign-in",
+            message=f"Signed in from {context['ip_address']} at {context['time']}.",
+            data={"ipAddress": client.ip_address, "userAgent": client.user_agent},
+            telemetry_id=client.telemetry_id,
+        )  # fmt: skip
+        session.add_all([opened, alert, inapp])
+        await session.flush()
+        record.session_id = opened.id
+        record.login_alert_email_id = alert.id
+        record.login_inapp_notification_id = inapp.id
+        return LoginResult(record, user, opened, token, alert, inapp)
 
-
-async def authenticate(herald: Herald, data: LoginIn) -> User | None:
-    """The user these credentials belong to, or None; costs the same whether or not one exists."""
-    user, ok = await _check_credentials(herald, data)
-    return user if ok else None
-
-
-async def _check_credentials(herald: Herald, data: LoginIn) -> tuple[User | None, bool]:
-    """The account the identifier names (if any) and whether the password fits it. A missing
-    account is checked against a dummy hash, so both cases take the same time.
-
-    Failures are also counted per account, whatever address they come from: past
-    HERALD_LOGIN_FAILURES_PER_ACCOUNT, the account's sign-ins get 429 for the lockout window
-    (the per-address limit alone lets a botnet try one password per address)."""
-    settings = herald.settings
-    account = hashlib.sha256(data.identifier.encode()).hexdigest()
-    await herald.rate_limiter.check("login-account", account, settings.login_failures_per_account)
-    user, ok = await _verify(herald, data)
-    if not ok and settings.login_failures_per_account:
-        await herald.rate_limiter.count("login-account", account, settings.login_lockout_window)
-    return user, ok
-
-
-async def _verify(herald: Herald, data: LoginIn) -> tuple[User | None, bool]:
-    async with herald.db() as session:
-        user = await session.scalar(
-            select(User).where(
-                or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
+    async def verify_email(self, token: str) -> User:
+        """Mark the address behind a verification token as verified; the token then stops
+        working."""
+        async with transaction(self.db) as session:
+            user = await session.scalar(
+                select(User).where(
+                    User.verification_token_hash == hash_token(token),
+                    User.verification_expires_at > utcnow(),
+                )
             )
+            if user is None:
+                raise ApiError("verification token is invalid or expired", code="invalid_token")
+            user.email_verified = True
+            user.verification_token_hash = None
+            user.verification_expires_at = None
+        return user
+
+    async def authenticate(self, data: LoginIn) -> User | None:
+        """The user these credentials belong to, or None; costs the same whether or not one
+        exists."""
+        user, ok = await self._check_credentials(data)
+        return user if ok else None
+
+    async def _check_credentials(self, data: LoginIn) -> tuple[User | None, bool]:
+        """The account the identifier names (if any) and whether the password fits it. A missing
+        account is checked against a dummy hash, so both cases take the same time.
+
+        Failures are also counted per account, whatever address they come from: past
+        HERALD_LOGIN_FAILURES_PER_ACCOUNT, the account's sign-ins get 429 for the lockout window
+        (the per-address limit alone lets a botnet try one password per address)."""
+        settings = self.settings
+        account = hashlib.sha256(data.identifier.encode()).hexdigest()
+        await self.rate_limiter.check("login-account", account, settings.login_failures_per_account)
+        user, ok = await self._verify(data)
+        if not ok and settings.login_failures_per_account:
+            await self.rate_limiter.count("login-account", account, settings.login_lockout_window)
+        return user, ok
+
+    async def _verify(self, data: LoginIn) -> tuple[User | None, bool]:
+        async with self.db() as session:
+            user = await session.scalar(
+                select(User).where(
+                    or_(User.email == data.identifier, func.lower(User.username) == data.identifier)
+                )
+            )
+        ok = await asyncio.to_thread(
+            verify_password, user.password_hash if user else None, data.password
         )
-    ok = await asyncio.to_thread(
-        verify_password, user.password_hash if user else None, data.password
-    )
-    return user, ok
+        return user, ok
 
+    async def open_session(self, user: User, client: ClientInfo) -> tuple[Session, str]:
+        """A new session for an already authenticated user, and its bearer token (shown once)."""
+        token = new_token()
+        now = utcnow()
+        opened = Session(
+            user_id=user.id, token_hash=hash_token(token), created_at=now,
+            expires_at=now + timedelta(hours=self.settings.session_ttl_hours),
+            ip_address=client.ip_address, user_agent=client.user_agent,
+        )  # fmt: skip
+        async with transaction(self.db) as session:
+            session.add(opened)
+        return opened, token
 
-async def open_session(herald: Herald, user: User, client: ClientInfo) -> tuple[Session, str]:
-    """A new session for an already authenticated user, and its bearer token (shown once)."""
-    token = new_token()
-    now = utcnow()
-    opened = Session(
-        user_id=user.id, token_hash=hash_token(token), created_at=now,
-        expires_at=now + timedelta(hours=herald.settings.session_ttl_hours),
-        ip_address=client.ip_address, user_agent=client.user_agent,
-    )  # fmt: skip
-    async with transaction(herald.db) as session:
-        session.add(opened)
-    return opened, token
-
-
-async def revoke_sessions(herald: Herald, user_id: int, only: int | None = None) -> int:
-    """End one session of the user (`only`), or all of them; returns how many ended."""
-    query = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
-    if only is not None:
-        query = query.where(Session.id == only)
-    async with transaction(herald.db) as session:
-        result = await session.execute(query.values(revoked_at=utcnow()).returning(Session.id))
-        ended = list(result.scalars().all())
-    # After the commit: a socket authenticating meanwhile re-checks its session once bound.
-    await herald.disconnector.sessions(ended)
-    return len(ended)
+    async def revoke_sessions(self, user_id: int, only: int | None = None) -> int:
+        """End one session of the user (`only`), or all of them; returns how many ended."""
+        query = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        if only is not None:
+            query = query.where(Session.id == only)
+        async with transaction(self.db) as session:
+            result = await session.execute(query.values(revoked_at=utcnow()).returning(Session.id))
+            ended = list(result.scalars().all())
+        # After the commit: a socket authenticating meanwhile re-checks its session once bound.
+        await self.disconnector.sessions(ended)
+        return len(ended)

@@ -6,9 +6,9 @@ import secrets
 from typing import TYPE_CHECKING
 
 from herald.accounts.models import User
-from herald.accounts.service import ClientInfo
 from herald.commerce.models import Purchase
 from herald.commerce.schemas import PurchaseIn
+from herald.core.client import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import InvalidField
 from herald.notifications.models import DeliveryState

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Path, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from herald.accounts.service import ClientInfo
 from herald.apikeys.models import Scope as KeyScope
 from herald.apikeys.service import Principal
+from herald.core.client import ClientInfo
 from herald.core.errors import NotFound
 from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification

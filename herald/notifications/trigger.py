@@ -12,8 +12,8 @@ from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import User
-from herald.accounts.service import ClientInfo
 from herald.core import dbfaults, driver
+from herald.core.client import ClientInfo
 from herald.core.errors import InvalidField
 from herald.core.group_commit import GroupCall
 from herald.core.schemas import CamelInput, CamelModel, OneLine

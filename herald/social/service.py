@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.accounts.models import User
-from herald.accounts.service import ClientInfo
+from herald.core.client import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import Conflict, Forbidden, InvalidField, NotFound
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status

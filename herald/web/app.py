@@ -116,6 +116,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.state.dead_letters = herald.dead_letters
     app.state.disconnector = herald.disconnector
     app.state.mailbox = herald.mailbox
+    app.state.accounts = herald.accounts
+    app.state.resets = herald.resets
     app.state.types = herald.types
     app.state.unsubscribe = herald.unsubscribe
     app.state.webhook_endpoints = herald.webhook_endpoints

@@ -12,10 +12,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from herald.accounts.models import Session, User
-from herald.accounts.service import ClientInfo, session_for_token
+from herald.accounts.service import Accounts, session_for_token
 from herald.apikeys.models import Scope
 from herald.apikeys.service import Principal, looks_like_key
 from herald.core import dbfaults
+from herald.core.client import ClientInfo
 from herald.core.config import Settings
 from herald.core.errors import Forbidden, Unauthorized
 from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
@@ -64,6 +65,7 @@ EngineDep = Annotated[AsyncEngine, app_state("engine")]
 RedisDep = Annotated[aioredis.Redis, app_state("redis")]
 QueuesDep = Annotated[Queues, app_state("queues")]
 SettingsDep = Annotated[Settings, app_state("settings")]
+AccountsDep = Annotated[Accounts, app_state("accounts")]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 # Three names for the one `Authorization: Bearer` header, so /docs says which token an endpoint
@@ -263,13 +265,13 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 def rate_limited(
-    bucket: str, limit_of: Callable[[Herald], int]
+    bucket: str, limit_of: Callable[[Settings], int]
 ) -> Callable[[Request], Awaitable[None]]:
     """A dependency counting the caller's address against `bucket`'s limit."""
 
     async def check(request: Request) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         client = request.client.host if request.client else "unknown"
-        await limiter.hit(bucket, client, limit_of(_herald(request)))
+        await limiter.hit(bucket, client, limit_of(request.app.state.settings))
 
     return check
