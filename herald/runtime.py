@@ -25,6 +25,7 @@ from herald.channels.email import EmailSender
 from herald.channels.inapp import InAppSender
 from herald.channels.mailbox import CaptureMailbox
 from herald.channels.webhook import WebhookSender
+from herald.commerce.service import Purchases
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
 from herald.core.group_commit import GroupCommit
@@ -45,9 +46,11 @@ from herald.notifications.service import Dispatcher
 from herald.notifications.trigger import user_lookup
 from herald.preferences import unsubscribe
 from herald.preferences.service import TypeRegistry, address_lookup
+from herald.preferences.skips import Outbox
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
 from herald.realtime.sessions import Disconnector
+from herald.social.service import FriendRequests
 from herald.telemetry.service import Telemetry
 from herald.templates.store import TemplateStore
 from herald.webhooks.events import WebhookEvents
@@ -131,6 +134,13 @@ class Herald:
         )
         self.resets = PasswordResets(
             settings, self.db, self.templates, self.dispatcher, self.disconnector
+        )
+        self.outbox = Outbox(self.dispatcher, self.group_commit, self.telemetry, self.webhooks)
+        self.purchases = Purchases(
+            settings, self.db, self.types, self.templates, self.unsubscribe, self.outbox
+        )
+        self.friend_requests = FriendRequests(
+            settings, self.db, self.types, self.queues, self.outbox
         )
         self.telemetry.attach(self)
         self.workers: DeliveryWorkers | None = None

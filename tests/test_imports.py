@@ -23,9 +23,8 @@ RUNTIME = "herald.runtime"
 ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.web.server", "herald.bench.stack"}
 # Modules that still take the whole Herald (a service locator); to be handed what they use.
 STILL_TAKE_HERALD = {
-    "herald.commerce.service", "herald.notifications.endpoints", "herald.notifications.inbox",
-    "herald.notifications.trigger", "herald.preferences.skips", "herald.realtime.server",
-    "herald.social.service", "herald.telemetry.aggregator", "herald.telemetry.service",
+    "herald.notifications.endpoints", "herald.notifications.inbox", "herald.notifications.trigger",
+    "herald.realtime.server", "herald.telemetry.aggregator", "herald.telemetry.service",
     "herald.web.deps",
 }  # fmt: skip
 # Packages (or top-level modules) that still import each other in a circle.

@@ -10,31 +10,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.commerce.models import Purchase
 from herald.commerce.schemas import PurchaseIn, PurchaseItem, PurchaseOut
-from herald.commerce.service import record_purchase
+from herald.commerce.service import Purchases
 from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
 from herald.notifications.tracked import load_tracking
-from herald.web.deps import CallerDep, ClientDep, CurrentUserDep, HeraldDep, PageDep
+from herald.web.deps import CallerDep, ClientDep, CurrentUserDep, DbDep, PageDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["purchases"])
+PurchasesDep = Annotated[Purchases, app_state("purchases")]
 
 
 @router.post("/purchases", status_code=status.HTTP_201_CREATED)
 async def create_purchase(
-    data: PurchaseIn, user: CurrentUserDep, herald: HeraldDep, client: ClientDep
+    data: PurchaseIn,
+    user: CurrentUserDep,
+    purchases: PurchasesDep,
+    db: DbDep,
+    client: ClientDep,
 ) -> PurchaseOut:
     """Record a purchase by the signed-in user; sends a receipt email and an in-app
     notification, both tracked on the purchase."""
-    purchase = await record_purchase(herald, user, data, client)
-    async with herald.db() as session:
+    purchase = await purchases.record(user, data, client)
+    async with db() as session:
         [out] = await _render(session, [purchase])
     return out
 
 
 @router.get("/purchases")
 async def list_purchases(
-    herald: HeraldDep,
+    db: DbDep,
     caller: CallerDep,
     page: PageDep,
     user_id: Annotated[
@@ -48,7 +53,7 @@ async def list_purchases(
     query = select(Purchase).order_by(Purchase.id.desc())
     if user_id is not None:
         query = query.where(Purchase.user_id == user_id)
-    async with herald.db() as session:
+    async with db() as session:
         rows, total = await fetch_page(session, query, page)
         return page_of(await _render(session, rows), page, total)
 
@@ -56,11 +61,11 @@ async def list_purchases(
 @router.get("/purchases/{purchaseId}", responses=errors(404))
 async def get_purchase(
     purchase_id: Annotated[int, Path(alias="purchaseId", ge=1, le=2**31 - 1)],
-    herald: HeraldDep,
+    db: DbDep,
     caller: CallerDep,
 ) -> PurchaseOut:
     """One purchase with its receipt's delivery tracking. Someone else's is a 404."""
-    async with herald.db() as session:
+    async with db() as session:
         purchase = await session.get(Purchase, purchase_id)
         if purchase is None or not caller.may_see(purchase.user_id):
             raise NotFound(f"no purchase {purchase_id}")

@@ -160,7 +160,7 @@ async def trigger(
                     skipped.append((n, why))
     await herald.group_commit.insert([n for n, _ in created])
     if skipped:
-        await skips.record(herald, skipped)
+        await herald.outbox.record_skips(skipped)
     held = [n for n, _ in created if n.status == Status.HELD]
     waiting = (Status.HELD, Status.SKIPPED)
     await herald.dispatcher.dispatch([n for n, _ in created if n.status not in waiting])

@@ -20,11 +20,12 @@ from herald.preferences.service import switches_of
 from herald.webhooks.events import publish_skipped
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    from herald.core.group_commit import GroupCommit
+    from herald.notifications.service import Dispatcher
+    from herald.telemetry.service import Telemetry
+    from herald.webhooks.events import WebhookEvents
 
-__all__ = [
-    "Blocked", "address_blocked", "blocked", "dispatch", "is_skipped", "mark", "record", "screen",
-]  # fmt: skip
+__all__ = ["Blocked", "Outbox", "address_blocked", "blocked", "is_skipped", "mark", "screen"]
 # The audit row's queue: it never reached one; preferences decided.
 AUDIT_QUEUE = "preferences"
 
@@ -37,23 +38,6 @@ def mark(n: DeliveryState, why: Blocked) -> None:
 
 def is_skipped(n: DeliveryState) -> bool:
     return n.status == Status.SKIPPED
-
-
-async def record(herald: Herald, skipped: Sequence[tuple[DeliveryState, Blocked]]) -> None:
-    """The committed skipped rows' audit rows, metrics, telemetry and `notification.skipped`
-    webhook events. The audit rows go in a group commit of their own: they need the rows' ids,
-    which the first one assigned."""
-    await herald.group_commit.insert(
-        [DeliveryAttempt.of(n, Status.SKIPPED, AUDIT_QUEUE, error=why.reason) for n, why in skipped]
-    )
-    metrics = herald.telemetry.metrics
-    for n, why in skipped:
-        metrics.observe_skipped(n.channel.value, why.switch)
-        herald.telemetry.stages.event(
-            n.telemetry_id, "database", "database", channel=n.channel.value,
-            notification_id=n.id, detail={"status": Status.SKIPPED, "reason": why.reason},
-        )  # fmt: skip
-    await publish_skipped(herald.webhooks, [(n, why.reason) for n, why in skipped])
 
 
 async def screen(
@@ -72,12 +56,46 @@ async def screen(
     return skipped
 
 
-async def dispatch(
-    herald: Herald,
-    notifications: Sequence[DeliveryState],
-    skipped: Sequence[tuple[DeliveryState, Blocked]],
-) -> None:
-    """After a domain flow's commit: record its skips, queue the rest."""
-    if skipped:
-        await record(herald, skipped)
-    await herald.dispatcher.dispatch([n for n in notifications if not is_skipped(n)])
+class Outbox:
+    """Where a flow's notifications go after its commit: the skipped ones are recorded (audit
+    rows, metrics, timeline, `notification.skipped` events), the rest queued."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        group_commit: GroupCommit,
+        telemetry: Telemetry,
+        webhooks: WebhookEvents,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.group_commit = group_commit
+        self.telemetry = telemetry
+        self.webhooks = webhooks
+
+    async def send(
+        self,
+        notifications: Sequence[DeliveryState],
+        skipped: Sequence[tuple[DeliveryState, Blocked]] = (),
+    ) -> None:
+        if skipped:
+            await self.record_skips(skipped)
+        await self.dispatcher.dispatch([n for n in notifications if not is_skipped(n)])
+
+    async def record_skips(self, skipped: Sequence[tuple[DeliveryState, Blocked]]) -> None:
+        """The committed skipped rows' audit rows, metrics, telemetry and webhook events. The
+        audit rows go in a group commit of their own: they need the rows' ids, which the first
+        one assigned."""
+        await self.group_commit.insert(
+            [
+                DeliveryAttempt.of(n, Status.SKIPPED, AUDIT_QUEUE, error=why.reason)
+                for n, why in skipped
+            ]
+        )
+        metrics = self.telemetry.metrics
+        for n, why in skipped:
+            metrics.observe_skipped(n.channel.value, why.switch)
+            self.telemetry.stages.event(
+                n.telemetry_id, "database", "database", channel=n.channel.value,
+                notification_id=n.id, detail={"status": Status.SKIPPED, "reason": why.reason},
+            )  # fmt: skip
+        await publish_skipped(self.webhooks, [(n, why.reason) for n, why in skipped])

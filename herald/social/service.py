@@ -29,7 +29,11 @@ from herald.social.models import (
 from herald.social.schemas import FriendRequestIn
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from herald.core.config import Settings
+    from herald.delivery.queues import Queues
+    from herald.preferences.service import TypeRegistry
 
 MUTUAL_FRIENDS_SHOWN = 50
 # A notification still in these may yet be sent: withdrawing it stops that.
@@ -77,60 +81,6 @@ async def _recipient(session: AsyncSession, data: FriendRequestIn) -> User:
     if user is None or user.username is None:
         raise InvalidField(field, "no such user")
     return user
-
-
-async def create(
-    herald: Herald, sender: User, data: FriendRequestIn, client: ClientInfo
-) -> FriendRequest:
-    now = utcnow()
-    critical = await herald.types.is_critical("friend_request")
-    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
-    try:
-        async with transaction(herald.db) as session:
-            recipient = await _recipient(session, data)
-            if recipient.id == sender.id:
-                raise InvalidField("toUserId", "you can't send a friend request to yourself")
-            low, high = _pair(sender.id, recipient.id)
-            await _ensure_no_live_relationship(session, sender.id, low, high)
-            mutual, mutual_count = await _mutual_friends(session, sender.id, recipient.id)
-            previous = await session.scalar(
-                select(func.count(FriendRequest.id)).where(
-                    FriendRequest.pair_low == low, FriendRequest.pair_high == high
-                )
-            )
-            request = FriendRequest(
-                from_user_id=sender.id, from_username=sender.username,
-                to_user_id=recipient.id, to_username=recipient.username,
-                pair_low=low, pair_high=high, message=data.message,
-                request_status=RequestStatus.PENDING, mutual_friends=mutual,
-                mutual_friends_count=mutual_count, relationship_type=data.relationship_type,
-                previous_interactions=previous or 0, blocked_by_receiver=False,
-                reported_as_spam=False, visibility=data.visibility,
-                expires_at=now + timedelta(days=herald.settings.friend_request_ttl_days),
-                assigned_server=herald.settings.effective_server_id,
-                processed_by=client.telemetry_id, extra=data.metadata,
-            )  # fmt: skip
-            session.add(request)
-            await session.flush()
-            inapp = new_inapp(
-                herald.settings, "friend_request", user_id=recipient.id,
-                username=recipient.username, email=recipient.email,
-                title="New friend request",
-                message=f"{sender.username} sent you a friend request."
-                + (f" {mutual_count} mutual friend(s)." if mutual_count else ""),
-                data={"friendRequestId": request.id, "fromUserId": sender.id,
-                      "fromUsername": sender.username, "message": data.message},
-                telemetry_id=client.telemetry_id,
-            )  # fmt: skip
-            if not critical:  # the recipient's preferences may turn it off
-                skipped = await skips.screen(session, recipient.id, "friend_request", [inapp])
-            session.add(inapp)
-            await session.flush()
-            request.inapp_notification_id = inapp.id
-    except IntegrityError:  # a concurrent request for the same pair got in first
-        raise Conflict("a friend request between you two is already open") from None
-    await skips.dispatch(herald, [inapp], skipped)
-    return request
 
 
 async def _ensure_no_live_relationship(
@@ -185,11 +135,6 @@ async def _withdraw_notifications(session: AsyncSession, requests: Select[Any]) 
     return ids
 
 
-async def _forget_jobs(herald: Herald, notification_ids: list[int]) -> None:
-    for notification_id in notification_ids:  # waiting jobs (retry tiers, DLQ) leave the queues
-        await herald.queues.forget(Channel.INAPP, notification_id)
-
-
 def _notification_of(request_id: int) -> Select[Any]:
     return select(FriendRequest.inapp_notification_id).where(FriendRequest.id == request_id)
 
@@ -213,99 +158,173 @@ def _ensure_pending(request: FriendRequest) -> None:
         raise Conflict("the request has expired")
 
 
-async def respond(
-    herald: Herald, request_id: int, user: User, action: str, client: ClientInfo,
-    *, report_as_spam: bool = False,
-) -> FriendRequest:  # fmt: skip
-    """accept, reject or block (the recipient), or cancel (the sender)."""
-    now = utcnow()
-    notify: InAppNotification | None = None
-    withdrawn: list[int] = []
-    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
-    critical = action == "accept" and await herald.types.is_critical("friend_request_accepted")
-    async with transaction(herald.db) as session:
-        request = await _load_for(session, request_id, user)
-        role_ok = user.id == (request.from_user_id if action == "cancel" else request.to_user_id)
-        if not role_ok:
-            who = "sender" if action == "cancel" else "recipient"
-            raise Forbidden(f"only the request's {who} can {action} it")
-        if action == "block":
-            # Only the pair's live request can become the block (the database allows one).
-            if request.request_status not in (RequestStatus.PENDING, RequestStatus.ACCEPTED):
-                raise Conflict(f"the request is {request.request_status}; it can't be blocked")
-            request.request_status = RequestStatus.BLOCKED
-            request.blocked_at = now
-            request.blocked_by_receiver = True
-            request.reported_as_spam = request.reported_as_spam or report_as_spam
-        else:
-            _ensure_pending(request)
-            if action == "accept":
-                request.request_status, request.accepted_at = RequestStatus.ACCEPTED, now
-                notify = _accepted_notification(herald, request, client)
-                if not critical:  # the sender's preferences may turn it off
-                    skipped = await skips.screen(
-                        session, request.from_user_id, notify.type, [notify]
+class FriendRequests:
+    """Sends, answers, deletes and expires friend requests, with the notifications they make."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        types: TypeRegistry,
+        queues: Queues,
+        outbox: skips.Outbox,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.types = types
+        self.queues = queues
+        self.outbox = outbox
+
+    async def create(
+        self, sender: User, data: FriendRequestIn, client: ClientInfo
+    ) -> FriendRequest:
+        now = utcnow()
+        critical = await self.types.is_critical("friend_request")
+        skipped: list[tuple[DeliveryState, skips.Blocked]] = []
+        try:
+            async with transaction(self.db) as session:
+                recipient = await _recipient(session, data)
+                if recipient.id == sender.id:
+                    raise InvalidField("toUserId", "you can't send a friend request to yourself")
+                low, high = _pair(sender.id, recipient.id)
+                await _ensure_no_live_relationship(session, sender.id, low, high)
+                mutual, mutual_count = await _mutual_friends(session, sender.id, recipient.id)
+                previous = await session.scalar(
+                    select(func.count(FriendRequest.id)).where(
+                        FriendRequest.pair_low == low, FriendRequest.pair_high == high
                     )
-                session.add(notify)
-            elif action == "reject":
-                request.request_status, request.rejected_at = RequestStatus.REJECTED, now
+                )
+                request = FriendRequest(
+                    from_user_id=sender.id, from_username=sender.username,
+                    to_user_id=recipient.id, to_username=recipient.username,
+                    pair_low=low, pair_high=high, message=data.message,
+                    request_status=RequestStatus.PENDING, mutual_friends=mutual,
+                    mutual_friends_count=mutual_count, relationship_type=data.relationship_type,
+                    previous_interactions=previous or 0, blocked_by_receiver=False,
+                    reported_as_spam=False, visibility=data.visibility,
+                    expires_at=now + timedelta(days=self.settings.friend_request_ttl_days),
+                    assigned_server=self.settings.effective_server_id,
+                    processed_by=client.telemetry_id, extra=data.metadata,
+                )  # fmt: skip
+                session.add(request)
+                await session.flush()
+                inapp = new_inapp(
+                    self.settings, "friend_request", user_id=recipient.id,
+                    username=recipient.username, email=recipient.email,
+                    title="New friend request",
+                    message=f"{sender.username} sent you a friend request."
+                    + (f" {mutual_count} mutual friend(s)." if mutual_count else ""),
+                    data={"friendRequestId": request.id, "fromUserId": sender.id,
+                          "fromUsername": sender.username, "message": data.message},
+                    telemetry_id=client.telemetry_id,
+                )  # fmt: skip
+                if not critical:  # the recipient's preferences may turn it off
+                    skipped = await skips.screen(session, recipient.id, "friend_request", [inapp])
+                session.add(inapp)
+                await session.flush()
+                request.inapp_notification_id = inapp.id
+        except IntegrityError:  # a concurrent request for the same pair got in first
+            raise Conflict("a friend request between you two is already open") from None
+        await self.outbox.send([inapp], skipped)
+        return request
+
+    async def _forget_jobs(self, notification_ids: list[int]) -> None:
+        for notification_id in notification_ids:  # waiting jobs (retry tiers, DLQ) leave the queues
+            await self.queues.forget(Channel.INAPP, notification_id)
+
+    async def respond(self, request_id: int, user: User, action: str, client: ClientInfo,
+        *, report_as_spam: bool = False,
+    ) -> FriendRequest:  # fmt: skip
+        """accept, reject or block (the recipient), or cancel (the sender)."""
+        now = utcnow()
+        notify: InAppNotification | None = None
+        withdrawn: list[int] = []
+        skipped: list[tuple[DeliveryState, skips.Blocked]] = []
+        critical = action == "accept" and await self.types.is_critical("friend_request_accepted")
+        async with transaction(self.db) as session:
+            request = await _load_for(session, request_id, user)
+            role_ok = user.id == (
+                request.from_user_id if action == "cancel" else request.to_user_id
+            )
+            if not role_ok:
+                who = "sender" if action == "cancel" else "recipient"
+                raise Forbidden(f"only the request's {who} can {action} it")
+            if action == "block":
+                # Only the pair's live request can become the block (the database allows one).
+                if request.request_status not in (RequestStatus.PENDING, RequestStatus.ACCEPTED):
+                    raise Conflict(f"the request is {request.request_status}; it can't be blocked")
+                request.request_status = RequestStatus.BLOCKED
+                request.blocked_at = now
+                request.blocked_by_receiver = True
+                request.reported_as_spam = request.reported_as_spam or report_as_spam
             else:
-                request.request_status, request.cancelled_at = RequestStatus.CANCELLED, now
-        request.processed_by = client.telemetry_id
-        request.updated_at = now
-        if action != "accept":  # rejected, cancelled or blocked: nothing left to announce
+                _ensure_pending(request)
+                if action == "accept":
+                    request.request_status, request.accepted_at = RequestStatus.ACCEPTED, now
+                    notify = self._accepted_notification(request, client)
+                    if not critical:  # the sender's preferences may turn it off
+                        skipped = await skips.screen(
+                            session, request.from_user_id, notify.type, [notify]
+                        )
+                    session.add(notify)
+                elif action == "reject":
+                    request.request_status, request.rejected_at = RequestStatus.REJECTED, now
+                else:
+                    request.request_status, request.cancelled_at = RequestStatus.CANCELLED, now
+            request.processed_by = client.telemetry_id
+            request.updated_at = now
+            if action != "accept":  # rejected, cancelled or blocked: nothing left to announce
+                withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
+        if notify is not None:
+            await self.outbox.send([notify], skipped)
+        await self._forget_jobs(withdrawn)
+        return request
+
+    def _accepted_notification(
+        self, request: FriendRequest, client: ClientInfo
+    ) -> InAppNotification:
+        return new_inapp(
+            self.settings, "friend_request_accepted", user_id=request.from_user_id,
+            username=request.from_username, email=None, title="Friend request accepted",
+            message=f"{request.to_username} accepted your friend request.",
+            data={"friendRequestId": request.id, "userId": request.to_user_id,
+                  "username": request.to_username},
+            telemetry_id=client.telemetry_id,
+        )  # fmt: skip
+
+    async def delete(self, request_id: int, user: User | None) -> None:
+        """Remove a request (an accepted one: the friendship ends; a block: it is lifted)."""
+        async with transaction(self.db) as session:
+            request = await _load_for(session, request_id, user)
+            if (
+                request.request_status == RequestStatus.BLOCKED
+                and user is not None
+                and user.id != request.to_user_id
+            ):
+                # Deleting a block lifts it: only the one who blocked may do that.
+                raise Forbidden("only the user who blocked this request can lift the block")
             withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
-    if notify is not None:
-        await skips.dispatch(herald, [notify], skipped)
-    await _forget_jobs(herald, withdrawn)
-    return request
+            await session.delete(request)
+        await self._forget_jobs(withdrawn)
 
-
-def _accepted_notification(
-    herald: Herald, request: FriendRequest, client: ClientInfo
-) -> InAppNotification:
-    return new_inapp(
-        herald.settings, "friend_request_accepted", user_id=request.from_user_id,
-        username=request.from_username, email=None, title="Friend request accepted",
-        message=f"{request.to_username} accepted your friend request.",
-        data={"friendRequestId": request.id, "userId": request.to_user_id,
-              "username": request.to_username},
-        telemetry_id=client.telemetry_id,
-    )  # fmt: skip
-
-
-async def delete(herald: Herald, request_id: int, user: User | None) -> None:
-    """Remove a request (an accepted one: the friendship ends; a block: it is lifted)."""
-    async with transaction(herald.db) as session:
-        request = await _load_for(session, request_id, user)
-        if (
-            request.request_status == RequestStatus.BLOCKED
-            and user is not None
-            and user.id != request.to_user_id
-        ):
-            # Deleting a block lifts it: only the one who blocked may do that.
-            raise Forbidden("only the user who blocked this request can lift the block")
-        withdrawn = await _withdraw_notifications(session, _notification_of(request.id))
-        await session.delete(request)
-    await _forget_jobs(herald, withdrawn)
-
-
-async def expire_overdue(herald: Herald) -> int:
-    """Close every pending request past its expiry; returns how many."""
-    now = utcnow()
-    overdue = select(FriendRequest.id).where(
-        FriendRequest.request_status == RequestStatus.PENDING, FriendRequest.expires_at <= now
-    )
-    async with transaction(herald.db) as session:
-        ids = list((await session.scalars(overdue.with_for_update())).all())
-        if not ids:
-            return 0
-        await session.execute(
-            update(FriendRequest)
-            .where(FriendRequest.id.in_(ids))
-            .values(request_status=RequestStatus.EXPIRED, updated_at=now)
+    async def expire_overdue(self) -> int:
+        """Close every pending request past its expiry; returns how many."""
+        now = utcnow()
+        overdue = select(FriendRequest.id).where(
+            FriendRequest.request_status == RequestStatus.PENDING, FriendRequest.expires_at <= now
         )
-        notifications = select(FriendRequest.inapp_notification_id).where(FriendRequest.id.in_(ids))
-        withdrawn = await _withdraw_notifications(session, notifications)
-    await _forget_jobs(herald, withdrawn)
-    return len(ids)
+        async with transaction(self.db) as session:
+            ids = list((await session.scalars(overdue.with_for_update())).all())
+            if not ids:
+                return 0
+            await session.execute(
+                update(FriendRequest)
+                .where(FriendRequest.id.in_(ids))
+                .values(request_status=RequestStatus.EXPIRED, updated_at=now)
+            )
+            notifications = select(FriendRequest.inapp_notification_id).where(
+                FriendRequest.id.in_(ids)
+            )
+            withdrawn = await _withdraw_notifications(session, notifications)
+        await self._forget_jobs(withdrawn)
+        return len(ids)

@@ -118,6 +118,8 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.state.mailbox = herald.mailbox
     app.state.accounts = herald.accounts
     app.state.resets = herald.resets
+    app.state.purchases = herald.purchases
+    app.state.friend_requests = herald.friend_requests
     app.state.types = herald.types
     app.state.unsubscribe = herald.unsubscribe
     app.state.webhook_endpoints = herald.webhook_endpoints
