@@ -23,11 +23,13 @@ from herald.digests.schedule import (
     parse_window,
 )
 from herald.digests.schemas import TYPE_PATTERN, DigestOut, DigestRuleIn, DigestRuleOut
+from herald.digests.service import Digests
 from herald.notifications.models import EmailNotification
-from herald.web.deps import AdminCredentials, HeraldDep, ReadDep, require_scope
+from herald.web.deps import AdminCredentials, DbDep, ReadDep, app_state, require_scope
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["digests"], responses=errors(401, 403))
+DigestsDep = Annotated[Digests, app_state("digests")]
 
 TypeName = Annotated[str, Path(alias="type", min_length=1, max_length=32, pattern=TYPE_PATTERN)]
 
@@ -79,20 +81,22 @@ def _out(rule: rules.Rule) -> DigestRuleOut:
 
 
 @router.put("/types/{type}/digest", dependencies=[RuleKeyDep], responses=errors(422))
-async def put_digest_rule(kind: TypeName, data: DigestRuleIn, herald: HeraldDep) -> DigestRuleOut:
+async def put_digest_rule(
+    kind: TypeName, data: DigestRuleIn, db: DbDep, digests: DigestsDep
+) -> DigestRuleOut:
     """Digest this type's emails, per subscriber (and per `groupBy` value): within `window`
     from the first one, or until the next `dailyAt` in the subscriber's time zone; each
     becomes one email. In-app notifications still arrive at once. Takes effect on this server
     at once, on the others within `HERALD_DIGEST_RULES_CACHE` seconds; digests already open
     close as they were opened."""
-    rule = await rules.put(herald.db, _rule(kind, data))
-    herald.digests.rules.forget()
+    rule = await rules.put(db, _rule(kind, data))
+    digests.rules.forget()
     return _out(rule)
 
 
 @router.get("/types/{type}/digest", dependencies=[RuleKeyDep], responses=errors(404))
-async def get_digest_rule(kind: TypeName, herald: HeraldDep) -> DigestRuleOut:
-    rule = await rules.get(herald.db, kind)
+async def get_digest_rule(kind: TypeName, db: DbDep) -> DigestRuleOut:
+    rule = await rules.get(db, kind)
     if rule is None:
         raise NotFound(f"type {kind!r} is not digested")
     return _out(rule)
@@ -102,22 +106,22 @@ async def get_digest_rule(kind: TypeName, herald: HeraldDep) -> DigestRuleOut:
     "/types/{type}/digest", dependencies=[RuleKeyDep], status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(404),
 )  # fmt: skip
-async def delete_digest_rule(kind: TypeName, herald: HeraldDep) -> Response:
+async def delete_digest_rule(kind: TypeName, db: DbDep, digests: DigestsDep) -> Response:
     """Stop digesting the type: its emails go out one by one again. Digests already open
     still close and send what they hold."""
-    if not await rules.remove(herald.db, kind):
+    if not await rules.remove(db, kind):
         raise NotFound(f"type {kind!r} is not digested")
-    herald.digests.rules.forget()
+    digests.rules.forget()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/digests/{digestId}", dependencies=[ReadDep], responses=errors(404))
 async def get_digest(
-    digest_id: Annotated[int, Path(alias="digestId", ge=1, le=2**31 - 1)], herald: HeraldDep
+    digest_id: Annotated[int, Path(alias="digestId", ge=1, le=2**31 - 1)], db: DbDep
 ) -> DigestOut:
     """One digest: its subscriber, group, window, status, the email that delivered it and
     the notifications it carried (`read` scope)."""
-    async with herald.db() as session:
+    async with db() as session:
         d = await session.get(Digest, digest_id)
         if d is None:
             raise NotFound(f"no digest {digest_id}")

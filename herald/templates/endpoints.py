@@ -21,10 +21,12 @@ from herald.templates.schemas import (
     TemplateList,
     TemplateOut,
 )
-from herald.web.deps import HeraldDep, require_scope
+from herald.templates.store import TemplateStore
+from herald.web.deps import DbDep, app_state, require_scope
 from herald.web.errors import errors
 
 OperatorDep = Annotated[Principal, Depends(require_scope(Scope.OPS))]
+TemplatesDep = Annotated[TemplateStore, app_state("templates")]
 
 router = APIRouter(
     prefix="/api/templates", tags=["templates"], dependencies=[Depends(require_scope(Scope.OPS))],
@@ -53,16 +55,16 @@ def _who(principal: Principal) -> str:
 
 
 @router.get("")
-async def list_templates(herald: HeraldDep) -> TemplateList:
+async def list_templates(db: DbDep, templates: TemplatesDep) -> TemplateList:
     """Every type with a built-in template or a stored one, and the locales stored for each."""
-    return await service.listed(herald.db, herald.templates.default_locale)
+    return await service.listed(db, templates.default_locale)
 
 
 @router.get("/{type}/{locale}", responses=errors(422))
-async def get_template(kind: Kind, locale: Locale, herald: HeraldDep) -> TemplateOut:
+async def get_template(kind: Kind, locale: Locale, db: DbDep) -> TemplateOut:
     """The template stored for exactly this type and locale (`source: stored`), or else the
     built-in its type falls back to (`source: builtIn`)."""
-    return await service.shown(herald.db, kind, locales.canonical(locale))
+    return await service.shown(db, kind, locales.canonical(locale))
 
 
 @router.put(
@@ -70,34 +72,39 @@ async def get_template(kind: Kind, locale: Locale, herald: HeraldDep) -> Templat
     responses={201: {"model": TemplateOut, "description": "Created"}, **errors(422)},
 )
 async def put_template(
-    kind: Kind, locale: Locale, data: TemplateIn, herald: HeraldDep, principal: OperatorDep,
+    kind: Kind,
+    locale: Locale,
+    data: TemplateIn,
+    db: DbDep,
+    templates: TemplatesDep,
+    principal: OperatorDep,
     response: Response,
-) -> TemplateOut:  # fmt: skip
+) -> TemplateOut:
     """Store (201) or replace (200) the template of this type and locale. It is checked
     first: a syntax error, an unknown variable or an unsafe attribute is a 422 naming the
     part (`subject`, `text`, `html`) and the line. Live in every API server within a second."""
-    row, created = await service.save(
-        herald.db, kind, locales.canonical(locale), data, _who(principal)
-    )
-    await herald.templates.changed()
+    row, created = await service.save(db, kind, locales.canonical(locale), data, _who(principal))
+    await templates.changed()
     if created:
         response.status_code = status.HTTP_201_CREATED
     return service.out(row)
 
 
 @router.delete("/{type}/{locale}", responses=errors(404, 422))
-async def delete_template(kind: Kind, locale: Locale, herald: HeraldDep) -> TemplateDeleted:
+async def delete_template(
+    kind: Kind, locale: Locale, db: DbDep, templates: TemplatesDep
+) -> TemplateDeleted:
     """Delete the stored template: emails fall back along the locale chain, to the built-in."""
     canonical = locales.canonical(locale)
-    await service.remove(herald.db, kind, canonical)
-    await herald.templates.changed()
+    await service.remove(db, kind, canonical)
+    await templates.changed()
     return TemplateDeleted(type=kind, locale=canonical, deleted=True)
 
 
 @router.post("/{type}/{locale}/preview", responses=errors(422))
 async def preview_template(
-    kind: Kind, locale: Locale, data: PreviewIn, herald: HeraldDep
+    kind: Kind, locale: Locale, data: PreviewIn, db: DbDep, templates: TemplatesDep
 ) -> PreviewOut:
     """Render with sample variables (`data` replaces any of them): an unsaved draft when the
     body carries `subject`, `text` or `html`, else what a recipient with this locale gets."""
-    return await service.preview(herald.db, herald.templates, kind, locales.canonical(locale), data)
+    return await service.preview(db, templates, kind, locales.canonical(locale), data)

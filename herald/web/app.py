@@ -120,6 +120,9 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     app.state.resets = herald.resets
     app.state.purchases = herald.purchases
     app.state.friend_requests = herald.friend_requests
+    app.state.digests = herald.digests
+    app.state.templates = herald.templates
+    app.state.api_keys = herald.api_keys
     app.state.types = herald.types
     app.state.unsubscribe = herald.unsubscribe
     app.state.webhook_endpoints = herald.webhook_endpoints
