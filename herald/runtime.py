@@ -142,7 +142,15 @@ class Herald:
         self.friend_requests = FriendRequests(
             settings, self.db, self.types, self.queues, self.outbox
         )
-        self.telemetry.attach(self)
+        self.telemetry.attach(
+            self.sio,
+            self.queues,
+            self.presence,
+            admin_token=self.admin_token,
+            redis_url=self.redis_url,
+            api=api,
+            workers=workers,
+        )
         self.workers: DeliveryWorkers | None = None
         self.digest_worker: DigestWorker | None = None
         self._mailbox_server: asyncio.Server | None = None

@@ -23,9 +23,12 @@ from herald.telemetry import monitoring
 from herald.telemetry.window import Bin, merged
 
 if TYPE_CHECKING:
+    import socketio
     from redis.asyncio import Redis
 
-    from herald.runtime import Herald
+    from herald.core.config import Settings
+    from herald.delivery.queues import Queues
+    from herald.realtime.presence import Presence
     from herald.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,25 @@ async def live_snapshots(
 
 
 class Aggregator:
-    def __init__(self, herald: Herald, telemetry: Telemetry) -> None:
-        self.herald = herald
+    def __init__(
+        self,
+        settings: Settings,
+        telemetry: Telemetry,
+        queues: Queues,
+        presence: Presence,
+        sio: socketio.AsyncServer | None,
+        *,
+        api: bool,
+        workers: bool,
+    ) -> None:
+        self.settings = settings
         self.telemetry = telemetry
-        self.process = f"{herald.settings.effective_server_id}#{os.getpid()}#{id(herald):x}"
+        self.queues = queues
+        self.presence = presence
+        self.sio = sio
+        self.api, self.workers = api, workers
+        # Unique per Herald, even for several in one process (the tests run some side by side).
+        self.process = f"{settings.effective_server_id}#{os.getpid()}#{id(self):x}"
         # Checked each turn as well as cancelling the task: a cancellation that arrives while a
         # Redis call is in flight can be swallowed by the client library.
         self.stopped = False
@@ -70,9 +88,9 @@ class Aggregator:
         second = int(now) - 1
         return {
             "process": self.process,
-            "serverId": self.herald.settings.effective_server_id,
+            "serverId": self.settings.effective_server_id,
             "pid": os.getpid(),
-            "roles": {"api": self.herald.run_api, "workers": self.herald.run_workers},
+            "roles": {"api": self.api, "workers": self.workers},
             "second": second,
             "lastSecond": _bins_json(window.second(second)),
             "minute": _bins_json(window.last(MINUTE, now)),
@@ -101,7 +119,7 @@ class Aggregator:
                 await self.publish(time.time())
                 # The queue gauges are read when Prometheus scrapes (telemetry/endpoints.py):
                 # refreshing them here cost an idle API server a round trip per queue a second.
-                if self.herald.run_api:
+                if self.api:
                     live = self.telemetry.live
                     if live is not None and live.watching:
                         # Later in the second, once the other processes have published too.
@@ -139,7 +157,7 @@ class Aggregator:
         state = await self._cluster_state()
         return {
             "generatedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            **monitoring.minute(self.herald.settings, snapshots, state["queues"]),
+            **monitoring.minute(self.settings, snapshots, state["queues"]),
             "processes": [
                 {
                     "process": s["process"],
@@ -153,10 +171,9 @@ class Aggregator:
         }
 
     async def _cluster_state(self) -> dict[str, Any]:
-        herald = self.herald
-        counts = await herald.queues.counts()
-        servers = await herald.presence.servers()
-        online = await herald.presence.online_users()
+        counts = await self.queues.counts()
+        servers = await self.presence.servers()
+        online = await self.presence.online_users()
         return {
             "queues": counts,
             "queueDepth": {q: s["waiting"] + s["active"] + s["delayed"] for q, s in counts.items()},
@@ -172,6 +189,6 @@ class Aggregator:
                 ],  # fmt: skip
                 "sockets": sum(len(s) for s in online.values()),
                 "onlineUsers": len(online),
-                "thisServer": len(herald.sio.eio.sockets) if herald.sio else 0,
+                "thisServer": len(self.sio.eio.sockets) if self.sio else 0,
             },
         }

@@ -16,7 +16,10 @@ from herald.telemetry.metrics import Metrics, Routes
 from herald.telemetry.stages import StageRecorder
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    import socketio
+
+    from herald.delivery.queues import Queues
+    from herald.realtime.presence import Presence
     from herald.telemetry.aggregator import Aggregator
     from herald.telemetry.live import LiveView
 
@@ -57,16 +60,29 @@ class Telemetry:
         self.aggregator: Aggregator | None = None
         self._loop: asyncio.Task[None] | None = None
 
-    def attach(self, herald: Herald) -> None:
-        """Wire up what needs the whole process: socket metrics, the live view, the loop."""
+    def attach(
+        self,
+        sio: socketio.AsyncServer | None,
+        queues: Queues,
+        presence: Presence,
+        *,
+        admin_token: str,
+        redis_url: str,
+        api: bool,
+        workers: bool,
+    ) -> None:
+        """Wire up what needs the rest of the process, built after telemetry: socket metrics,
+        the live view (both on an API server), the aggregator's loop."""
         from herald.telemetry.aggregator import Aggregator
         from herald.telemetry.live import LiveView
         from herald.telemetry.sockets import instrument
 
-        if herald.sio is not None:
-            instrument(herald.sio, self.metrics)
-            self.live = LiveView(herald.sio, herald.admin_token, herald.redis_url)
-        self.aggregator = Aggregator(herald, self)
+        if sio is not None:
+            instrument(sio, self.metrics)
+            self.live = LiveView(sio, admin_token, redis_url)
+        self.aggregator = Aggregator(
+            self.settings, self, queues, presence, sio, api=api, workers=workers
+        )
 
     def start(self) -> None:
         if self.aggregator is not None:
