@@ -40,7 +40,7 @@ from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.digests.service import Digests
 from herald.digests.worker import DigestWorker
-from herald.notifications import inbox
+from herald.notifications.inbox import Inbox
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
 from herald.notifications.trigger import user_lookup
@@ -96,7 +96,10 @@ class Herald:
         self.dispatcher.events = self.webhooks
         self.webhooks.dispatcher = self.dispatcher
         self.dead_letters = DeadLetters(settings, self.db, self.queues, self.dispatcher)
-        self.ack_batches = inbox.ack_batches(self)  # sockets' acks, recorded together
+        # A user's in-app notifications for their sockets (sockets' acks recorded together).
+        self.inbox = Inbox(
+            self.db, self.queues, self.webhooks, self.telemetry, self.redis, self.redis_url
+        )
         # Email templates, all stored ones kept in memory: rendering queries nothing.
         self.templates = TemplateStore(settings, self.db, self.redis)
         self.reconciler = Reconciler(settings, self.db, self.queues, self.dispatcher)

@@ -9,7 +9,6 @@ from typing import Any
 from herald.accounts.service import session_for_token
 from herald.channels.acks import ack_channel
 from herald.core.redis import client
-from herald.notifications import inbox
 from tests.conftest import RunningHerald
 from tests.test_realtime import inapp_record
 
@@ -54,11 +53,11 @@ async def test_concurrent_acks_share_one_batch_and_each_socket_gets_its_own(
         h = herald.herald
         answers = await asyncio.gather(
             # Alice also names Bob's notification: not hers, not acknowledged.
-            inbox.acknowledge(h, alice["userId"], await session_id(herald, alice["token"]),
-                              [a1, a2, b1], "sid-alice", "websocket"),
-            inbox.acknowledge(h, bob["userId"], await session_id(herald, bob["token"]),
-                              [b1], "sid-bob", "polling"),
-            inbox.acknowledge(h, bob["userId"], old_session, [b1], "sid-old", "websocket"),
+            h.inbox.acknowledge(alice["userId"], await session_id(herald, alice["token"]),
+                                [a1, a2, b1], "sid-alice", "websocket"),
+            h.inbox.acknowledge(bob["userId"], await session_id(herald, bob["token"]),
+                                [b1], "sid-bob", "polling"),
+            h.inbox.acknowledge(bob["userId"], old_session, [b1], "sid-old", "websocket"),
         )  # fmt: skip
         message = None
         async with asyncio.timeout(5):

@@ -53,7 +53,11 @@ from herald.webhooks import events as webhook
 from herald.webhooks.events import Event
 
 if TYPE_CHECKING:
-    from herald.runtime import Herald
+    import redis.asyncio as aioredis
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from herald.telemetry.service import Telemetry
+    from herald.webhooks.events import WebhookEvents
 
 CATCH_UP_LIMIT = 500
 # Seconds a batch of acks waits for more before its statement runs. Nobody waits on an ack's
@@ -127,32 +131,6 @@ def _columns_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key != "live"}
 
 
-async def record_catch_up(herald: Herald, n: InAppNotification, sid: str) -> None:
-    """A catch-up emit reached a live socket: that is a delivery, whatever the ladder says."""
-    if n.status == Status.DELIVERED:
-        return
-    now = utcnow()
-    async with transaction(herald.db) as session:
-        row = await session.get(_MODEL, n.id, with_for_update=True)
-        if row is None or row.status in FINAL_STATUSES:
-            return
-        was_dead = row.status == Status.FAILED
-        row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
-        row.delivered_via = "catch-up"
-        session.add(_history(row, "delivered", sid, "catch-up"))
-        announced = await herald.webhooks.stage(
-            session, [webhook.of_row(webhook.DELIVERED, row, via="catch-up", socketId=sid)]
-        )
-    await herald.webhooks.dispatch(announced)
-    detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
-    herald.telemetry.stages.event(
-        n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
-        notification_id=n.id, detail=detail,
-    )  # fmt: skip
-    if was_dead:
-        await herald.queues.forget(Channel.INAPP, n.id)
-
-
 class AckRequest(NamedTuple):
     """One socket's acknowledgement: whose notifications, under which login session (None: a
     client-token socket, bound to none), which ids, and the transport the socket really uses
@@ -163,93 +141,6 @@ class AckRequest(NamedTuple):
     ids: tuple[int, ...]
     sid: str
     transport: str
-
-
-async def acknowledge(
-    herald: Herald,
-    user_id: int,
-    session_id: int | None,
-    ids: Sequence[int],
-    sid: str,
-    transport: str = "websocket",
-) -> list[int] | None:
-    """Mark the user's own notifications received on this socket; returns the ids acked, or
-    None if the socket's login session has ended (then nothing is marked; no `session_id`: the
-    caller checked what the socket authenticated with).
-
-    Every socket's acks, a statement each, were a third of a busy API server's CPU: acks that
-    arrive together are recorded together (`ack_batches`)."""
-    request = AckRequest(user_id, session_id, tuple(ids), sid, transport)
-    return (await herald.ack_batches.get([request]))[request]
-
-
-def ack_batches(herald: Herald) -> GroupCall[AckRequest, list[int] | None]:
-    """Acknowledgements from concurrent sockets recorded in one statement, their audit rows
-    with them, and announced to the waiting workers in one message."""
-
-    async def record(requests: set[AckRequest]) -> dict[AckRequest, list[int] | None]:
-        return await _acknowledge_all(herald, list(requests))
-
-    # Two batches at once: with one, a lone ack waited out the batch before it, which cost
-    # ~2 ms at the in-app p50 at 100/s; two kept the p50 and the CPU saved at 300/s. Each
-    # batch waits ACK_LINGER first, so that more acks share its statement.
-    return GroupCall(record, in_flight=2, linger=ACK_LINGER)
-
-
-async def _acknowledge_all(
-    herald: Herald, requests: list[AckRequest]
-) -> dict[AckRequest, list[int] | None]:
-    """The acks of `requests`: on PostgreSQL with no webhook to stage, one UPDATE ... RETURNING
-    whose condition carries each socket's session check, with the audit rows (a data-modifying
-    WITH); otherwise a transaction per request. A row in the dead-letter queue is one whose
-    queue is the DLQ's."""
-    now = utcnow()
-    rows: list[list[Any]] = [[] for _ in requests]
-    announced: list[WebhookDelivery] = []
-    listened = await herald.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
-    if not listened and driver.on_postgres(herald.db):
-        for row in await driver.fetch(herald.db, _acknowledge_many(), _arrays(requests, now)):
-            rows[row.caller].append(row)
-    else:
-        async with herald.db() as session:
-            for k, request in enumerate(requests):
-                async with session.begin():
-                    rows[k] = await _acknowledge_one(session, request, now)
-                    events = _ack_events(rows[k], request, now)
-                    announced += await herald.webhooks.stage(session, events)
-    acked: dict[AckRequest, list[int] | None] = {}
-    for request, own in zip(requests, rows, strict=True):
-        ended = not own and await _session_ended(herald, request.session_id)
-        acked[request] = None if ended else sorted(row.id for row in own)
-    await herald.webhooks.dispatch(announced)
-    await _after_acks(herald, requests, rows)
-    return acked
-
-
-async def _session_ended(herald: Herald, session_id: int | None) -> bool:
-    if session_id is None:
-        return False
-    async with herald.db() as session:
-        return not await sessions.is_live(session, session_id)
-
-
-async def _after_acks(herald: Herald, requests: list[AckRequest], rows: list[list[Any]]) -> None:
-    """Telemetry, the dead-letter queue left, and the waiting worker attempts woken."""
-    dead_letters = herald.queues.dead_letter(Channel.INAPP).queue
-    for request, own in zip(requests, rows, strict=True):
-        for row in own:
-            herald.telemetry.stages.event(
-                row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
-                notification_id=row.id, detail={"socketId": request.sid},
-            )  # fmt: skip
-            if row.queue_name == dead_letters:  # received after all: it leaves the DLQ
-                await herald.queues.forget(Channel.INAPP, row.id)
-    acks = [
-        Acked(sorted(row.id for row in own), request.sid, request.transport)
-        for request, own in zip(requests, rows, strict=True)
-        if own
-    ]
-    await publish_acks(herald.redis, herald.redis_url, acks)
 
 
 async def _acknowledge_one(session: AsyncSession, request: AckRequest, now: datetime) -> list[Any]:
@@ -265,33 +156,6 @@ async def _acknowledge_one(session: AsyncSession, request: AckRequest, now: date
         audit = _ack_audit_rows(rows, now, request.sid, request.transport)
         await session.execute(ATTEMPT_INSERT, audit)
     return rows
-
-
-async def mark_read(herald: Herald, user_id: int, ids: Sequence[int] | None) -> list[int]:
-    """Mark some (or, with None, all) of the user's unread notifications read."""
-    condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
-    if ids is not None:
-        condition.append(_MODEL.id.in_(ids))
-    now = utcnow()
-    async with transaction(herald.db) as session:
-        found = (await session.execute(select(_MODEL.id, _MODEL.type).where(*condition))).all()
-        marked = [row.id for row in found]
-        if marked:
-            await session.execute(
-                update(_MODEL)
-                .where(_MODEL.id.in_(marked))
-                .values(is_read=True, read_at=now, updated_at=now)
-            )
-        read = [
-            webhook.notification_event(
-                webhook.READ, channel=Channel.INAPP, notification_id=row.id, type=row.type,
-                status="read", user_id=user_id, readAt=now.isoformat(),
-            )
-            for row in found
-        ]  # fmt: skip
-        announced = await herald.webhooks.stage(session, read)
-    await herald.webhooks.dispatch(announced)
-    return marked
 
 
 async def unread_count(session: AsyncSession, user_id: int) -> int:
@@ -455,3 +319,157 @@ def _acknowledge_many() -> Select[Any]:
         ),
     )  # fmt: skip
     return select(acked).add_cte(written.cte("audit"))
+
+
+class Inbox:
+    """What a subscriber's sockets do with their notifications: catch up, acknowledge, read."""
+
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        queues: Queues,
+        webhooks: WebhookEvents,
+        telemetry: Telemetry,
+        redis: aioredis.Redis,
+        redis_url: str,
+    ) -> None:
+        self.db = db
+        self.queues = queues
+        self.webhooks = webhooks
+        self.telemetry = telemetry
+        self.redis = redis
+        self.redis_url = redis_url
+        self.ack_batches = self._ack_batches()
+
+    async def record_catch_up(self, n: InAppNotification, sid: str) -> None:
+        """A catch-up emit reached a live socket: that is a delivery, whatever the ladder says."""
+        if n.status == Status.DELIVERED:
+            return
+        now = utcnow()
+        async with transaction(self.db) as session:
+            row = await session.get(_MODEL, n.id, with_for_update=True)
+            if row is None or row.status in FINAL_STATUSES:
+                return
+            was_dead = row.status == Status.FAILED
+            row.status, row.delivered_at, row.socket_id = Status.DELIVERED, now, sid
+            row.delivered_via = "catch-up"
+            session.add(_history(row, "delivered", sid, "catch-up"))
+            announced = await self.webhooks.stage(
+                session, [webhook.of_row(webhook.DELIVERED, row, via="catch-up", socketId=sid)]
+            )
+        await self.webhooks.dispatch(announced)
+        detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
+        self.telemetry.stages.event(
+            n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
+            notification_id=n.id, detail=detail,
+        )  # fmt: skip
+        if was_dead:
+            await self.queues.forget(Channel.INAPP, n.id)
+
+    async def acknowledge(
+        self,
+        user_id: int,
+        session_id: int | None,
+        ids: Sequence[int],
+        sid: str,
+        transport: str = "websocket",
+    ) -> list[int] | None:
+        """Mark the user's own notifications received on this socket; returns the ids acked, or
+        None if the socket's login session has ended (then nothing is marked; no `session_id`: the
+        caller checked what the socket authenticated with).
+
+        Every socket's acks, a statement each, were a third of a busy API server's CPU: acks that
+        arrive together are recorded together (`_ack_batches`)."""
+        request = AckRequest(user_id, session_id, tuple(ids), sid, transport)
+        return (await self.ack_batches.get([request]))[request]
+
+    def _ack_batches(self) -> GroupCall[AckRequest, list[int] | None]:
+        """Acknowledgements from concurrent sockets recorded in one statement, their audit rows
+        with them, and announced to the waiting workers in one message."""
+
+        async def record(requests: set[AckRequest]) -> dict[AckRequest, list[int] | None]:
+            return await self._acknowledge_all(list(requests))
+
+        # Two batches at once: with one, a lone ack waited out the batch before it, which cost
+        # ~2 ms at the in-app p50 at 100/s; two kept the p50 and the CPU saved at 300/s. Each
+        # batch waits ACK_LINGER first, so that more acks share its statement.
+        return GroupCall(record, in_flight=2, linger=ACK_LINGER)
+
+    async def _acknowledge_all(
+        self, requests: list[AckRequest]
+    ) -> dict[AckRequest, list[int] | None]:
+        """The acks of `requests`: on PostgreSQL with no webhook to stage, one UPDATE ... RETURNING
+        whose condition carries each socket's session check, with the audit rows (a data-modifying
+        WITH); otherwise a transaction per request. A row in the dead-letter queue is one whose
+        queue is the DLQ's."""
+        now = utcnow()
+        rows: list[list[Any]] = [[] for _ in requests]
+        announced: list[WebhookDelivery] = []
+        listened = await self.webhooks.wants(webhook.ACKED, webhook.DELIVERED)
+        if not listened and driver.on_postgres(self.db):
+            for row in await driver.fetch(self.db, _acknowledge_many(), _arrays(requests, now)):
+                rows[row.caller].append(row)
+        else:
+            async with self.db() as session:
+                for k, request in enumerate(requests):
+                    async with session.begin():
+                        rows[k] = await _acknowledge_one(session, request, now)
+                        events = _ack_events(rows[k], request, now)
+                        announced += await self.webhooks.stage(session, events)
+        acked: dict[AckRequest, list[int] | None] = {}
+        for request, own in zip(requests, rows, strict=True):
+            ended = not own and await self._session_ended(request.session_id)
+            acked[request] = None if ended else sorted(row.id for row in own)
+        await self.webhooks.dispatch(announced)
+        await self._after_acks(requests, rows)
+        return acked
+
+    async def _session_ended(self, session_id: int | None) -> bool:
+        if session_id is None:
+            return False
+        async with self.db() as session:
+            return not await sessions.is_live(session, session_id)
+
+    async def _after_acks(self, requests: list[AckRequest], rows: list[list[Any]]) -> None:
+        """Telemetry, the dead-letter queue left, and the waiting worker attempts woken."""
+        dead_letters = self.queues.dead_letter(Channel.INAPP).queue
+        for request, own in zip(requests, rows, strict=True):
+            for row in own:
+                self.telemetry.stages.event(
+                    row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
+                    notification_id=row.id, detail={"socketId": request.sid},
+                )  # fmt: skip
+                if row.queue_name == dead_letters:  # received after all: it leaves the DLQ
+                    await self.queues.forget(Channel.INAPP, row.id)
+        acks = [
+            Acked(sorted(row.id for row in own), request.sid, request.transport)
+            for request, own in zip(requests, rows, strict=True)
+            if own
+        ]
+        await publish_acks(self.redis, self.redis_url, acks)
+
+    async def mark_read(self, user_id: int, ids: Sequence[int] | None) -> list[int]:
+        """Mark some (or, with None, all) of the user's unread notifications read."""
+        condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
+        if ids is not None:
+            condition.append(_MODEL.id.in_(ids))
+        now = utcnow()
+        async with transaction(self.db) as session:
+            found = (await session.execute(select(_MODEL.id, _MODEL.type).where(*condition))).all()
+            marked = [row.id for row in found]
+            if marked:
+                await session.execute(
+                    update(_MODEL)
+                    .where(_MODEL.id.in_(marked))
+                    .values(is_read=True, read_at=now, updated_at=now)
+                )
+            read = [
+                webhook.notification_event(
+                    webhook.READ, channel=Channel.INAPP, notification_id=row.id, type=row.type,
+                    status="read", user_id=user_id, readAt=now.isoformat(),
+                )
+                for row in found
+            ]  # fmt: skip
+            announced = await self.webhooks.stage(session, read)
+        await self.webhooks.dispatch(announced)
+        return marked

@@ -91,7 +91,7 @@ async def mark_all_read(user: RecipientDep, herald: HeraldDep) -> Marked:
 
 
 async def _mark(herald: Any, user_id: int, ids: list[int] | None) -> Marked:
-    marked = await inbox.mark_read(herald, user_id, ids)
+    marked = await herald.inbox.mark_read(user_id, ids)
     await announce_read(herald, user_id, marked, everything=ids is None)
     async with herald.db() as session:
         return Marked(marked=marked, unread_count=await inbox.unread_count(session, user_id))

@@ -178,7 +178,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
     async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
         for n in backlog:
             await reply(sid, "notification:new", inapp_event(n))
-            await inbox.record_catch_up(herald, n, sid)
+            await herald.inbox.record_catch_up(n, sid)
 
     async def identify(token: str) -> tuple[Signer, int | None, datetime]:
         """Who a token is: a client token (a JWT the application signed) or a session token;
@@ -302,9 +302,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
             if session_id is None and not await still_signed_in(state):
                 raise await session_ended(sid)
             # A login session's check is part of the acknowledgement's own query.
-            acked = await inbox.acknowledge(
-                herald, state["userId"], session_id, ids, sid, transport
-            )
+            acked = await herald.inbox.acknowledge(state["userId"], session_id, ids, sid, transport)
             if acked is None:
                 raise await session_ended(sid)
         except Refused as refused:
@@ -321,7 +319,7 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         except Refused as refused:
             return {"error": str(refused)}
         user_id = state["userId"]
-        marked = await inbox.mark_read(herald, user_id, ids)
+        marked = await herald.inbox.mark_read(user_id, ids)
         await announce_read(herald, user_id, marked, everything=ids is None)
         return {"marked": marked}
 
