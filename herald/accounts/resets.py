@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -31,26 +32,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class PasswordResets:
     """Sends reset links and changes passwords with them."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        db: async_sessionmaker[AsyncSession],
-        templates: TemplateStore,
-        dispatcher: Dispatcher,
-        disconnector: Disconnector,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.templates = templates
-        self.dispatcher = dispatcher
-        self.disconnector = disconnector
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    templates: TemplateStore
+    dispatcher: Dispatcher
+    disconnector: Disconnector
 
     def _reset_url(self, token: str) -> str:
-        base = self.settings.frontend_url.split(",")[0].strip().rstrip("/")
-        return f"{base}/reset-password/{token}"
+        return f"{self.settings.frontend_link_base}/reset-password/{token}"
 
     async def request_reset(self, email: str, client: ClientInfo) -> None:
         """Send a reset link if `email` has an account; do nothing visible otherwise."""

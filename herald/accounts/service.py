@@ -122,24 +122,16 @@ def _live_token() -> tuple[ColumnElement[bool], ...]:
     )
 
 
+@dataclass(eq=False)
 class Accounts:
     """Signups, logins, email verification and sessions, with the notifications they send."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        db: async_sessionmaker[AsyncSession],
-        templates: TemplateStore,
-        dispatcher: Dispatcher,
-        rate_limiter: RateLimiter,
-        disconnector: Disconnector,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.templates = templates
-        self.dispatcher = dispatcher
-        self.rate_limiter = rate_limiter
-        self.disconnector = disconnector
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    templates: TemplateStore
+    dispatcher: Dispatcher
+    rate_limiter: RateLimiter
+    disconnector: Disconnector
 
     async def signup(self, data: SignupIn, client: ClientInfo) -> tuple[User, EmailNotification]:
         password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU
@@ -170,8 +162,7 @@ class Accounts:
         return user, welcome
 
     def _verify_url(self, token: str) -> str:
-        base = self.settings.frontend_url.split(",")[0].strip().rstrip("/")
-        return f"{base}/verify/{token}"
+        return f"{self.settings.frontend_link_base}/verify/{token}"
 
     async def login(self, data: LoginIn, client: ClientInfo) -> LoginResult:
         """Record the attempt whatever its outcome; on success open a session and notify."""

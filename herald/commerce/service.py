@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from herald.accounts.models import User
@@ -28,24 +29,16 @@ def _money(amount: int, currency: str) -> str:
     return f"{amount / 100:,.2f} {currency}"
 
 
+@dataclass(eq=False)
 class Purchases:
     """Records purchases, with the receipt email and the in-app notice each one sends."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        db: async_sessionmaker[AsyncSession],
-        types: TypeRegistry,
-        templates: TemplateStore,
-        unsubscribe: Signer,
-        outbox: skips.Outbox,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.types = types
-        self.templates = templates
-        self.unsubscribe = unsubscribe
-        self.outbox = outbox
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    types: TypeRegistry
+    templates: TemplateStore
+    unsubscribe: Signer
+    outbox: skips.Outbox
 
     async def record(self, user: User, data: PurchaseIn, client: ClientInfo) -> Purchase:
         total = sum(i.quantity * i.unit_amount for i in data.items)

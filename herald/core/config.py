@@ -290,6 +290,11 @@ class Settings(BaseSettings):
         return self.server_id or f"{socket.gethostname()}:{self.port}"
 
     @property
+    def frontend_link_base(self) -> str:
+        """Where links in emails point: the first of FRONTEND_URL's origins."""
+        return self.frontend_url.split(",")[0].strip().rstrip("/")
+
+    @property
     def trusted_proxies(self) -> list[str]:
         return [a.strip() for a in self.forwarded_allow_ips.split(",") if a.strip()]
 

@@ -8,6 +8,7 @@ discards them with a reason (they stay `failed` and leave the queue).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -56,20 +57,14 @@ def _as_dead_letter(n: DeliveryState) -> DeadLetter:
     )  # fmt: skip
 
 
+@dataclass(eq=False)
 class DeadLetters:
     """Lists, replays and discards one channel's dead letters."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        db: async_sessionmaker[AsyncSession],
-        queues: Queues,
-        dispatcher: Dispatcher,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.queues = queues
-        self.dispatcher = dispatcher
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    queues: Queues
+    dispatcher: Dispatcher
 
     async def page(
         self, channel: Channel, params: PageParams, *, kind: str | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -321,24 +322,18 @@ def _acknowledge_many() -> Select[Any]:
     return select(acked).add_cte(written.cte("audit"))
 
 
+@dataclass(eq=False)
 class Inbox:
     """What a subscriber's sockets do with their notifications: catch up, acknowledge, read."""
 
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        queues: Queues,
-        webhooks: WebhookEvents,
-        telemetry: Telemetry,
-        redis: aioredis.Redis,
-        redis_url: str,
-    ) -> None:
-        self.db = db
-        self.queues = queues
-        self.webhooks = webhooks
-        self.telemetry = telemetry
-        self.redis = redis
-        self.redis_url = redis_url
+    db: async_sessionmaker[AsyncSession]
+    queues: Queues
+    webhooks: WebhookEvents
+    telemetry: Telemetry
+    redis: aioredis.Redis
+    redis_url: str
+
+    def __post_init__(self) -> None:
         self.ack_batches = self._ack_batches()
 
     async def record_catch_up(self, n: InAppNotification, sid: str) -> None:

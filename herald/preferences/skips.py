@@ -10,6 +10,7 @@ event for the endpoints that want one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,21 +57,15 @@ async def screen(
     return skipped
 
 
+@dataclass(eq=False)
 class Outbox:
     """Where a flow's notifications go after its commit: the skipped ones are recorded (audit
     rows, metrics, timeline, `notification.skipped` events), the rest queued."""
 
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        group_commit: GroupCommit,
-        telemetry: Telemetry,
-        webhooks: WebhookEvents,
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.group_commit = group_commit
-        self.telemetry = telemetry
-        self.webhooks = webhooks
+    dispatcher: Dispatcher
+    group_commit: GroupCommit
+    telemetry: Telemetry
+    webhooks: WebhookEvents
 
     async def send(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
@@ -77,18 +78,16 @@ async def is_live(session: AsyncSession, session_id: int) -> bool:
     return bool(await session.scalar(select(live(session_id))))
 
 
+@dataclass(eq=False)
 class Disconnector:
     """Ends sockets on whichever server holds them: `AsyncServer.disconnect` reaches a socket
     of another server through the Socket.IO manager's Redis channel. Without a Socket.IO server
     (a worker-only process) it finds the sockets and forgets their sessions' sets, and ends
     none."""
 
-    def __init__(
-        self, redis: aioredis.Redis, sio: socketio.AsyncServer | None, presence: Presence
-    ) -> None:
-        self.redis = redis
-        self.sio = sio
-        self.presence = presence
+    redis: aioredis.Redis
+    sio: socketio.AsyncServer | None
+    presence: Presence
 
     async def sessions(self, session_ids: Iterable[int]) -> int:
         """Every socket of these (ended) sessions."""

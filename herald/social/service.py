@@ -6,6 +6,7 @@ side may delete. Someone who is neither gets a 404, so ids reveal nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -158,22 +159,15 @@ def _ensure_pending(request: FriendRequest) -> None:
         raise Conflict("the request has expired")
 
 
+@dataclass(eq=False)
 class FriendRequests:
     """Sends, answers, deletes and expires friend requests, with the notifications they make."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        db: async_sessionmaker[AsyncSession],
-        types: TypeRegistry,
-        queues: Queues,
-        outbox: skips.Outbox,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.types = types
-        self.queues = queues
-        self.outbox = outbox
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    types: TypeRegistry
+    queues: Queues
+    outbox: skips.Outbox
 
     async def create(
         self, sender: User, data: FriendRequestIn, client: ClientInfo
