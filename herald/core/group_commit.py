@@ -158,7 +158,7 @@ class GroupCall(Generic[K, V]):
         # round trip of queueing at each step of a request; a few keep the batching.
         self.in_flight = in_flight
         # Seconds a runner waits before it takes its batch, so that more callers share each
-        # call: only for work whose answer nobody is kept waiting for (see inbox.ack_batches).
+        # call: only for work whose answer nobody is kept waiting for (see `Inbox._ack_batches`).
         self.linger = linger
         self._waiting: list[tuple[set[K], asyncio.Future[dict[K, V]]]] = []
         self._runners: set[asyncio.Task[None]] = set()
