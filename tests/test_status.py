@@ -46,13 +46,18 @@ def make_run(tmp_path: Path) -> Iterator[Served]:
         # Rare sweeps, so a stale heartbeat planted by a test stays until status has seen it.
         HERALD_PRESENCE_HEARTBEAT="30",
     )  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "herald", "serve"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "serve.log"  # kept for the failure message: why a start failed
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "herald", "serve"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     served = Served(tmp_path, env, f"http://127.0.0.1:{port}")
     try:
-        wait_healthy(served.url, process)  # type: ignore[arg-type]
+        try:
+            wait_healthy(served.url, process)  # type: ignore[arg-type]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its output:\n{log.read_text()[-3000:]}") from None
         yield served
     finally:
         process.terminate()
