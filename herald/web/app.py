@@ -105,27 +105,6 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     )
     app.state.herald = herald
     app.state.rate_limiter = herald.rate_limiter
-    # What endpoints take as typed dependencies, instead of the whole Herald.
-    app.state.settings = herald.settings
-    app.state.db = herald.db
-    app.state.engine = herald.engine
-    app.state.redis = herald.redis
-    app.state.telemetry = herald.telemetry
-    app.state.presence = herald.presence
-    app.state.queues = herald.queues
-    app.state.dead_letters = herald.dead_letters
-    app.state.disconnector = herald.disconnector
-    app.state.mailbox = herald.mailbox
-    app.state.accounts = herald.accounts
-    app.state.resets = herald.resets
-    app.state.purchases = herald.purchases
-    app.state.friend_requests = herald.friend_requests
-    app.state.digests = herald.digests
-    app.state.templates = herald.templates
-    app.state.api_keys = herald.api_keys
-    app.state.types = herald.types
-    app.state.unsubscribe = herald.unsubscribe
-    app.state.webhook_endpoints = herald.webhook_endpoints
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -48,12 +48,12 @@ async def get_client(request: Request) -> ClientInfo:
 
 
 def app_state(name: str) -> Any:
-    """A dependency on what the app was built with: `app.state.<name>`, which
-    `herald.web.app.create_app` sets from the running Herald. Endpoints declare the one thing
-    they use (`Annotated[Queues, app_state("queues")]`), not the whole Herald."""
+    """A dependency on one part of the running Herald the app was built with (its attribute
+    `name`). Endpoints declare the one thing they use (`Annotated[Queues,
+    app_state("queues")]`), not the whole Herald."""
 
     async def get(request: Request) -> Any:
-        return getattr(request.app.state, name)
+        return getattr(_herald(request), name)
 
     get.__name__ = f"app_state_{name}"
     return Depends(get)
@@ -272,6 +272,6 @@ def rate_limited(
     async def check(request: Request) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         client = request.client.host if request.client else "unknown"
-        await limiter.hit(bucket, client, limit_of(request.app.state.settings))
+        await limiter.hit(bucket, client, limit_of(_herald(request).settings))
 
     return check
