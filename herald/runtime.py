@@ -43,9 +43,9 @@ from herald.digests.worker import DigestWorker
 from herald.notifications.inbox import Inbox
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
-from herald.notifications.trigger import user_lookup
+from herald.notifications.trigger import Trigger
 from herald.preferences import unsubscribe
-from herald.preferences.service import TypeRegistry, address_lookup
+from herald.preferences.service import TypeRegistry
 from herald.preferences.skips import Outbox
 from herald.realtime.presence import Presence
 from herald.realtime.server import create_socket_server, redis_manager
@@ -85,7 +85,6 @@ class Herald:
         self.engine = create_engine(settings.effective_database_url, settings.db_busy_timeout)
         self.db = create_sessionmaker(self.engine)
         self.group_commit = GroupCommit(self.db)
-        self.user_lookup = user_lookup(self.db)  # a trigger's userId recipients, batched
         self.redis = redis_client(self.redis_url, decode_responses=True)
         self.rate_limiter = RateLimiter(self.redis, settings.rate_limit_window)
         self.queues = Queues(settings, self.redis_url)
@@ -116,10 +115,8 @@ class Herald:
         )
         self.admin_token = self._admin_token()
         self.api_keys = KeyCache(self.db, self.admin_token)
-        # Preferences: critical types (cached), plain addresses' opt-outs (batched), and the
-        # signer of one-click unsubscribe links.
+        # Preferences: critical types (cached) and the signer of one-click unsubscribe links.
         self.types = TypeRegistry(self.db)
-        self.address_opt_outs = address_lookup(self.db)
         self.unsubscribe = unsubscribe.Signer(unsubscribe.secret(settings, self.admin_token))
         self.digests = Digests(
             settings, self.db, self.queues, self.dispatcher, self.templates, self.unsubscribe
@@ -144,6 +141,17 @@ class Herald:
         )
         self.friend_requests = FriendRequests(
             settings, self.db, self.types, self.queues, self.outbox
+        )
+        self.trigger = Trigger(
+            settings,
+            self.db,
+            self.templates,
+            self.types,
+            self.digests,
+            self.unsubscribe,
+            self.group_commit,
+            self.outbox,
+            self.dispatcher,
         )
         self.telemetry.attach(
             self.sio,

@@ -23,7 +23,6 @@ RUNTIME = "herald.runtime"
 ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.web.server", "herald.bench.stack"}
 # Modules that still take the whole Herald (a service locator); to be handed what they use.
 STILL_TAKE_HERALD = {
-    "herald.notifications.endpoints", "herald.notifications.trigger",
     "herald.realtime.server", "herald.web.deps",
 }  # fmt: skip
 # Packages (or top-level modules) that still import each other in a circle.

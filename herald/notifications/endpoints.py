@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from herald.apikeys.models import Scope as KeyScope
-from herald.apikeys.service import Principal
+from herald.apikeys.service import KeyCache, Principal
 from herald.core.client import ClientInfo
 from herald.core.errors import NotFound
 from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
-from herald.notifications.trigger import TriggerIn, TriggerOut, trigger
+from herald.notifications.trigger import Trigger, TriggerIn, TriggerOut
+from herald.telemetry.service import Telemetry
 from herald.web.asgi import read_body, replay_receive, respond
-from herald.web.deps import CallerDep, ClientDep, HeraldDep, TriggerKeyDep
+from herald.web.deps import CallerDep, ClientDep, DbDep, TriggerKeyDep, app_state
 from herald.web.errors import error_answer, errors, unexpected_answer
 from herald.web.middleware import RequestContext
 
-if TYPE_CHECKING:
-    from herald.runtime import Herald
-
 router = APIRouter(prefix="/api", tags=["notifications"])
+TriggerDep = Annotated[Trigger, app_state("trigger")]
 
 
 @router.post("/notifications", status_code=status.HTTP_201_CREATED)
 async def create_notifications(
-    data: TriggerIn, herald: HeraldDep, client: ClientDep, key: TriggerKeyDep
+    data: TriggerIn, trigger: TriggerDep, client: ClientDep, key: TriggerKeyDep
 ) -> TriggerOut:
     """Send a notification of any type to one or many recipients by email and/or in-app.
     Called by the application's backend with an API key holding the `trigger` scope (or the
     admin token). Recipients are `{userId}`, `{subscriberId}` (an unknown one is created when
     it comes with an `email`) or `{email}` alone. Answers with one entry per created
     notification (recipient x channel); each is committed before it is queued."""
-    return await trigger(herald, data, client, key.key_id)
+    return await trigger(data, client, key.key_id)
 
 
 @router.get(
@@ -45,12 +44,12 @@ async def create_notifications(
 async def show_notification(
     channel: Channel,
     notification_id: Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)],
-    herald: HeraldDep,
+    db: DbDep,
     caller: CallerDep,
 ) -> records.Record:
     """One notification, whole: every field of the seed's schema, the content, and its audit
     trail under `metadata`. The admin token sees any; a user sees their own in-app ones."""
-    async with herald.db() as session:
+    async with db() as session:
         n = await records.load(session, channel, notification_id)
         # Another user's notification (or any email, for a user) is as absent as a missing one,
         # so ids cannot be probed.
@@ -80,16 +79,25 @@ class TriggerFastPath:
     PATH = "/api/notifications"
 
     def __init__(
-        self, app: ASGIApp, herald: Herald, route: object, *, server_id: str, max_bytes: int
+        self,
+        app: ASGIApp,
+        trigger: Trigger,
+        api_keys: KeyCache,
+        telemetry: Telemetry,
+        route: object,
+        *,
+        server_id: str,
+        max_bytes: int,
     ) -> None:
         self.app = app  # the full stack
         # The FastAPI app behind, named as socketio.ASGIApp names it: herald.cli and the tests
         # reach the running Herald through it.
         self.other_asgi_app = getattr(app, "other_asgi_app", None)
-        self.herald = herald
+        self.trigger = trigger
+        self.api_keys = api_keys
         self.route = route  # telemetry labels the request by it, as for a routed one
         self.max_bytes = max_bytes
-        self._plain = RequestContext(self._trigger, server_id, herald.telemetry)
+        self._plain = RequestContext(self._trigger, server_id, telemetry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
@@ -126,7 +134,7 @@ class TriggerFastPath:
             telemetry_id=state.get("request_id"),
         )
         try:
-            out = await trigger(self.herald, data, info, state["api_key_id"])
+            out = await self.trigger(data, info, state["api_key_id"])
         except Exception as exc:
             try:
                 code, payload, extra = error_answer(exc, scope)
@@ -157,7 +165,7 @@ class TriggerFastPath:
                 declared = True
         if not token or not declared:
             return None
-        principal = await self.herald.api_keys.principal(token)
+        principal = await self.api_keys.principal(token)
         if principal is None or not principal.allows(KeyScope.TRIGGER):
             return None
         return principal

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import EmailStr, Field, model_validator
 from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
@@ -14,21 +15,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.accounts.models import User
 from herald.core import dbfaults, driver
 from herald.core.client import ClientInfo
+from herald.core.config import Settings
 from herald.core.errors import InvalidField
-from herald.core.group_commit import GroupCall
+from herald.core.group_commit import GroupCall, GroupCommit
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.delivery.queues import job_id
+from herald.digests.service import Digests
 from herald.notifications.models import DeliveryState, EmailNotification, Status
-from herald.notifications.service import new_email, new_inapp
+from herald.notifications.service import Dispatcher, new_email, new_inapp
 from herald.preferences import skips
 from herald.preferences.models import Preference
 from herald.preferences.rules import Switches
+from herald.preferences.service import TypeRegistry, address_lookup
+from herald.preferences.unsubscribe import Signer
 from herald.subscribers import service as subscribers
 from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
 from herald.templates.builtin import DOMAIN_TYPES, GENERIC
-
-if TYPE_CHECKING:
-    from herald.runtime import Herald
+from herald.templates.store import TemplateStore
 
 MAX_RECIPIENTS = 1000
 
@@ -88,93 +91,120 @@ class TriggerOut(CamelModel):
     notifications: list[CreatedNotification]
 
 
-async def trigger(
-    herald: Herald, data: TriggerIn, client: ClientInfo, api_key_id: int | None = None
-) -> TriggerOut:
-    """`api_key_id`: the key whose request this is, kept on every notification it creates."""
-    channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
-    users = await _recipients(herald, data, channels)
-    by_subscriber, switches = await _subscribers(herald, data, channels)
-    # Domain types' templates need variables only their own flows provide.
-    template = GENERIC if data.type in DOMAIN_TYPES else data.type
-    # Preferences cost no query of their own: critical types come from a per-process cache,
-    # subscribers' switches with the recipient lookups, plain addresses' opt-outs in one
-    # batched query (only for a trigger that emails plain addresses).
-    critical = await herald.types.is_critical(data.type)
-    opted_out = set() if critical else await _opted_out(herald, data, channels)
-    # A digested type's emails are held for their digest (herald.digests); the rule comes
-    # from an in-process cache, so an undigested type costs no query. Critical ones never wait.
-    wants_digest = ChannelName.EMAIL in channels and not critical
-    digest = await herald.digests.rules.get(data.type) if wants_digest else None
-    created: list[tuple[DeliveryState, Recipient]] = []
-    skipped: list[tuple[DeliveryState, skips.Blocked]] = []
-    for recipient in data.recipients:
-        user: User | Reachable | None = (
-            by_subscriber[recipient.subscriber_id]
-            if recipient.subscriber_id is not None
-            else users.get(recipient.user_id or 0)
-        )
-        username = user.username if user else None
-        address = recipient.email or (user.email if user else None)
-        own = (
-            None if critical or user is None
-            else user.switches if isinstance(user, Reachable) else switches.get(user.id)
-        )  # fmt: skip
-        for channel in channels:
-            n: DeliveryState
-            if channel is ChannelName.EMAIL and digest is not None and user is not None:
-                assert address is not None  # checked by _recipients / _subscribers
-                n = herald.digests.held_email(
-                    digest, data.type, to=address, username=username, user_id=user.id,
-                    title=data.title, message=data.message, data=data.data,
-                    telemetry_id=client.telemetry_id,
-                )  # fmt: skip
-            elif channel is ChannelName.EMAIL:
-                assert address is not None  # checked by _recipients / _subscribers
-                n = new_email(
-                    herald.settings, data.type, to=address, username=username,
-                    user_id=user.id if user else None, telemetry_id=client.telemetry_id,
-                    context={"title": data.title, "message": data.message, "data": data.data},
-                    templates=herald.templates, locale=user.locale if user else None,
-                    template=template,
-                    unsubscribe_token=None if critical else herald.unsubscribe.token(
-                        data.type, user.external_id if user else None, address,
-                        user.id if user else None,
-                    ),
-                )  # fmt: skip
-            else:
-                assert user is not None
-                n = new_inapp(
-                    herald.settings, data.type, user_id=user.id, username=username,
-                    email=user.email, title=data.title, message=data.message,
-                    data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
-                )  # fmt: skip
-            n.api_key_id = api_key_id
-            created.append((n, recipient))
-            if not critical:
-                plain = user is None and (address or "").lower() in opted_out
-                why = skips.address_blocked(data.type) if plain else None
-                why = why or skips.blocked(own, data.type, channel.value)
-                if why is not None:
-                    skips.mark(n, why)
-                    skipped.append((n, why))
-    await herald.group_commit.insert([n for n, _ in created])
-    if skipped:
-        await herald.outbox.record_skips(skipped)
-    held = [n for n, _ in created if n.status == Status.HELD]
-    waiting = (Status.HELD, Status.SKIPPED)
-    await herald.dispatcher.dispatch([n for n, _ in created if n.status not in waiting])
-    if held:  # after their commit: see herald.digests.service
-        await herald.digests.opened([n for n in held if isinstance(n, EmailNotification)])
-    out = [
-        CreatedNotification(
-            channel=ChannelName(n.channel.value), notification_id=n.id,
-            job_id=job_id(n.channel, n.id), status=n.status, user_id=getattr(n, "user_id", None),
-            subscriber_id=r.subscriber_id, email=getattr(n, "recipient_email", None),
-        )
-        for n, r in created
-    ]  # fmt: skip
-    return TriggerOut(count=len(out), notifications=out)
+@dataclass(eq=False)
+class Trigger:
+    """Creates a trigger's notifications, commits them, then queues them (or holds them for
+    their digest, or records why they are skipped)."""
+
+    settings: Settings
+    db: async_sessionmaker[AsyncSession]
+    templates: TemplateStore
+    types: TypeRegistry  # which types are critical (never skipped, never digested)
+    digests: Digests
+    unsubscribe: Signer
+    group_commit: GroupCommit
+    outbox: skips.Outbox
+    dispatcher: Dispatcher
+    # Concurrent triggers' userId recipients and plain addresses' opt-outs, each looked up in
+    # one query for all of them.
+    users: GroupCall[int, Reachable] = field(init=False)
+    opt_outs: GroupCall[tuple[str, str], bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.users = user_lookup(self.db)
+        self.opt_outs = address_lookup(self.db)
+
+    async def __call__(
+        self, data: TriggerIn, client: ClientInfo, api_key_id: int | None = None
+    ) -> TriggerOut:
+        """`api_key_id`: the key whose request this is, kept on every notification it creates."""
+        channels = list(dict.fromkeys(data.channels))  # keep order, drop repeats
+        users = await _recipients(self.users, data, channels)
+        by_subscriber, switches = await _subscribers(self.db, data, channels)
+        # Domain types' templates need variables only their own flows provide.
+        template = GENERIC if data.type in DOMAIN_TYPES else data.type
+        # Preferences cost no query of their own: critical types come from a per-process cache,
+        # subscribers' switches with the recipient lookups, plain addresses' opt-outs in one
+        # batched query (only for a trigger that emails plain addresses).
+        critical = await self.types.is_critical(data.type)
+        opted_out = set() if critical else await _opted_out(self.opt_outs, data, channels)
+        # A digested type's emails are held for their digest (herald.digests); the rule comes
+        # from an in-process cache, so an undigested type costs no query. Critical ones never wait.
+        wants_digest = ChannelName.EMAIL in channels and not critical
+        digest = await self.digests.rules.get(data.type) if wants_digest else None
+        created: list[tuple[DeliveryState, Recipient]] = []
+        skipped: list[tuple[DeliveryState, skips.Blocked]] = []
+        for recipient in data.recipients:
+            user: User | Reachable | None = (
+                by_subscriber[recipient.subscriber_id]
+                if recipient.subscriber_id is not None
+                else users.get(recipient.user_id or 0)
+            )
+            username = user.username if user else None
+            address = recipient.email or (user.email if user else None)
+            own = (
+                None if critical or user is None
+                else user.switches if isinstance(user, Reachable) else switches.get(user.id)
+            )  # fmt: skip
+            for channel in channels:
+                n: DeliveryState
+                if channel is ChannelName.EMAIL and digest is not None and user is not None:
+                    assert address is not None  # checked by _recipients / _subscribers
+                    n = self.digests.held_email(
+                        digest, data.type, to=address, username=username, user_id=user.id,
+                        title=data.title, message=data.message, data=data.data,
+                        telemetry_id=client.telemetry_id,
+                    )  # fmt: skip
+                elif channel is ChannelName.EMAIL:
+                    assert address is not None  # checked by _recipients / _subscribers
+                    n = new_email(
+                        self.settings, data.type, to=address, username=username,
+                        user_id=user.id if user else None, telemetry_id=client.telemetry_id,
+                        context={"title": data.title, "message": data.message, "data": data.data},
+                        templates=self.templates, locale=user.locale if user else None,
+                        template=template,
+                        unsubscribe_token=None if critical else self.unsubscribe.token(
+                            data.type, user.external_id if user else None, address,
+                            user.id if user else None,
+                        ),
+                    )  # fmt: skip
+                else:
+                    assert user is not None
+                    n = new_inapp(
+                        self.settings, data.type, user_id=user.id, username=username,
+                        email=user.email, title=data.title, message=data.message,
+                        data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
+                    )  # fmt: skip
+                n.api_key_id = api_key_id
+                created.append((n, recipient))
+                if not critical:
+                    plain = user is None and (address or "").lower() in opted_out
+                    why = skips.address_blocked(data.type) if plain else None
+                    why = why or skips.blocked(own, data.type, channel.value)
+                    if why is not None:
+                        skips.mark(n, why)
+                        skipped.append((n, why))
+        await self.group_commit.insert([n for n, _ in created])
+        if skipped:
+            await self.outbox.record_skips(skipped)
+        held = [n for n, _ in created if n.status == Status.HELD]
+        waiting = (Status.HELD, Status.SKIPPED)
+        await self.dispatcher.dispatch([n for n, _ in created if n.status not in waiting])
+        if held:  # after their commit: see self.digests.service
+            await self.digests.opened([n for n in held if isinstance(n, EmailNotification)])
+        out = [
+            CreatedNotification(
+                channel=ChannelName(n.channel.value),
+                notification_id=n.id,
+                job_id=job_id(n.channel, n.id),
+                status=n.status,
+                user_id=getattr(n, "user_id", None),
+                subscriber_id=r.subscriber_id,
+                email=getattr(n, "recipient_email", None),
+            )
+            for n, r in created
+        ]
+        return TriggerOut(count=len(out), notifications=out)
 
 
 class Reachable(NamedTuple):
@@ -208,7 +238,7 @@ def _reachable_by_ids() -> Select[Any]:
 
 
 def user_lookup(db: async_sessionmaker[AsyncSession]) -> GroupCall[int, Reachable]:
-    """`userId` recipients of concurrent triggers looked up in one query (herald.runtime),
+    """`userId` recipients of concurrent triggers looked up in one query (Trigger),
     their preference switches with them (a LEFT JOIN: a row per switch, one when none)."""
 
     async def fetch(ids: set[int]) -> dict[int, Reachable]:
@@ -238,11 +268,11 @@ def _by_id(rows: Iterable[Any]) -> dict[int, Reachable]:
 
 
 async def _recipients(
-    herald: Herald, data: TriggerIn, channels: list[ChannelName]
+    lookup: GroupCall[int, Reachable], data: TriggerIn, channels: list[ChannelName]
 ) -> dict[int, Reachable]:
     """The recipients' user rows; 422 naming the first recipient that can't be reached."""
     ids = {r.user_id for r in data.recipients if r.user_id is not None}
-    users = await herald.user_lookup.get(ids) if ids else {}
+    users = await lookup.get(ids) if ids else {}
     for i, r in enumerate(data.recipients):
         if r.subscriber_id is not None:
             continue
@@ -261,7 +291,9 @@ async def _recipients(
     return users
 
 
-async def _opted_out(herald: Herald, data: TriggerIn, channels: list[ChannelName]) -> set[str]:
+async def _opted_out(
+    opt_outs: GroupCall[tuple[str, str], bool], data: TriggerIn, channels: list[ChannelName]
+) -> set[str]:
     """The trigger's plain addresses (no user, no subscriber) that unsubscribed from its type."""
     if ChannelName.EMAIL not in channels:
         return set()
@@ -272,11 +304,11 @@ async def _opted_out(herald: Herald, data: TriggerIn, channels: list[ChannelName
     }
     if not plain:
         return set()
-    return {email for email, _ in await herald.address_opt_outs.get(plain)}
+    return {email for email, _ in await opt_outs.get(plain)}
 
 
 async def _subscribers(
-    herald: Herald, data: TriggerIn, channels: list[ChannelName]
+    db: async_sessionmaker[AsyncSession], data: TriggerIn, channels: list[ChannelName]
 ) -> tuple[dict[str, User], dict[int, dict[tuple[str, str], bool]]]:
     """The `subscriberId` recipients' rows and preference switches, in one query (none when
     there are none), creating the unknown ones that come with an email; 422 naming the first
@@ -300,7 +332,7 @@ async def _subscribers(
                 switches.setdefault(user.id, {})[(kind, channel)] = enabled
         return users
 
-    found = await dbfaults.read(herald.db, query)
+    found = await dbfaults.read(db, query)
     missing: dict[str, tuple[str, str]] = {}
     for i, r in enumerate(data.recipients):
         if r.subscriber_id is None or r.subscriber_id in found or r.subscriber_id in missing:
@@ -312,7 +344,7 @@ async def _subscribers(
             )
         missing[r.subscriber_id] = (str(r.email), f"recipients.{i}.email")
     if missing:
-        found |= await subscribers.create_missing(herald.db, missing)
+        found |= await subscribers.create_missing(db, missing)
     for i, r in enumerate(data.recipients):
         user = found.get(r.subscriber_id or "")
         if r.subscriber_id is None:

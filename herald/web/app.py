@@ -133,6 +133,11 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
     assert herald.sio is not None
     # The plain trigger skips all of it (TriggerFastPath says how it keeps the same answers).
     return TriggerFastPath(
-        socketio.ASGIApp(herald.sio, other_asgi_app=app), herald, _route(notifications_router),
-        server_id=settings.effective_server_id, max_bytes=settings.max_body_bytes,
-    )  # fmt: skip
+        socketio.ASGIApp(herald.sio, other_asgi_app=app),
+        herald.trigger,
+        herald.api_keys,
+        herald.telemetry,
+        _route(notifications_router),
+        server_id=settings.effective_server_id,
+        max_bytes=settings.max_body_bytes,
+    )
