@@ -54,7 +54,7 @@ def _run_http(settings: Settings, *, workers: bool) -> None:
     app = create_app(settings, api=True, workers=workers)
     click.echo(_banner(settings, workers=workers))
     herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
-    GracefulServer(server_config(app, settings), herald).run()
+    GracefulServer(server_config(app, settings), herald.sio).run()
 
 
 def _banner(settings: Settings, *, workers: bool) -> str:

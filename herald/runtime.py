@@ -47,8 +47,9 @@ from herald.notifications.trigger import Trigger
 from herald.preferences import unsubscribe
 from herald.preferences.service import TypeRegistry
 from herald.preferences.skips import Outbox
+from herald.realtime.adapter import server as socket_server
 from herald.realtime.presence import Presence
-from herald.realtime.server import create_socket_server, redis_manager
+from herald.realtime.server import Notifications, create_socket_server, redis_manager
 from herald.realtime.sessions import Disconnector
 from herald.social.service import FriendRequests
 from herald.telemetry.service import Telemetry
@@ -122,7 +123,12 @@ class Herald:
             settings, self.db, self.queues, self.dispatcher, self.templates, self.unsubscribe
         )
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
-        self.sio: socketio.AsyncServer | None = create_socket_server(self) if api else None
+        self.sio: socketio.AsyncServer | None = None
+        if api:
+            handlers = Notifications(
+                settings, self.db, self.redis, self.presence, self.inbox, self.telemetry.metrics
+            )
+            self.sio = create_socket_server(settings, self.redis_url, handlers)
         self.disconnector = Disconnector(self.redis, self.sio, self.presence)
         self.accounts = Accounts(
             settings,
@@ -200,7 +206,8 @@ class Herald:
             await self._start_workers()
         if self.run_api:  # emails are rendered where they are triggered
             await self.templates.start()
-            await self._listen_for_emits()
+            assert self.sio is not None
+            await socket_server.start_listener(self.sio, self.redis)
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         if self.run_api or self.run_workers:  # not for a one-off command like `herald dlq`
             self.telemetry.start()
@@ -257,27 +264,6 @@ class Herald:
         log.info("mailbox.capture.started", extra={"port": port, "path": str(self.mailbox.path)})
         return "127.0.0.1", port, True
 
-    async def _listen_for_emits(self, timeout: float = 5.0) -> None:
-        """Subscribe to the Socket.IO channel before taking connections. Redis pub/sub keeps
-        nothing for late subscribers: an emit published before we listen would be lost."""
-        assert self.sio is not None
-        channel = self.sio.manager.channel
-
-        async def subscribers() -> int:
-            return int(dict(await self.redis.pubsub_numsub(channel)).get(channel, 0))
-
-        self.sio.manager_initialized = True  # python-socketio would otherwise do it lazily
-        try:
-            before = await subscribers()
-            self.sio.manager.initialize()
-            deadline = asyncio.get_running_loop().time() + timeout
-            while await subscribers() <= before and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polling Redis
-                await asyncio.sleep(0.01)
-        except Exception as exc:  # Redis is down: serve anyway; the listener keeps retrying
-            log.warning("realtime.listener.deferred", extra={"error": repr(exc)})
-            if not getattr(self.sio.manager, "thread", None):
-                self.sio.manager.initialize()
-
     async def _beat(self) -> None:
         while True:
             try:
@@ -303,11 +289,7 @@ class Herald:
                 await self.presence.leave()
         await self.templates.close()
         if self.sio:
-            # The Redis listener of the Socket.IO manager would otherwise outlive us.
-            listener = getattr(self.sio.manager, "thread", None)
-            if isinstance(listener, asyncio.Task):
-                listener.cancel()
-            await self.sio.shutdown()
+            await socket_server.stop(self.sio)
         if self.digest_worker:
             await self.digest_worker.close()
         if self.workers:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from herald.core.redis import EmbeddedRedis
-from herald.realtime.pubsub import PromptRedisManager
+from herald.realtime.adapter.manager import PromptRedisManager
 from tests.conftest import PG_URL, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 

@@ -1,11 +1,13 @@
-"""Herald's import graph, read from the source (every import, type-only ones included).
+"""Herald's import graph, read from the source (every import, type-only ones included), and its
+use of libraries' private attributes.
 
-Two rules for the wiring, from the refactor toward one composition root (issue 16): only the
+Three rules for the wiring, from the refactor toward one composition root (issue 16): only the
 entry points build and use the running Herald (`herald.runtime`), and Herald's packages import
 each other in one direction, without circles. Both are ratchets while that refactor lands in
 steps: the modules that still take the whole Herald and the packages still in a circle are
 listed below, nothing may join those lists, and an entry that no longer applies must be removed
-(so the lists only shrink, down to none).
+(so the lists only shrink, down to none). And a library's underscore attributes are used in
+one adapter per library (ADAPTERS), where a change of the library shows up in one place.
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ import herald
 SOURCE = Path(herald.__file__).parent
 RUNTIME = "herald.runtime"
 # The composition root's callers: the command line, the ASGI app and its server, the bench.
-ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.web.server", "herald.bench.stack"}
+ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.bench.stack"}
 # Modules that still take the whole Herald (a service locator); to be handed what they use.
-STILL_TAKE_HERALD = {
-    "herald.realtime.server", "herald.web.deps",
-}  # fmt: skip
+STILL_TAKE_HERALD = {"herald.web.deps"}
 # Packages (or top-level modules) that still import each other in a circle.
 STILL_IN_A_CIRCLE = {
     "herald.accounts", "herald.apikeys", "herald.channels", "herald.commerce", "herald.delivery",
@@ -67,6 +67,44 @@ def import_graph() -> dict[str, set[str]]:
         targets = {module_of(n) for n in imported_names(path) if n.startswith("herald.")}
         graph[name] = {t for t in targets if t is not None and t != name}
     return graph
+
+
+# The one module (or package) per library that may use its internals, each saying why.
+ADAPTERS = {
+    "herald.realtime.adapter": "python-socketio and python-engineio",
+    "herald.delivery.bullmq_clients": "BullMQ-Python's worker",
+    "herald.core.redis": "redis-py's connection pool",
+}
+# Public despite the underscore: namedtuple's methods, SQLAlchemy's Row mapping.
+PUBLIC_UNDERSCORED = {"_asdict", "_replace", "_make", "_fields", "_mapping"}
+
+
+def defined_names(paths: list[Path]) -> set[str]:
+    """Every name Herald's own source defines: functions, classes, arguments, and whatever is
+    assigned (variables and attributes alike)."""
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+    return names
+
+
+def foreign_private_uses(path: Path, ours: set[str]) -> Iterator[str]:
+    """`x._name` in this file where `_name` is not one of Herald's own: a library's private
+    attribute (method calls on a subclass's `self` included)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+            private = name.startswith("_") and not name.endswith("__")
+            if private and name not in ours and name not in PUBLIC_UNDERSCORED:
+                yield f"{path.name}:{node.lineno} .{name}"
 
 
 def package_of(module: str) -> str:
@@ -130,6 +168,33 @@ def test_no_package_joins_an_import_circle() -> None:
     circled = in_circles(package_graph(import_graph()))
     assert circled - STILL_IN_A_CIRCLE == set(), "these packages now import each other in a circle"
     assert STILL_IN_A_CIRCLE - circled == set(), "out of every circle now: remove from the list"
+
+
+def test_only_the_adapter_uses_libraries_private_attributes() -> None:
+    known = modules()
+    ours = defined_names(list(known.values()))
+    found = [
+        use
+        for name, path in known.items()
+        if not any(name == a or name.startswith(a + ".") for a in ADAPTERS)
+        for use in foreign_private_uses(path, ours)
+    ]
+    assert found == [], "use a public API, or move these into the library's adapter"
+
+
+def test_the_private_attribute_check_sees_a_library_attribute(tmp_path: Path) -> None:
+    source = tmp_path / "module.py"
+    source.write_text(
+        "class Mine:\n"
+        "    def _own(self): return self._state\n"
+        "    def go(self, sio, row):\n"
+        "        self._state = row._mapping\n"
+        "        return sio._trigger_event('x'), self._redis_connect(), self._own()\n"
+    )
+    ours = defined_names([source])
+    assert sorted(u.split(" ")[1] for u in foreign_private_uses(source, ours)) == [
+        "._redis_connect", "._trigger_event",
+    ]  # fmt: skip
 
 
 class TestTheGraphReader:

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from herald.notifications.models import InAppNotification
-from herald.realtime import pubsub
+from herald.realtime.adapter import manager
 from tests.conftest import RunningHerald, eventually
 from tests.realtime_client import RecordingClient
 
@@ -167,7 +167,7 @@ class TestDeliveredMeansAcknowledged:
         await client.connect(herald.url)
         try:
             await client.authenticate(user["token"])
-            monkeypatch.setattr(pubsub, "RESUBSCRIBE_SECONDS", 2.5)  # a long gap, for sure
+            monkeypatch.setattr(manager, "RESUBSCRIBE_SECONDS", 2.5)  # a long gap, for sure
             await kill_subscriptions(herald.herald.redis)
             login = await herald.login(user)
             nid = login["loginInAppNotification"]["notificationId"]

@@ -24,7 +24,7 @@ from herald.core.db import transaction, utcnow
 from herald.core.redis import POOL_SIZE, free_port
 from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
-from herald.realtime.pubsub import socket_emit
+from herald.realtime.adapter.manager import socket_emit
 from herald.realtime.server import redis_manager
 from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, bearer, eventually, source_digest
 from tests.realtime_client import RecordingClient
@@ -345,7 +345,7 @@ class TestCompression:
 
 
 class TestLeanSockets:
-    """What an idle socket keeps is cut down (herald/realtime/engineio_lean.py,
+    """What an idle socket keeps is cut down (herald/realtime/adapter/lean_socket.py,
     herald/web/websocket.py); what a client sees must not change."""
 
     async def test_a_websocket_is_written_directly_keeping_no_environ_a_long_poll_through_a_queue(
@@ -515,7 +515,7 @@ def test_lean_websocket_protocol_offers_what_uvicorn_uses() -> None:
 
 
 def test_lean_engineio_socket_still_matches_the_library() -> None:
-    """herald/realtime/engineio_lean.py replaces some of python-engineio's socket methods with
+    """herald/realtime/adapter/lean_socket.py replaces some of python-engineio's socket methods with
     copies that start fewer tasks. When the library changes one of them, or stops building its
     sockets where `install` hooks in, this fails: look at the copies again (or drop them)."""
     import inspect
@@ -523,10 +523,10 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     from engineio import async_server, base_server
     from engineio.async_drivers import asgi
 
-    from herald.realtime import engineio_lean
+    from herald.realtime.adapter import lean_socket
 
-    original = engineio_lean.LeanSocket.__mro__[1]
-    digests = {name: source_digest(getattr(original, name)) for name in engineio_lean.REPLACED}
+    original = lean_socket.LeanSocket.__mro__[1]
+    digests = {name: source_digest(getattr(original, name)) for name in lean_socket.REPLACED}
     assert digests == {
         "__init__": "8532b631a4dc815f",
         "poll": "826f58a9f3606db2",
@@ -538,16 +538,50 @@ def test_lean_engineio_socket_still_matches_the_library() -> None:
     }
     handle_connect = inspect.getsource(async_server.AsyncServer._handle_connect)
     assert "async_socket.AsyncSocket(self, sid)" in handle_connect
-    assert source_digest(engineio_lean.LeanWebSocket.__mro__[1].__call__) == "abbf7a49b2256d37"
+    assert source_digest(lean_socket.LeanWebSocket.__mro__[1].__call__) == "abbf7a49b2256d37"
     assert "._async" in inspect.getsource(base_server.BaseServer.__init__)
-    engineio_lean.install()
-    assert asgi._async["websocket"] is engineio_lean.LeanWebSocket
+    lean_socket.install()
+    assert asgi._async["websocket"] is lean_socket.LeanWebSocket
+
+
+async def test_the_adapter_finds_the_sockets_and_listener_where_the_libraries_keep_them() -> None:
+    """herald/realtime/adapter/server.py reads python-engineio's open sessions and starts and
+    stops python-socketio's Redis listener through attributes with no public API: this fails
+    when either library moves them."""
+    import inspect
+
+    import socketio
+
+    from herald.realtime.adapter import lean_socket
+    from herald.realtime.adapter import server as socket_server
+
+    if not REDIS_URL:
+        pytest.skip("HERALD_TEST_REDIS_URL not set")
+    lean_socket.install()
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=redis_manager(REDIS_URL))
+    assert isinstance(sio.eio.sockets, dict) and socket_server.socket_count(sio) == 0
+    assert sio.manager_initialized is False  # the library would start its listener lazily
+    closing = inspect.signature(lean_socket.LeanSocket.close).parameters
+    assert {"wait", "abort", "reason"} <= set(closing) and sio.eio.reason.SERVER_DISCONNECT
+    redis = aioredis.from_url(REDIS_URL)
+    try:
+        await socket_server.start_listener(sio, redis)
+        listener = sio.manager.thread
+        assert isinstance(listener, asyncio.Task) and not listener.done()
+        channel = sio.manager.channel
+        assert dict(await redis.pubsub_numsub(channel))[channel.encode()] >= 1
+        await socket_server.stop(sio)
+        await asyncio.wait([listener], timeout=5)
+        assert listener.done()
+    finally:
+        await redis.aclose()
 
 
 async def test_an_emit_published_by_the_delivery_script_is_the_librarys_own_message() -> None:
-    """The worker's delivery script publishes each emit itself (`realtime.pubsub.socket_emit`):
-    its message must be what python-socketio's Redis manager publishes for the same emit, or
-    the API servers would misread it. Fails when the library's message changes."""
+    """The worker's delivery script publishes each emit itself
+    (`realtime.adapter.manager.socket_emit`): its message must be what python-socketio's Redis
+    manager publishes for the same emit, or the API servers would misread it. Fails when the
+    library's message changes."""
     if not REDIS_URL:
         pytest.skip("HERALD_TEST_REDIS_URL not set")
     manager = redis_manager(REDIS_URL, write_only=True)

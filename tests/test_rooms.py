@@ -1,6 +1,7 @@
-"""herald/realtime/rooms.py: python-socketio's room bookkeeping without the scan per disconnect.
-The same rooms as the library's manager after any sequence of joins, leaves and disconnects;
-a disconnect that never walks the namespace's rooms; a guard on the library's source."""
+"""herald/realtime/adapter/rooms.py: python-socketio's room bookkeeping without the scan per
+disconnect. The same rooms as the library's manager after any sequence of joins, leaves and
+disconnects; a disconnect that never walks the namespace's rooms; a guard on the library's
+source."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from socketio import base_manager
 
-from herald.realtime import rooms
+from herald.realtime.adapter import rooms
 from tests.conftest import source_digest
 
 

@@ -16,8 +16,8 @@ from herald.delivery.bullmq_clients import release_slot
 from herald.delivery.errors import DeliveryError
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
+from herald.realtime.adapter.manager import socket_emit
 from herald.realtime.presence import Presence
-from herald.realtime.pubsub import socket_emit
 
 NOT_ACKNOWLEDGED = "not acknowledged"
 

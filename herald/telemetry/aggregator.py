@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from herald.realtime.adapter.server import socket_count
 from herald.telemetry import monitoring
 from herald.telemetry.window import Bin, merged
 
@@ -189,6 +190,6 @@ class Aggregator:
                 ],  # fmt: skip
                 "sockets": sum(len(s) for s in online.values()),
                 "onlineUsers": len(online),
-                "thisServer": len(self.sio.eio.sockets) if self.sio else 0,
+                "thisServer": socket_count(self.sio) if self.sio else 0,
             },
         }

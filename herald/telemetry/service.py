@@ -73,12 +73,14 @@ class Telemetry:
     ) -> None:
         """Wire up what needs the rest of the process, built after telemetry: socket metrics,
         the live view (both on an API server), the aggregator's loop."""
+        from herald.realtime.adapter.server import socket_count
         from herald.telemetry.aggregator import Aggregator
         from herald.telemetry.live import LiveView
-        from herald.telemetry.sockets import instrument
 
         if sio is not None:
-            instrument(sio, self.metrics)
+            # The socket handlers report their events themselves (realtime.server); the count
+            # of open sockets is read when Prometheus scrapes.
+            self.metrics.count_connections(lambda: socket_count(sio))
             self.live = LiveView(sio, admin_token, redis_url)
         self.aggregator = Aggregator(
             self.settings, self, queues, presence, sio, api=api, workers=workers

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from herald import __version__
 from herald.core.db import ping
+from herald.realtime.adapter.server import socket_count
 from herald.web.deps import HeraldDep
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -77,7 +78,7 @@ async def health(herald: HeraldDep) -> JSONResponse:
         "database": {**database, "dialect": herald.engine.dialect.name},
         "redis": {**redis, "embedded": herald.settings.configured_redis_url is None},
         "queues": queues,
-        "sockets": {"connected": len(herald.sio.eio.sockets) if herald.sio else 0, **presence},
+        "sockets": {"connected": socket_count(herald.sio) if herald.sio else 0, **presence},
         "email": {"mode": "capture" if herald.mailbox else "smtp"},
     }
     return JSONResponse(body, code)

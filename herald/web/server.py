@@ -11,18 +11,16 @@ An Engine.IO `close` packet would be neater, but some clients read it as "do not
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import socket
-from typing import Any
 
+import socketio
 import uvicorn
 from starlette.types import ASGIApp
 
 from herald.core import heap
 from herald.core.config import Settings
-from herald.runtime import Herald
+from herald.realtime.adapter import server as socket_server
 from herald.web.websocket import LeanWSProtocol
 
 log = logging.getLogger(__name__)
@@ -65,9 +63,9 @@ def server_config(
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, herald: Herald) -> None:
+    def __init__(self, config: uvicorn.Config, sio: socketio.AsyncServer | None) -> None:
         super().__init__(config)
-        self.herald = herald
+        self.sio = sio  # its sockets are closed on shutdown
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -80,19 +78,6 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     async def close_sockets(self) -> None:
-        sio = self.herald.sio
-        if sio is None or not sio.eio.sockets:
-            return
-        eio = sio.eio
-        sessions = list(eio.sockets.values())
-
-        async def end(session: Any) -> None:
-            await session.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
-            session.end_long_poll()
-
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(end(s) for s in sessions), return_exceptions=True),
-                CLOSE_SOCKETS_TIMEOUT,
-            )
-        log.info("realtime.sockets.closed", extra={"count": len(sessions)})
+        if self.sio is not None and socket_server.socket_count(self.sio):
+            count = await socket_server.close_sockets(self.sio, CLOSE_SOCKETS_TIMEOUT)
+            log.info("realtime.sockets.closed", extra={"count": count})

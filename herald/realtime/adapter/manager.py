@@ -30,7 +30,7 @@ from typing import Any
 
 import socketio
 
-from herald.realtime.rooms import LeanRooms
+from herald.realtime.adapter.rooms import LeanRooms
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_SECONDS = 0.5
