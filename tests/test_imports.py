@@ -1,13 +1,13 @@
 """Herald's import graph, read from the source (every import, type-only ones included), and its
 use of libraries' private attributes.
 
-Three rules for the wiring, from the refactor toward one composition root (issue 16): only the
-entry points build and use the running Herald (`herald.runtime`), and Herald's packages import
-each other in one direction, without circles. Both are ratchets while that refactor lands in
-steps: the modules that still take the whole Herald and the packages still in a circle are
-listed below, nothing may join those lists, and an entry that no longer applies must be removed
-(so the lists only shrink, down to none). And a library's underscore attributes are used in
-one adapter per library (ADAPTERS), where a change of the library shows up in one place.
+Three rules for the wiring: only the entry points build and use the running Herald
+(`herald.runtime`, the composition root), everything below them is handed what it uses; a
+library's underscore attributes are used in one adapter per library (ADAPTERS), where a change
+of the library shows up in one place; and Herald's packages import each other in one direction,
+without circles. The last is a ratchet while the layering lands in steps: the packages still in
+a circle are listed, none may join the list, and one that leaves it must be removed from it (so
+the list only shrinks, down to none).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ SOURCE = Path(herald.__file__).parent
 RUNTIME = "herald.runtime"
 # The composition root's callers: the command line, the ASGI app and its server, the bench.
 ENTRY_POINTS = {"herald.cli", "herald.web.app", "herald.bench.stack"}
-# Modules that still take the whole Herald (a service locator); to be handed what they use.
-STILL_TAKE_HERALD = {"herald.web.deps"}
 # Packages (or top-level modules) that still import each other in a circle.
 STILL_IN_A_CIRCLE = {
     "herald.accounts", "herald.apikeys", "herald.channels", "herald.commerce", "herald.delivery",
@@ -156,12 +154,9 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return packages
 
 
-def test_only_the_entry_points_and_the_listed_modules_import_the_runtime() -> None:
+def test_only_the_entry_points_import_the_runtime() -> None:
     importers = {m for m, targets in import_graph().items() if RUNTIME in targets}
-    assert importers - ENTRY_POINTS - STILL_TAKE_HERALD == set(), (
-        "hand these modules what they use instead of the whole Herald"
-    )
-    assert STILL_TAKE_HERALD - importers == set(), "no longer import it: remove from the list"
+    assert importers - ENTRY_POINTS == set(), "hand these modules what they use, not the Herald"
 
 
 def test_no_package_joins_an_import_circle() -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy import select
 
 from herald.accounts.models import User
 from herald.apikeys.models import Scope
-from herald.apikeys.service import Principal
-from herald.core.errors import Forbidden, InvalidField, NotFound
+from herald.core.errors import InvalidField, NotFound
 from herald.digests import rules
 from herald.digests.models import Digest
 from herald.digests.schedule import (
@@ -25,7 +24,7 @@ from herald.digests.schedule import (
 from herald.digests.schemas import TYPE_PATTERN, DigestOut, DigestRuleIn, DigestRuleOut
 from herald.digests.service import Digests
 from herald.notifications.models import EmailNotification
-from herald.web.deps import AdminCredentials, DbDep, ReadDep, app_state, require_scope
+from herald.web.deps import DbDep, ReadDep, app_state, require_scope
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["digests"], responses=errors(401, 403))
@@ -34,23 +33,7 @@ DigestsDep = Annotated[Digests, app_state("digests")]
 TypeName = Annotated[str, Path(alias="type", min_length=1, max_length=32, pattern=TYPE_PATTERN)]
 
 
-async def ops_or_trigger(request: Request, credentials: AdminCredentials) -> Principal:
-    """The admin token, or an API key holding `ops` or `trigger`."""
-    try:
-        return await require_scope(Scope.OPS)(request, credentials)
-    except Forbidden as refused:
-        if refused.code != "missing_scope":
-            raise
-    try:
-        return await require_scope(Scope.TRIGGER)(request, credentials)
-    except Forbidden:
-        raise Forbidden(
-            "this API key needs the 'ops' or the 'trigger' scope",
-            {"missingScope": "trigger"}, code="missing_scope",
-        ) from None  # fmt: skip
-
-
-RuleKeyDep = Depends(ops_or_trigger)
+RuleKeyDep = Depends(require_scope(Scope.OPS, Scope.TRIGGER))
 
 
 def _rule(kind: str, data: DigestRuleIn) -> rules.Rule:

@@ -17,6 +17,7 @@ from herald.core.schemas import CamelModel
 from herald.notifications import inbox
 from herald.notifications.inbox import Inbox
 from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
+from herald.realtime.endpoints import SocketServerDep
 from herald.realtime.server import announce_read
 from herald.web.deps import DbDep, PageDep, RecipientDep, app_state
 from herald.web.errors import errors
@@ -24,7 +25,6 @@ from herald.web.errors import errors
 router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])
 NotificationId = Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)]
 InboxDep = Annotated[Inbox, app_state("inbox")]
-SocketServerDep = Annotated[socketio.AsyncServer, app_state("sio")]
 
 
 class InboxItem(CamelModel):

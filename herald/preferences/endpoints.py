@@ -24,17 +24,20 @@ from herald.preferences.schemas import (
     TypeList,
     TypeOut,
 )
+from herald.preferences.service import TypeRegistry
 from herald.subscribers import service as subscribers
 from herald.subscribers import tokens
 from herald.subscribers.endpoints import ExternalId
 from herald.web.deps import (
-    AdminCredentials,
     ClientCredentials,
-    HeraldDep,
-    _herald,
-    _principal,
-    _remember,
-    _session_for,
+    DbDep,
+    KeysDep,
+    SettingsDep,
+    app_state,
+    client_token_subject,
+    operator,
+    require_scope,
+    session_for,
 )
 from herald.web.errors import errors
 
@@ -42,7 +45,12 @@ router = APIRouter(tags=["preferences"], responses=errors(401, 403))
 
 
 async def preference_owner(
-    request: Request, subscriber_id: ExternalId, credentials: ClientCredentials
+    request: Request,
+    subscriber_id: ExternalId,
+    credentials: ClientCredentials,
+    keys: KeysDep,
+    db: DbDep,
+    settings: SettingsDep,
 ) -> User:
     """The subscriber whose preferences the caller may read and write: anyone's for the
     application, only their own for a subscriber (403 otherwise)."""
@@ -51,21 +59,16 @@ async def preference_owner(
             "an API key with the 'subscribers' scope, the admin token, or the subscriber's "
             "client token is required (Authorization: Bearer)"
         )
-    herald, token = _herald(request), credentials.credentials
-    if herald.api_keys.is_admin(token) or looks_like_key(token):
-        await _principal(request, token, Scope.SUBSCRIBERS)
-        return await subscribers.get(herald.db, subscriber_id)
+    token = credentials.credentials
+    if keys.is_admin(token) or looks_like_key(token):
+        await operator(request, keys, token, Scope.SUBSCRIBERS)
+        return await subscribers.get(db, subscriber_id)
     own = _only_own(subscriber_id)
     if tokens.looks_like_jwt(token):
-        secret = herald.settings.client_token_secret
-        try:
-            claims = tokens.verify(token, secret.get_secret_value() if secret else None)
-        except tokens.TokenRefused as refused:
-            raise Unauthorized(str(refused), code="invalid_client_token") from None
-        if claims.subscriber_id != subscriber_id:
+        if client_token_subject(settings, token) != subscriber_id:
             raise own
-        return await subscribers.ensure(herald.db, subscriber_id)
-    found = await _session_for(herald, token)
+        return await subscribers.ensure(db, subscriber_id)
+    found = await session_for(db, token)
     if found is None:
         raise Unauthorized("invalid or expired token", code="invalid_token")
     if found[0].external_id != subscriber_id:
@@ -84,64 +87,55 @@ OwnerDep = Annotated[User, Depends(preference_owner)]
 
 
 @router.get("/api/subscribers/{subscriberId}/preferences", responses=errors(404))
-async def get_preferences(owner: OwnerDep, herald: HeraldDep) -> PreferencesOut:
+async def get_preferences(owner: OwnerDep, db: DbDep) -> PreferencesOut:
     """The subscriber's switches, in the shape PUT takes. A switch not listed is on."""
     assert owner.external_id is not None
-    return service.document(owner.external_id, await service.read(herald.db, owner.id))
+    return service.document(owner.external_id, await service.read(db, owner.id))
 
 
 @router.put("/api/subscribers/{subscriberId}/preferences", responses=errors(404, 422))
-async def put_preferences(
-    data: PreferencesIn, owner: OwnerDep, herald: HeraldDep
-) -> PreferencesOut:
+async def put_preferences(data: PreferencesIn, owner: OwnerDep, db: DbDep) -> PreferencesOut:
     """Merge: change the switches named (`null` removes one), keep the others. A type given
     as true/false replaces that type's per-channel switches. Critical types are delivered
     whatever these say. Answers every switch afterwards."""
     named, whole = data.switches()
     assert owner.external_id is not None
-    switches = await service.change(herald.db, owner.id, named, whole)
+    switches = await service.change(db, owner.id, named, whole)
     return service.document(owner.external_id, switches)
 
 
 # --- Notification types --------------------------------------------------------------------
-async def types_caller(request: Request, credentials: AdminCredentials) -> None:
-    """The admin token, or an API key with the `ops` or the `trigger` scope."""
-    if credentials is None:
-        raise Unauthorized("an API key with the 'ops' or 'trigger' scope is required")
-    principal = await _herald(request).api_keys.principal(credentials.credentials)
-    if principal is None or not (principal.allows(Scope.OPS) or principal.allows(Scope.TRIGGER)):
-        await _principal(request, credentials.credentials, Scope.TRIGGER)  # its 401 / 403
-        return
-    _remember(request, principal)
-
-
+# The admin token, or an API key with the `ops` or the `trigger` scope.
 types_router = APIRouter(
-    prefix="/api/types", tags=["preferences"], dependencies=[Depends(types_caller)],
+    prefix="/api/types",
+    tags=["preferences"],
+    dependencies=[Depends(require_scope(Scope.OPS, Scope.TRIGGER))],
     responses=errors(401, 403),
-)  # fmt: skip
+)
+TypesDep = Annotated[TypeRegistry, app_state("types")]
 TypeName = Annotated[str, Path(min_length=1, max_length=32, pattern=TYPE_PATTERN)]
 
 
 @types_router.get("")
-async def list_types(herald: HeraldDep) -> TypeList:
+async def list_types(types: TypesDep) -> TypeList:
     """Every declared type, and the ones critical by default (`login`, `reset_password`,
     `signup`)."""
-    return TypeList(items=await herald.types.listed())
+    return TypeList(items=await types.listed())
 
 
 @types_router.get("/{type}")
-async def get_type(type: TypeName, herald: HeraldDep) -> TypeOut:
-    return await herald.types.one(type)
+async def get_type(type: TypeName, types: TypesDep) -> TypeOut:
+    return await types.one(type)
 
 
 @types_router.put(
     "/{type}", responses={201: {"model": TypeOut, "description": "Declared"}, **errors(422)}
 )
-async def put_type(type: TypeName, data: TypeIn, herald: HeraldDep, response: Response) -> TypeOut:
+async def put_type(type: TypeName, data: TypeIn, types: TypesDep, response: Response) -> TypeOut:
     """Declare a type (201) or change it (200). A critical type is delivered whatever the
     recipient's preferences, and its emails carry no unsubscribe link. Every server sees the
     change within 5 seconds (this one at once)."""
-    out, created = await herald.types.declare(type, data.critical)
+    out, created = await types.declare(type, data.critical)
     if created:
         response.status_code = status.HTTP_201_CREATED
     return out

@@ -7,16 +7,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import socketio
 from fastapi import APIRouter, Query
 from pydantic import Field
 
 from herald.core.db import utcnow
 from herald.core.schemas import CamelInput, CamelModel, OneLine
-from herald.realtime.presence import AUTHENTICATED_ROOM
-from herald.web.deps import AdminDep, HeraldDep
+from herald.realtime.presence import AUTHENTICATED_ROOM, Presence
+from herald.web.deps import AdminDep, SettingsDep, app_state
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 client_router = APIRouter(prefix="/api", tags=["realtime"])
+PresenceDep = Annotated[Presence, app_state("presence")]
+SocketServerDep = Annotated[socketio.AsyncServer, app_state("sio")]
 
 
 class ClientConfig(CamelModel):
@@ -28,9 +31,8 @@ class ClientConfig(CamelModel):
 
 
 @client_router.get("/client-config")
-async def client_config(herald: HeraldDep) -> ClientConfig:
+async def client_config(s: SettingsDep) -> ClientConfig:
     """The Socket.IO settings a client should follow; no token needed."""
-    s = herald.settings
     return ClientConfig(
         ws_max_reconnect_attempts=s.ws_max_reconnect_attempts,
         ws_heartbeat_interval=s.ws_heartbeat_interval,
@@ -65,27 +67,26 @@ class ConnectionsOut(CamelModel):
 
 
 @router.post("/broadcast", response_model=BroadcastOut)
-async def broadcast(body: BroadcastIn, herald: HeraldDep) -> BroadcastOut:
+async def broadcast(body: BroadcastIn, sio: SocketServerDep, presence: PresenceDep) -> BroadcastOut:
     """Send `notification:broadcast` to every authenticated socket on every server."""
-    assert herald.sio is not None
     sent = BroadcastOut(broadcast_id=uuid.uuid4().hex, sent_at=utcnow(), online_sockets=0)
     payload = {
         "id": sent.broadcast_id,
         **body.model_dump(by_alias=True),
         "sentAt": sent.sent_at.isoformat(),
     }
-    await herald.sio.emit("notification:broadcast", payload, room=AUTHENTICATED_ROOM)
-    sent.online_sockets = sum(s.sockets for s in await herald.presence.servers() if s.alive)
+    await sio.emit("notification:broadcast", payload, room=AUTHENTICATED_ROOM)
+    sent.online_sockets = sum(s.sockets for s in await presence.servers() if s.alive)
     return sent
 
 
 @router.get("/connections", response_model=ConnectionsOut)
 async def connections(
-    herald: HeraldDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    presence: PresenceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> ConnectionsOut:
     """Live servers with their socket counts, and who is online where (first `limit` users)."""
-    servers = await herald.presence.servers()
-    online = await herald.presence.online_users()
+    servers = await presence.servers()
+    online = await presence.online_users()
     users = [
         {"userId": user_id, "sockets": [{"sid": sid, "serverId": s} for sid, s in sockets]}
         for user_id, sockets in sorted(online.items())[:limit]

@@ -17,6 +17,7 @@ from herald.core.db import ping
 from herald.core.errors import NotFound
 from herald.core.schemas import CamelModel
 from herald.notifications.models import MODEL_OF, Channel
+from herald.realtime.endpoints import PresenceDep
 from herald.realtime.presence import Presence
 from herald.telemetry import conditions
 from herald.telemetry.service import Telemetry
@@ -41,7 +42,6 @@ router = APIRouter(
 )
 metrics_router = APIRouter()
 TelemetryDep = Annotated[Telemetry, app_state("telemetry")]
-PresenceDep = Annotated[Presence, app_state("presence")]
 
 CHECK = 2.0  # seconds a dependency has to answer
 TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]

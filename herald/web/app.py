@@ -104,7 +104,6 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         redoc_url=None,  # ReDoc would come from a CDN
     )
     app.state.herald = herald
-    app.state.rate_limiter = herald.rate_limiter
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -116,7 +115,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         Idempotency,
         redis=idempotency_redis,
         ttl_seconds=int(settings.idempotency_ttl_hours * 3600),
-        credential_live=functools.partial(credential_live, herald),
+        credential_live=functools.partial(credential_live, herald.api_keys, herald.db),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(

@@ -1,4 +1,9 @@
-"""Typed dependencies shared by every router: the running Herald, the caller, paging, limits."""
+"""Typed dependencies shared by every router: parts of the running Herald, the caller, paging,
+limits.
+
+Endpoints declare the one part of the running Herald they use (`app_state`); the composition
+root (herald.runtime) builds the parts, and the app (herald.web.app) puts it on `app.state`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from herald.accounts.models import Session, User
 from herald.accounts.service import Accounts, session_for_token
 from herald.apikeys.models import Scope
-from herald.apikeys.service import Principal, looks_like_key
+from herald.apikeys.service import KeyCache, Principal, looks_like_key
 from herald.core import dbfaults
 from herald.core.client import ClientInfo
 from herald.core.config import Settings
@@ -22,7 +27,6 @@ from herald.core.errors import Forbidden, Unauthorized
 from herald.core.pagination import MAX_LIMIT, MAX_PAGE, PageParams
 from herald.core.ratelimit import RateLimiter
 from herald.delivery.queues import Queues
-from herald.runtime import Herald
 from herald.subscribers import service as subscribers
 from herald.subscribers import tokens
 
@@ -30,15 +34,6 @@ from herald.subscribers import tokens
 # The dependencies are `async def` even where they never await: FastAPI runs a plain `def`
 # dependency in its thread pool, a thread hop per dependency per request (profiled on the
 # trigger path: thread start-up and hand-off cost more than the dependencies themselves).
-def _herald(request: Request) -> Herald:
-    herald: Herald = request.app.state.herald
-    return herald
-
-
-async def get_herald(request: Request) -> Herald:
-    return _herald(request)
-
-
 async def get_client(request: Request) -> ClientInfo:
     return ClientInfo(
         ip_address=request.client.host if request.client else None,
@@ -53,19 +48,19 @@ def app_state(name: str) -> Any:
     app_state("queues")]`), not the whole Herald."""
 
     async def get(request: Request) -> Any:
-        return getattr(_herald(request), name)
+        return getattr(request.app.state.herald, name)
 
     get.__name__ = f"app_state_{name}"
     return Depends(get)
 
 
-HeraldDep = Annotated[Herald, Depends(get_herald)]
 DbDep = Annotated[async_sessionmaker[AsyncSession], app_state("db")]
 EngineDep = Annotated[AsyncEngine, app_state("engine")]
 RedisDep = Annotated[aioredis.Redis, app_state("redis")]
 QueuesDep = Annotated[Queues, app_state("queues")]
 SettingsDep = Annotated[Settings, app_state("settings")]
 AccountsDep = Annotated[Accounts, app_state("accounts")]
+KeysDep = Annotated[KeyCache, app_state("api_keys")]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 # Three names for the one `Authorization: Bearer` header, so /docs says which token an endpoint
@@ -96,40 +91,42 @@ AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_
 ClientCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(client_bearer)]
 
 
-def _remember(request: Request, principal: Principal) -> None:
+def remember(request: Request, principal: Principal) -> None:
     """Note which key made the request: telemetry's `server` stage reads it
     (herald.telemetry.requests), and the notifications it creates carry the key's id."""
     request.state.credential = "admin" if principal.key_id is None else f"key:{principal.key_id}"
     request.state.api_key_id = principal.key_id
 
 
-async def _principal(request: Request, token: str, scope: Scope) -> Principal:
-    """The admin or the API key `token` is, if it holds `scope`; 401/403 otherwise."""
-    principal = await _herald(request).api_keys.principal(token)
+async def operator(request: Request, keys: KeyCache, token: str, *scopes: Scope) -> Principal:
+    """The admin or the API key `token` is, if it holds one of `scopes`; 401/403 otherwise."""
+    principal = await keys.principal(token)
+    wanted = " or the ".join(repr(s.value) for s in scopes)
     if principal is None:
         if looks_like_key(token):
             raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
-        raise Forbidden(f"this needs the admin token or an API key with the {scope.value!r} scope")
-    if not principal.allows(scope):
+        raise Forbidden(f"this needs the admin token or an API key with the {wanted} scope")
+    if not any(principal.allows(scope) for scope in scopes):
         raise Forbidden(
-            f"this API key lacks the {scope.value!r} scope",
-            {"missingScope": scope.value},
+            f"this API key lacks the {wanted} scope",
+            {"missingScope": scopes[-1].value},
             code="missing_scope",
         )
-    _remember(request, principal)
+    remember(request, principal)
     return principal
 
 
-def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting the admin token and API keys that hold `scope`."""
+def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting the admin token and API keys that hold one of `scopes`."""
+    wanted = " or the ".join(repr(s.value) for s in scopes)
 
-    async def check(request: Request, credentials: AdminCredentials) -> Principal:
+    async def check(request: Request, credentials: AdminCredentials, keys: KeysDep) -> Principal:
         if credentials is None:
             raise Unauthorized(
-                f"an API key with the {scope.value!r} scope or the admin token is required "
+                f"an API key with the {wanted} scope or the admin token is required "
                 "(Authorization: Bearer <key>)"
             )
-        return await _principal(request, credentials.credentials, scope)
+        return await operator(request, keys, credentials.credentials, *scopes)
 
     return check
 
@@ -140,20 +137,35 @@ SubscribersDep = Depends(require_scope(Scope.SUBSCRIBERS))
 TriggerKeyDep = Annotated[Principal, Depends(require_scope(Scope.TRIGGER))]
 
 
-async def _session_for(herald: Herald, token: str) -> tuple[User, Session] | None:
+async def session_for(
+    db: async_sessionmaker[AsyncSession], token: str
+) -> tuple[User, Session] | None:
     # A read: once more on a fresh connection if the first one dropped under it.
-    return await dbfaults.read(herald.db, lambda db: session_for_token(db, token))
+    return await dbfaults.read(db, lambda session: session_for_token(session, token))
 
 
-async def credential_live(herald: Herald, authorization: bytes) -> bool:
+def client_token_subject(settings: Settings, token: str) -> str:
+    """The subscriber id a client token (a JWT the application signed) names; 401 for a token
+    that does not verify."""
+    secret = settings.client_token_secret
+    try:
+        claims = tokens.verify(token, secret.get_secret_value() if secret else None)
+    except tokens.TokenRefused as refused:
+        raise Unauthorized(str(refused), code="invalid_client_token") from None
+    return claims.subscriber_id
+
+
+async def credential_live(
+    keys: KeyCache, db: async_sessionmaker[AsyncSession], authorization: bytes
+) -> bool:
     """Whether an `Authorization: Bearer` header holds the admin token, a live API key or a
     live session."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    if await herald.api_keys.principal(token) is not None:
+    if await keys.principal(token) is not None:
         return True
-    return await _session_for(herald, token) is not None
+    return await session_for(db, token) is not None
 
 
 @dataclass(frozen=True)
@@ -162,10 +174,10 @@ class Authenticated:
     session: Session
 
 
-async def current_session(request: Request, credentials: SessionCredentials) -> Authenticated:
+async def current_session(credentials: SessionCredentials, db: DbDep) -> Authenticated:
     if credentials is None:
         raise Unauthorized("session token required (Authorization: Bearer <token>)")
-    found = await _session_for(_herald(request), credentials.credentials)
+    found = await session_for(db, credentials.credentials)
     if found is None:
         raise Unauthorized("invalid or expired session token", code="invalid_token")
     return Authenticated(*found)
@@ -179,24 +191,20 @@ CurrentSessionDep = Annotated[Authenticated, Depends(current_session)]
 CurrentUserDep = Annotated[User, Depends(current_user)]
 
 
-async def current_recipient(request: Request, credentials: ClientCredentials) -> User:
+async def current_recipient(
+    credentials: ClientCredentials, db: DbDep, settings: SettingsDep
+) -> User:
     """The inbox's owner: a subscriber by the client token their application signed, or a
     signed-up user by their session token."""
     if credentials is None:
         raise Unauthorized("a client token or session token is required (Authorization: Bearer)")
-    herald = _herald(request)
     token = credentials.credentials
     if not tokens.looks_like_jwt(token):
-        found = await _session_for(herald, token)
+        found = await session_for(db, token)
         if found is None:
             raise Unauthorized("invalid or expired session token", code="invalid_token")
         return found[0]
-    secret = herald.settings.client_token_secret
-    try:
-        claims = tokens.verify(token, secret.get_secret_value() if secret else None)
-    except tokens.TokenRefused as refused:
-        raise Unauthorized(str(refused), code="invalid_client_token") from None
-    return await subscribers.ensure(herald.db, claims.subscriber_id)
+    return await subscribers.ensure(db, client_token_subject(settings, token))
 
 
 RecipientDep = Annotated[User, Depends(current_recipient)]
@@ -231,17 +239,20 @@ def caller_for(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     API key holding `scope` (for anyone's)."""
 
     async def get_caller(
-        request: Request, session: SessionCredentials, admin: AdminCredentials
+        request: Request,
+        session: SessionCredentials,
+        admin: AdminCredentials,
+        keys: KeysDep,
+        db: DbDep,
     ) -> Caller:
         credentials = session or admin
         if credentials is None:
             raise Unauthorized("a session token, an API key or the admin token is required")
-        herald = _herald(request)
         token = credentials.credentials
-        if herald.api_keys.is_admin(token) or looks_like_key(token):
-            await _principal(request, token, scope)
+        if keys.is_admin(token) or looks_like_key(token):
+            await operator(request, keys, token, scope)
             return Caller(None)
-        found = await _session_for(herald, token)
+        found = await session_for(db, token)
         if found is None:
             raise Unauthorized("invalid or expired token", code="invalid_token")
         return Caller(found[0])
@@ -264,14 +275,16 @@ async def page_params(
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
+LimiterDep = Annotated[RateLimiter, app_state("rate_limiter")]
+
+
 def rate_limited(
     bucket: str, limit_of: Callable[[Settings], int]
-) -> Callable[[Request], Awaitable[None]]:
+) -> Callable[..., Awaitable[None]]:
     """A dependency counting the caller's address against `bucket`'s limit."""
 
-    async def check(request: Request) -> None:
-        limiter: RateLimiter = request.app.state.rate_limiter
+    async def check(request: Request, limiter: LimiterDep, settings: SettingsDep) -> None:
         client = request.client.host if request.client else "unknown"
-        await limiter.hit(bucket, client, limit_of(_herald(request).settings))
+        await limiter.hit(bucket, client, limit_of(settings))
 
     return check

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import socketio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from herald import __version__
+from herald.channels.mailbox import CaptureMailbox
 from herald.core.db import ping
 from herald.realtime.adapter.server import socket_count
-from herald.web.deps import HeraldDep
+from herald.realtime.endpoints import PresenceDep
+from herald.web.deps import EngineDep, QueuesDep, RedisDep, SettingsDep, app_state
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -47,23 +50,32 @@ async def _check(probe: Any) -> dict[str, Any]:
     response_model=HealthOut,
     responses={503: {"model": HealthOut, "description": "The database does not answer"}},
 )
-async def health(herald: HeraldDep) -> JSONResponse:
+async def health(
+    engine: EngineDep,
+    redis_client: RedisDep,
+    queue_set: QueuesDep,
+    presence: PresenceDep,
+    settings: SettingsDep,
+    sio: Annotated[socketio.AsyncServer | None, app_state("sio")],
+    mailbox: Annotated[CaptureMailbox | None, app_state("mailbox")],
+    workers: Annotated[bool, app_state("run_workers")],
+) -> JSONResponse:
     """Up (200) while this server can take requests: the database answers. Without Redis it
     still stores notifications (they are queued once Redis is back), so it reports `degraded`."""
-    database, redis = await asyncio.gather(_check(ping(herald.engine)), _check(herald.redis.ping()))
+    database, redis = await asyncio.gather(_check(ping(engine)), _check(redis_client.ping()))
     queues: dict[str, Any] = {}
     if redis["status"] == "up":
         try:
-            queues = await asyncio.wait_for(herald.queues.counts(), CHECK_TIMEOUT)
+            queues = await asyncio.wait_for(queue_set.counts(), CHECK_TIMEOUT)
         except Exception as exc:
             queues = {"error": type(exc).__name__}
-    presence: dict[str, Any] = {}
+    online: dict[str, Any] = {}
     if redis["status"] == "up":
-        servers = await herald.presence.servers()
-        presence = {
+        servers = await presence.servers()
+        online = {
             "servers": sum(s.alive for s in servers),
             "onlineSockets": sum(s.sockets for s in servers if s.alive),
-            "onlineUsers": len(await herald.presence.online_users()),
+            "onlineUsers": len(await presence.online_users()),
         }
     if database["status"] != "up":
         status, code = "down", 503
@@ -71,14 +83,14 @@ async def health(herald: HeraldDep) -> JSONResponse:
         status, code = ("ok", 200) if redis["status"] == "up" else ("degraded", 200)
     body = {
         "status": status,
-        "serverId": herald.settings.effective_server_id,
+        "serverId": settings.effective_server_id,
         "version": __version__,
         "uptimeSeconds": round(time.monotonic() - STARTED, 1),
-        "roles": {"api": herald.run_api, "workers": herald.run_workers},
-        "database": {**database, "dialect": herald.engine.dialect.name},
-        "redis": {**redis, "embedded": herald.settings.configured_redis_url is None},
+        "roles": {"api": sio is not None, "workers": workers},
+        "database": {**database, "dialect": engine.dialect.name},
+        "redis": {**redis, "embedded": settings.configured_redis_url is None},
         "queues": queues,
-        "sockets": {"connected": socket_count(herald.sio) if herald.sio else 0, **presence},
-        "email": {"mode": "capture" if herald.mailbox else "smtp"},
+        "sockets": {"connected": socket_count(sio) if sio else 0, **online},
+        "email": {"mode": "capture" if mailbox else "smtp"},
     }
     return JSONResponse(body, code)
