@@ -94,18 +94,24 @@ class EmailSender:
         sender = _sender(self.settings.email_from).address
         try:
             response = await self.pool.send(sender, [notification.recipient_email], message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            raise _by_code(min(codes), f"recipient refused: {reason}") from None
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _by_code(exc.code, f"SMTP {exc.code} {exc.message}") from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            if self.requires_starttls and "STARTTLS" in str(exc):  # aiosmtplib's wording
-                raise DeliveryError(self._no_tls_reason()) from None
-            raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
+            raise self.failure(exc) from None
         message_id = self.message_id(notification)
         return DeliveryResult("smtp", message_id=message_id, response=response)
+
+    def failure(self, exc: TimeoutError | aiosmtplib.SMTPException | OSError) -> DeliveryError:
+        """What a failed SMTP conversation means for the ladder: a 5xx reply (to the message or
+        to its recipient) will not pass; a 4xx reply, a timeout, a refused or dropped connection
+        may."""
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            codes = [r.code for r in exc.recipients]
+            reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            return _by_code(min(codes), f"recipient refused: {reason}")
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return _by_code(exc.code, f"SMTP {exc.code} {exc.message}")
+        if self.requires_starttls and "STARTTLS" in str(exc):  # aiosmtplib's wording
+            return DeliveryError(self._no_tls_reason())
+        return DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}")
 
     def _no_tls_reason(self) -> str:
         return (

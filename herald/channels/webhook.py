@@ -43,6 +43,18 @@ def signed_headers(secret: str, event_id: str, body: str, now: datetime) -> dict
     }
 
 
+def outcome(answer: httpx.Response) -> DeliveryResult:
+    """What the receiver's answer means (see the module): delivered for a 2xx; otherwise
+    raises PermanentDeliveryError for 410 Gone, DeliveryError for any other status."""
+    status = f"{answer.status_code} {answer.reason_phrase}".strip()
+    if answer.is_success:
+        return DeliveryResult("http", response=status)
+    reason = f"HTTP {status}: {answer.text[:EXCERPT]}".rstrip(": ")
+    if answer.status_code == GONE:
+        raise PermanentDeliveryError(reason)
+    raise DeliveryError(reason)
+
+
 class WebhookSender:
     channel: Channel = Channel.WEBHOOK
     model: type[DeliveryState] = WebhookDelivery
@@ -72,13 +84,7 @@ class WebhookSender:
             raise DeliveryError(f"no answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise DeliveryError(f"unreachable: {type(exc).__name__}: {exc}") from None
-        status = f"{answer.status_code} {answer.reason_phrase}".strip()
-        if answer.is_success:
-            return DeliveryResult("http", response=status)
-        reason = f"HTTP {status}: {answer.text[:EXCERPT]}".rstrip(": ")
-        if answer.status_code == GONE:
-            raise PermanentDeliveryError(reason)
-        raise DeliveryError(reason)
+        return outcome(answer)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from herald.core import driver
 from herald.core.db import loaded, table, transaction, utcnow
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
-from herald.delivery.ladder import Tier
+from herald.delivery.ladder import Tier, ladder
 from herald.delivery.queues import Queues
 from herald.notifications.models import (
     ATTEMPT_INSERT,
@@ -90,18 +90,16 @@ class Processor:
             result = accepted_earlier or await sender.deliver(notification)
         except PermanentDeliveryError as exc:
             attempt.sent(None, str(exc))
-            if not await self._failed(
-                sender, notification, tier, str(exc), to_tier=self.queues.dead_letter(channel)
-            ):
+            dead_letter = after_failure(exc, self._ladder(channel), tier, job.attemptsMade)
+            if not await self._failed(sender, notification, tier, str(exc), to_tier=dead_letter):
                 return self._settled_meanwhile(attempt)
             log.warning("delivery.dead_lettered", extra={**context, "error": str(exc)})
             attempt.finished("dead-lettered")
             return "dead-lettered"
         except Exception as exc:  # anything else may pass: let the ladder carry on
-            reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
             attempt.sent(None, reason)
-            last_in_tier = job.attemptsMade + 1 >= tier.attempts
-            next_tier = self.queues.tier(channel, tier.index + 1) if last_in_tier else None
+            next_tier = after_failure(exc, self._ladder(channel), tier, job.attemptsMade)
             if not await self._failed(sender, notification, tier, reason, to_tier=next_tier):
                 return self._settled_meanwhile(attempt)
             log.info(
@@ -118,6 +116,9 @@ class Processor:
         log.info("delivery.delivered", extra=context)
         attempt.finished("delivered")
         return "delivered"
+
+    def _ladder(self, channel: Channel) -> tuple[Tier, ...]:
+        return ladder(self.queues.settings, channel)
 
     @staticmethod
     def _settled_meanwhile(attempt: Attempt) -> str:
@@ -315,6 +316,26 @@ class Processor:
             extra = dict(method=result.method, socket_id=result.socket_id,
                          message_id=result.message_id, smtp_response=result.response)  # fmt: skip
         return attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
+
+
+def after_failure(
+    error: Exception, tiers: Sequence[Tier], tier: Tier, attempts_made: int
+) -> Tier | None:
+    """Where a failed attempt in `tier` hands the notification, `attempts_made` being the
+    job's earlier attempts in that tier: a PermanentDeliveryError goes to the dead-letter queue
+    (the ladder's last tier) at once; any other error goes to the next tier once this attempt
+    used up its tier's attempts, and otherwise nowhere (None): BullMQ retries it in the tier,
+    with backoff."""
+    if isinstance(error, PermanentDeliveryError):
+        return tiers[-1]
+    if attempts_made + 1 >= tier.attempts:
+        return tiers[tier.index + 1]
+    return None
+
+
+def failure_reason(error: Exception) -> str:
+    """A failed attempt's reason for the record: a channel's own message, or what broke."""
+    return str(error) if isinstance(error, DeliveryError) else f"{type(error).__name__}: {error}"
 
 
 # The hot path's statements are built once: building a statement and its cache key cost about
