@@ -48,8 +48,8 @@ def main() -> None:
 
 
 def _run_http(settings: Settings, *, workers: bool) -> None:
-    from herald.web.app import create_app
-    from herald.web.server import GracefulServer, server_config
+    from herald.server.app import create_app
+    from herald.server.http import GracefulServer, server_config
 
     app = create_app(settings, api=True, workers=workers)
     click.echo(_banner(settings, workers=workers))

@@ -15,6 +15,7 @@ printed, never asserted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from herald.core.config import Settings
 from herald.telemetry.attempts import Attempt
+from herald.telemetry.requests import record_request
 from herald.telemetry.service import Telemetry
 from herald.web.middleware import RequestContext
 
@@ -95,7 +97,7 @@ async def main(redis_url: str) -> None:
     telemetry = Telemetry(settings, redis_url)
     await telemetry.redis.ping()
     bare = RequestContext(endpoint, "bench")
-    traced = RequestContext(endpoint, "bench", telemetry)
+    traced = RequestContext(endpoint, "bench", functools.partial(record_request, telemetry))
     off, on = [], []
     for _ in range(ROUNDS):
         off.append(await per_request(bare, None))

@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from herald.core.config import Settings
 from herald.core.redis import free_port
 from herald.runtime import Herald
-from herald.web.app import create_app
-from herald.web.server import server_config
+from herald.server.app import create_app
+from herald.server.http import server_config
 
 ADMIN_TOKEN = "test-admin-token"
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL")

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
+from herald.accounts.deps import AccountsDep, CallerDep, CurrentSessionDep
 from herald.accounts.models import Session, User
 from herald.accounts.resets import PasswordResets
 from herald.accounts.schemas import (
@@ -27,16 +28,7 @@ from herald.core.db import utcnow
 from herald.core.errors import NotFound, Unauthorized
 from herald.core.ratelimit import RateLimiter
 from herald.core.security import hash_token
-from herald.web.deps import (
-    AccountsDep,
-    CallerDep,
-    ClientDep,
-    CurrentSessionDep,
-    DbDep,
-    SettingsDep,
-    app_state,
-    rate_limited,
-)
+from herald.web.deps import ClientDep, DbDep, SettingsDep, app_state, rate_limited
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
 from herald.accounts import queries
+from herald.accounts.deps import AccountsDep, CallerDep
 from herald.accounts.models import User
 from herald.accounts.schemas import (
     FailedLoginAlert,
@@ -21,19 +22,12 @@ from herald.accounts.schemas import (
     VerifyOut,
     WelcomeEmailStatus,
 )
+from herald.apikeys.deps import ReadDep
 from herald.core.errors import NotFound
 from herald.core.pagination import Page
 from herald.notifications.models import EmailNotification
 from herald.notifications.schemas import EmailTracking, InAppTracking, email_tracking, tracking
-from herald.web.deps import (
-    AccountsDep,
-    CallerDep,
-    ClientDep,
-    DbDep,
-    PageDep,
-    ReadDep,
-    rate_limited,
-)
+from herald.web.deps import ClientDep, DbDep, PageDep, rate_limited
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["accounts"])

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from herald.apikeys import service
+from herald.apikeys.deps import AdminDep
 from herald.apikeys.schemas import ApiKeyIn, ApiKeyList, ApiKeyOut, CreatedApiKey
 from herald.apikeys.service import KeyCache
 from herald.core.db import transaction
-from herald.web.deps import AdminDep, DbDep, app_state
+from herald.web.deps import DbDep, app_state
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from herald.accounts.deps import CallerDep, CurrentUserDep
 from herald.commerce.models import Purchase
 from herald.commerce.schemas import PurchaseIn, PurchaseItem, PurchaseOut
 from herald.commerce.service import Purchases
 from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
 from herald.notifications.tracked import load_tracking
-from herald.web.deps import CallerDep, ClientDep, CurrentUserDep, DbDep, PageDep, app_state
+from herald.web.deps import ClientDep, DbDep, PageDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["purchases"])

@@ -7,14 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import Field, model_validator
 
+from herald.apikeys.deps import AdminDep
 from herald.core.errors import NotFound
 from herald.core.pagination import Page
 from herald.core.schemas import CamelInput
 from herald.delivery import dead_letters
 from herald.delivery.dead_letters import DeadLetters
+from herald.delivery.deps import QueuesDep
 from herald.notifications.models import MODEL_OF, Channel
 from herald.notifications.schemas import EmailTracking, InAppTracking, WebhookTracking, tracking
-from herald.web.deps import AdminDep, DbDep, PageDep, QueuesDep, app_state
+from herald.web.deps import DbDep, PageDep, app_state
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 DeadLettersDep = Annotated[DeadLetters, app_state("dead_letters")]

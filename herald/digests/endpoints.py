@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy import select
 
 from herald.accounts.models import User
+from herald.apikeys.deps import ReadDep, require_scope
 from herald.apikeys.models import Scope
 from herald.core.errors import InvalidField, NotFound
 from herald.digests import rules
@@ -24,7 +25,7 @@ from herald.digests.schedule import (
 from herald.digests.schemas import TYPE_PATTERN, DigestOut, DigestRuleIn, DigestRuleOut
 from herald.digests.service import Digests
 from herald.notifications.models import EmailNotification
-from herald.web.deps import DbDep, ReadDep, app_state, require_scope
+from herald.web.deps import DbDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api", tags=["digests"], responses=errors(401, 403))

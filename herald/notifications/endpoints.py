@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from herald.accounts.deps import CallerDep
+from herald.apikeys.deps import TriggerKeyDep
 from herald.apikeys.models import Scope as KeyScope
 from herald.apikeys.service import KeyCache, Principal
 from herald.core.client import ClientInfo
@@ -14,11 +16,10 @@ from herald.core.errors import NotFound
 from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
 from herald.notifications.trigger import Trigger, TriggerIn, TriggerOut
-from herald.telemetry.service import Telemetry
 from herald.web.asgi import read_body, replay_receive, respond
-from herald.web.deps import CallerDep, ClientDep, DbDep, TriggerKeyDep, app_state
+from herald.web.deps import ClientDep, DbDep, app_state
 from herald.web.errors import error_answer, errors, unexpected_answer
-from herald.web.middleware import RequestContext
+from herald.web.middleware import RequestContext, RequestObserver
 
 router = APIRouter(prefix="/api", tags=["notifications"])
 TriggerDep = Annotated[Trigger, app_state("trigger")]
@@ -83,7 +84,7 @@ class TriggerFastPath:
         app: ASGIApp,
         trigger: Trigger,
         api_keys: KeyCache,
-        telemetry: Telemetry,
+        observe: RequestObserver,
         route: object,
         *,
         server_id: str,
@@ -97,7 +98,7 @@ class TriggerFastPath:
         self.api_keys = api_keys
         self.route = route  # telemetry labels the request by it, as for a routed one
         self.max_bytes = max_bytes
-        self._plain = RequestContext(self._trigger, server_id, telemetry)
+        self._plain = RequestContext(self._trigger, server_id, observe)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":

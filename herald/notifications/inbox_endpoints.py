@@ -19,7 +19,8 @@ from herald.notifications.inbox import Inbox
 from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
 from herald.realtime.endpoints import SocketServerDep
 from herald.realtime.server import announce_read
-from herald.web.deps import DbDep, PageDep, RecipientDep, app_state
+from herald.subscribers.deps import RecipientDep
+from herald.web.deps import DbDep, PageDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])

@@ -11,7 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
+from herald.accounts.deps import session_for
 from herald.accounts.models import User
+from herald.apikeys.deps import KeysDep, operator, require_scope
 from herald.apikeys.models import Scope
 from herald.apikeys.service import looks_like_key
 from herald.core.errors import Forbidden, Unauthorized
@@ -27,18 +29,9 @@ from herald.preferences.schemas import (
 from herald.preferences.service import TypeRegistry
 from herald.subscribers import service as subscribers
 from herald.subscribers import tokens
+from herald.subscribers.deps import ClientCredentials, client_token_subject
 from herald.subscribers.endpoints import ExternalId
-from herald.web.deps import (
-    ClientCredentials,
-    DbDep,
-    KeysDep,
-    SettingsDep,
-    app_state,
-    client_token_subject,
-    operator,
-    require_scope,
-    session_for,
-)
+from herald.web.deps import DbDep, SettingsDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(tags=["preferences"], responses=errors(401, 403))

@@ -11,10 +11,11 @@ import socketio
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from herald.apikeys.deps import AdminDep
 from herald.core.db import utcnow
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.realtime.presence import AUTHENTICATED_ROOM, Presence
-from herald.web.deps import AdminDep, SettingsDep, app_state
+from herald.web.deps import SettingsDep, app_state
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 client_router = APIRouter(prefix="/api", tags=["realtime"])

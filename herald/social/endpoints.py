@@ -11,7 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from herald.accounts.deps import CallerDep, CurrentUserDep, OperatorCallerDep
 from herald.accounts.models import User
+from herald.apikeys.deps import AdminDep, ReadDep
 from herald.core.client import ClientInfo
 from herald.core.errors import NotFound
 from herald.core.pagination import Page
@@ -28,17 +30,7 @@ from herald.social.schemas import (
     FriendRequestStatistics,
 )
 from herald.social.service import FriendRequests
-from herald.web.deps import (
-    AdminDep,
-    CallerDep,
-    ClientDep,
-    CurrentUserDep,
-    DbDep,
-    OperatorCallerDep,
-    PageDep,
-    ReadDep,
-    app_state,
-)
+from herald.web.deps import ClientDep, DbDep, PageDep, app_state
 from herald.web.errors import errors
 
 router = APIRouter(prefix="/api/friend-requests", tags=["friend requests"])

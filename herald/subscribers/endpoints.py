@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from herald.apikeys.deps import SubscribersDep
 from herald.core.errors import InvalidField
 from herald.realtime.sessions import Disconnector
 from herald.subscribers import service
@@ -22,7 +23,7 @@ from herald.subscribers.schemas import (
     SubscriberList,
     SubscriberOut,
 )
-from herald.web.deps import DbDep, SubscribersDep, app_state
+from herald.web.deps import DbDep, app_state
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)

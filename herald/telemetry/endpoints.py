@@ -13,23 +13,17 @@ from fastapi import APIRouter, Path, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field
 
+from herald.apikeys.deps import AdminDep
 from herald.core.db import ping
 from herald.core.errors import NotFound
 from herald.core.schemas import CamelModel
+from herald.delivery.deps import QueuesDep
 from herald.notifications.models import MODEL_OF, Channel
 from herald.realtime.endpoints import PresenceDep
 from herald.realtime.presence import Presence
 from herald.telemetry import conditions
 from herald.telemetry.service import Telemetry
-from herald.web.deps import (
-    AdminDep,
-    DbDep,
-    EngineDep,
-    QueuesDep,
-    RedisDep,
-    SettingsDep,
-    app_state,
-)
+from herald.web.deps import DbDep, EngineDep, RedisDep, SettingsDep, app_state
 from herald.web.errors import errors
 
 if TYPE_CHECKING:

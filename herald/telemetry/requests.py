@@ -42,14 +42,11 @@ def lb_timestamp(value: bytes | None) -> float | None:
 
 
 def record_request(
-    telemetry: Telemetry,
-    scope: Scope,
-    request_id: str,
-    *,
-    arrived_ms: float,
-    seconds: float,
-    status: int,
+    telemetry: Telemetry, scope: Scope, request_id: str, arrived: float, seconds: float, status: int
 ) -> None:
+    """One finished request (herald.web.middleware.RequestObserver): `arrived` in epoch
+    seconds, `seconds` its time in the app, `status` what the client got."""
+    arrived_ms = round(arrived * 1000, 3)
     route = route_of(scope)
     telemetry.metrics.observe_request(scope["method"], route, status, seconds)
     path: str = scope["path"]
@@ -75,7 +72,7 @@ def record_request(
         "method": scope["method"], "route": route, "status": status,
         "durationMs": round(seconds * 1000, 3),
     }  # fmt: skip
-    # Which API key made the request (set by the scope check in herald.web.deps); the admin
+    # Which API key made the request (set by the scope check in herald.apikeys.deps); the admin
     # token leaves "admin", a session or client token nothing.
     if (by := scope.get("state", {}).get("credential")) is not None:
         detail["apiKey"] = by

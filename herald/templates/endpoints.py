@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
+from herald.apikeys.deps import require_scope
 from herald.apikeys.models import Scope
 from herald.apikeys.service import Principal
 from herald.templates import locales, service
@@ -22,7 +23,7 @@ from herald.templates.schemas import (
     TemplateOut,
 )
 from herald.templates.store import TemplateStore
-from herald.web.deps import DbDep, app_state, require_scope
+from herald.web.deps import DbDep, app_state
 from herald.web.errors import errors
 
 OperatorDep = Annotated[Principal, Depends(require_scope(Scope.OPS))]

@@ -6,31 +6,34 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.telemetry.requests import record_request
-from herald.telemetry.service import Telemetry
-from herald.telemetry.stages import now_ms
-
 # At most 64 characters: the id is stored with each notification (`telemetry_id`, 64 wide).
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# Told of each finished request: its scope, id, arrival (epoch seconds), seconds in the app and
+# the status the client got (herald.telemetry.requests.record_request is one).
+RequestObserver = Callable[[Scope, str, float, float, int], None]
 
 
 class RequestContext:
     """Gives every request its telemetry id (the caller's or HAProxy's `X-Request-ID`, else a
-    new one), and hands the finished request to telemetry (metrics, `server` stage)."""
+    new one), and hands the finished request to its observer (telemetry: metrics, `server`
+    stage)."""
 
-    def __init__(self, app: ASGIApp, server_id: str, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, server_id: str, observe: RequestObserver | None = None
+    ) -> None:
         self.app = app
         self.server_id = server_id.encode()
-        self.telemetry = telemetry
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrived_ms, begun = now_ms(), time.perf_counter()
+        arrived, begun = time.time(), time.perf_counter()
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
@@ -49,11 +52,8 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            if self.telemetry is not None:
-                record_request(
-                    self.telemetry, scope, request_id, arrived_ms=arrived_ms,
-                    seconds=time.perf_counter() - begun, status=status,
-                )  # fmt: skip
+            if self.observe is not None:
+                self.observe(scope, request_id, arrived, time.perf_counter() - begun, status)
 
 
 class BodySizeLimit:

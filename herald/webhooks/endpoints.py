@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
+from herald.apikeys.deps import AdminDep
 from herald.core.db import transaction
-from herald.web.deps import AdminDep, DbDep, app_state
+from herald.web.deps import DbDep, app_state
 from herald.web.errors import errors
 from herald.webhooks import service
 from herald.webhooks.models import WebhookEndpoint

@@ -14,8 +14,10 @@ from starlette.types import ASGIApp
 
 from herald import __version__
 from herald.accounts.auth_endpoints import router as auth_router
+from herald.accounts.deps import credential_live
 from herald.accounts.endpoints import router as accounts_router
 from herald.apikeys.endpoints import router as apikeys_router
+from herald.channels.mailbox_endpoints import router as mailbox_router
 from herald.commerce.endpoints import router as commerce_router
 from herald.core.config import Settings
 from herald.core.redis import client as redis_client
@@ -30,18 +32,17 @@ from herald.preferences.pages import router as unsubscribe_router
 from herald.realtime.endpoints import client_router
 from herald.realtime.endpoints import router as realtime_router
 from herald.runtime import Herald
+from herald.server.health import router as health_router
 from herald.social.endpoints import router as social_router
 from herald.subscribers.endpoints import router as subscribers_router
 from herald.telemetry.endpoints import metrics_router
 from herald.telemetry.endpoints import router as telemetry_router
+from herald.telemetry.requests import record_request
 from herald.templates.endpoints import router as templates_router
-from herald.web.deps import credential_live
 from herald.web.errors import install_error_handlers
-from herald.web.health import router as health_router
 from herald.web.idempotency import Idempotency
 from herald.web.middleware import BodySizeLimit, RequestContext
 from herald.web.openapi import install_openapi
-from herald.web.ops import router as ops_router
 from herald.web.pages import router as pages_router
 from herald.web.pages import static_files
 from herald.webhooks.endpoints import router as webhooks_router
@@ -57,7 +58,7 @@ ROUTERS = (
     preferences_router,
     types_router,
     unsubscribe_router,
-    ops_router,
+    mailbox_router,
     apikeys_router,
     webhooks_router,
     templates_router,
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
     install_openapi(app)
+    observe_request = functools.partial(record_request, herald.telemetry)
     # Added innermost first: a request meets RequestContext, CORS, the size limit, then the
     # idempotency check, so even a 413 or a replayed answer carries X-Request-ID.
     app.add_middleware(
@@ -127,7 +129,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         expose_headers=["X-Request-ID", "X-Served-By", "Retry-After", "Idempotent-Replayed"],
     )
     app.add_middleware(
-        RequestContext, server_id=settings.effective_server_id, telemetry=herald.telemetry
+        RequestContext, server_id=settings.effective_server_id, observe=observe_request
     )
     assert herald.sio is not None
     # The plain trigger skips all of it (TriggerFastPath says how it keeps the same answers).
@@ -135,7 +137,7 @@ def create_app(settings: Settings, *, api: bool = True, workers: bool = True) ->
         socketio.ASGIApp(herald.sio, other_asgi_app=app),
         herald.trigger,
         herald.api_keys,
-        herald.telemetry,
+        observe_request,
         _route(notifications_router),
         server_id=settings.effective_server_id,
         max_bytes=settings.max_body_bytes,

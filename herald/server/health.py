@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 from herald import __version__
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.db import ping
+from herald.delivery.deps import QueuesDep
 from herald.realtime.adapter.server import socket_count
 from herald.realtime.endpoints import PresenceDep
-from herald.web.deps import EngineDep, QueuesDep, RedisDep, SettingsDep, app_state
+from herald.web.deps import EngineDep, RedisDep, SettingsDep, app_state
 
 router = APIRouter(prefix="/api", tags=["health"])
 

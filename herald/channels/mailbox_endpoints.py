@@ -1,4 +1,4 @@
-"""Operations endpoints, behind the admin token."""
+"""The capture mailbox, read over HTTP: operations endpoints, behind the admin token."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from herald.apikeys.deps import AdminDep
 from herald.channels.mailbox import CaptureMailbox
 from herald.core.errors import NotFound
-from herald.web.deps import AdminDep, app_state
+from herald.web.deps import app_state
 from herald.web.errors import errors
 
 router = APIRouter(
