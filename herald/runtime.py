@@ -34,12 +34,14 @@ from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.core.redis import client as redis_client
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.dead_letters import DeadLetters
+from herald.delivery.ladder import escalation_routes
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.digests.service import Digests
 from herald.digests.worker import DigestWorker
+from herald.monitoring.service import Monitoring
 from herald.notifications.inbox import Inbox
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
@@ -89,7 +91,7 @@ class Herald:
         self.redis = redis_client(self.redis_url, decode_responses=True)
         self.rate_limiter = RateLimiter(self.redis, settings.rate_limit_window)
         self.queues = Queues(settings, self.redis_url)
-        self.telemetry = Telemetry(settings, self.redis_url)
+        self.telemetry = Telemetry(settings, self.redis_url, escalation_routes(settings))
         self.dispatcher = Dispatcher(settings, self.db, self.queues, self.telemetry)
         self.webhook_endpoints = EndpointCache(self.db, settings.webhook_cache_seconds)
         self.webhooks = WebhookEvents(settings, self.db, self.webhook_endpoints)
@@ -159,10 +161,12 @@ class Herald:
             self.outbox,
             self.dispatcher,
         )
-        self.telemetry.attach(
-            self.sio,
+        self.monitoring = Monitoring(
+            settings,
+            self.telemetry,
             self.queues,
             self.presence,
+            self.sio,
             admin_token=self.admin_token,
             redis_url=self.redis_url,
             api=api,
@@ -210,7 +214,7 @@ class Herald:
             await socket_server.start_listener(self.sio, self.redis)
             self._heartbeat = asyncio.create_task(self._beat(), name="presence-heartbeat")
         if self.run_api or self.run_workers:  # not for a one-off command like `herald dlq`
-            self.telemetry.start()
+            self.monitoring.start()
         log.info(
             "herald.started",
             extra={
@@ -300,6 +304,7 @@ class Herald:
             await self._webhook.close()
         if self._acks:
             await self._acks.close()
+        await self.monitoring.close()
         await self.telemetry.close()
         if self._mailbox_server:
             self._mailbox_server.close()

@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from herald.core.config import Settings
-from herald.telemetry.attempts import Attempt
+from herald.delivery.attempts import Attempt
+from herald.delivery.ladder import escalation_routes
 from herald.telemetry.requests import record_request
 from herald.telemetry.service import Telemetry
 from herald.web.middleware import RequestContext
@@ -94,7 +95,7 @@ async def per_notification(telemetry: Telemetry) -> float:
 
 async def main(redis_url: str) -> None:
     settings = Settings(server_id="bench")  # type: ignore[call-arg]
-    telemetry = Telemetry(settings, redis_url)
+    telemetry = Telemetry(settings, redis_url, escalation_routes(settings))
     await telemetry.redis.ping()
     bare = RequestContext(endpoint, "bench")
     traced = RequestContext(endpoint, "bench", functools.partial(record_request, telemetry))

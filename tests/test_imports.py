@@ -27,7 +27,7 @@ ENTRY_POINTS = {"herald.cli", "herald.server.app", "herald.bench.stack"}
 STILL_IN_A_CIRCLE = {
     "herald.accounts", "herald.channels", "herald.commerce", "herald.delivery", "herald.digests",
     "herald.notifications", "herald.preferences", "herald.realtime", "herald.social",
-    "herald.subscribers", "herald.telemetry", "herald.webhooks",
+    "herald.subscribers", "herald.webhooks",
 }  # fmt: skip
 
 

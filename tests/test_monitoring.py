@@ -19,7 +19,7 @@ from playwright.async_api import expect
 
 from herald.cluster import status as status_
 from herald.core.redis import free_port
-from herald.telemetry import conditions
+from herald.monitoring import conditions
 from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 from tests.realtime_client import RecordingClient
 from tests.test_ladder import wait_email, welcome_id

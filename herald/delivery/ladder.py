@@ -9,6 +9,7 @@ the next tier after that tier's delay.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 from herald.core.config import Settings
@@ -71,3 +72,16 @@ def all_queue_names(settings: Settings) -> list[str]:
 
 def total_attempts(settings: Settings, channel: Channel) -> int:
     return sum(t.attempts for t in ladder(settings, channel))
+
+
+def escalation_routes(settings: Settings) -> dict[tuple[str, str], tuple[str, str]]:
+    """Where each tier's escalating attempts go, by (queue, outcome): the next tier
+    ("escalated"), or the dead-letter queue ("dead-lettered", a permanent error); with the
+    channel. Telemetry labels its escalation metrics by them."""
+    found = {}
+    for channel in Channel:
+        tiers = ladder(settings, channel)
+        for tier, after in itertools.pairwise(tiers):
+            found[(tier.queue, "escalated")] = (channel.value, after.queue)
+            found[(tier.queue, "dead-lettered")] = (channel.value, tiers[-1].queue)
+    return found

@@ -23,6 +23,7 @@ from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core import driver
 from herald.core.db import loaded, table, transaction, utcnow
 from herald.delivery.accepted import AcceptedOutcomes
+from herald.delivery.attempts import Attempt
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
 from herald.delivery.ladder import Tier, ladder
 from herald.delivery.queues import Queues
@@ -39,7 +40,6 @@ from herald.notifications.models import (
     WebhookDelivery,
     attempt_row,
 )
-from herald.telemetry.attempts import Attempt
 from herald.webhooks import events as webhook
 
 if TYPE_CHECKING:

@@ -23,6 +23,8 @@ from herald.core.config import Settings
 from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.digests.endpoints import router as digests_router
+from herald.monitoring.endpoints import metrics_router
+from herald.monitoring.endpoints import router as telemetry_router
 from herald.notifications.endpoints import TriggerFastPath
 from herald.notifications.endpoints import router as notifications_router
 from herald.notifications.inbox_endpoints import router as inbox_router
@@ -35,8 +37,6 @@ from herald.runtime import Herald
 from herald.server.health import router as health_router
 from herald.social.endpoints import router as social_router
 from herald.subscribers.endpoints import router as subscribers_router
-from herald.telemetry.endpoints import metrics_router
-from herald.telemetry.endpoints import router as telemetry_router
 from herald.telemetry.requests import record_request
 from herald.templates.endpoints import router as templates_router
 from herald.web.errors import install_error_handlers

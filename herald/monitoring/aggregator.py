@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from herald.monitoring import sections
 from herald.realtime.adapter.server import socket_count
-from herald.telemetry import monitoring
 from herald.telemetry.window import Bin, merged
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from herald.core.config import Settings
     from herald.delivery.queues import Queues
+    from herald.monitoring.live import LiveView
     from herald.realtime.presence import Presence
     from herald.telemetry.service import Telemetry
 
@@ -67,11 +68,13 @@ class Aggregator:
         queues: Queues,
         presence: Presence,
         sio: socketio.AsyncServer | None,
+        live: LiveView | None,
         *,
         api: bool,
         workers: bool,
     ) -> None:
         self.settings = settings
+        self.live = live  # an API server's live view, which gets the aggregate each second
         self.telemetry = telemetry
         self.queues = queues
         self.presence = presence
@@ -118,10 +121,10 @@ class Aggregator:
             await asyncio.sleep(1.05 - time.time() % 1)
             try:
                 await self.publish(time.time())
-                # The queue gauges are read when Prometheus scrapes (telemetry/endpoints.py):
+                # The queue gauges are read when Prometheus scrapes (monitoring/endpoints.py):
                 # refreshing them here cost an idle API server a round trip per queue a second.
                 if self.api:
-                    live = self.telemetry.live
+                    live = self.live
                     if live is not None and live.watching:
                         # Later in the second, once the other processes have published too.
                         await asyncio.sleep(max(0.0, 0.4 - time.time() % 1))
@@ -141,7 +144,7 @@ class Aggregator:
         second = int(now) - 1
         snapshots = await self.snapshots(now, current=False)
         fresh = [_bins_from(s["lastSecond"]) for s in snapshots if s["second"] == second]
-        bins, _ = monitoring.split(merged(fresh))
+        bins, _ = sections.split(merged(fresh))
         components = {c: b.summary(1.0) for c, b in sorted(bins.items())}
         return {
             "second": second,
@@ -149,7 +152,7 @@ class Aggregator:
             "components": components,
             "processes": len(snapshots),
             **(await self._cluster_state()),
-            "stageEventsSkipped": self.telemetry.live.skipped if self.telemetry.live else 0,
+            "stageEventsSkipped": self.live.skipped if self.live else 0,
         }
 
     async def summary(self, now: float) -> dict[str, Any]:
@@ -158,7 +161,7 @@ class Aggregator:
         state = await self._cluster_state()
         return {
             "generatedAt": datetime.fromtimestamp(now, UTC).isoformat(),
-            **monitoring.minute(self.settings, snapshots, state["queues"]),
+            **sections.minute(self.settings, snapshots, state["queues"]),
             "processes": [
                 {
                     "process": s["process"],

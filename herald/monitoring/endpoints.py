@@ -18,10 +18,11 @@ from herald.core.db import ping
 from herald.core.errors import NotFound
 from herald.core.schemas import CamelModel
 from herald.delivery.deps import QueuesDep
+from herald.monitoring import conditions
+from herald.monitoring.service import Monitoring
 from herald.notifications.models import MODEL_OF, Channel
 from herald.realtime.endpoints import PresenceDep
 from herald.realtime.presence import Presence
-from herald.telemetry import conditions
 from herald.telemetry.service import Telemetry
 from herald.web.deps import DbDep, EngineDep, RedisDep, SettingsDep, app_state
 from herald.web.errors import errors
@@ -36,6 +37,7 @@ router = APIRouter(
 )
 metrics_router = APIRouter()
 TelemetryDep = Annotated[Telemetry, app_state("telemetry")]
+MonitoringDep = Annotated[Monitoring, app_state("monitoring")]
 
 CHECK = 2.0  # seconds a dependency has to answer
 TelemetryId = Annotated[str, Path(alias="telemetryId", pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
@@ -163,11 +165,10 @@ async def request_timeline(telemetry_id: TelemetryId, telemetry: TelemetryDep) -
 
 
 @router.get("/metrics")
-async def metrics_summary(telemetry: TelemetryDep) -> MetricsSummary:
+async def metrics_summary(monitoring: MonitoringDep) -> MetricsSummary:
     """The last minute across every live process: per component requests/s, p50/p95/p99,
     success and error rates; queue depth per queue and tier; connections per server."""
-    assert telemetry.aggregator is not None
-    summary = await telemetry.aggregator.summary(time.time())
+    summary = await monitoring.aggregator.summary(time.time())
     return MetricsSummary.model_validate(summary)
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from herald.core.config import Settings
+from herald.monitoring import sections
+from herald.monitoring.aggregator import live_snapshots
 from herald.realtime.presence import Presence
-from herald.telemetry import monitoring
-from herald.telemetry.aggregator import live_snapshots
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -62,7 +62,7 @@ async def observe(settings: Settings, redis: Redis, queues: Queues, *, database_
     except Exception:
         return Facts(redis_up=False, database_up=database_up)
     counts = await queues.counts()
-    minute = monitoring.minute(settings, await live_snapshots(redis, time.time()), counts)
+    minute = sections.minute(settings, await live_snapshots(redis, time.time()), counts)
     announced = await Presence(redis, "observer").announced()
     return Facts(
         components=minute["components"],
