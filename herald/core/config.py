@@ -7,8 +7,11 @@ The seed's variable names are kept as they were (`DATABASE_URL`, `REDIS_HOST`, `
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 from urllib.parse import quote
 
@@ -18,6 +21,49 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _h(name: str) -> str:
     return f"HERALD_{name}"
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    """One tier of a retry ladder as configured."""
+
+    attempts: int  # 0 for the dead-letter queue, which nothing drains by itself
+    delay_ms: int  # wait before the first attempt in this tier (0 for the first and the last)
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class LadderSettings:
+    """One channel's retry ladder as configured: what `herald.delivery.ladder` reads.
+
+    `tiers` runs in order: the main queue, the retry tiers, the dead-letter queue last; a tier's
+    queue follows from its place and `queue` (the main queue's name, not a setting): `mail`,
+    `mail-retry-1`, `mail-retry-2`, `mail-dlq`. So every channel is the same shape, and the
+    ladder module builds any of them with one loop. Frozen, hence hashable: the tiers are built
+    once per distinct ladder (`herald.delivery.ladder._tiers`).
+    """
+
+    queue: str
+    tiers: tuple[TierSettings, ...]
+
+    @classmethod
+    def of(
+        cls,
+        queue: str,
+        *,
+        attempts: tuple[int, ...],
+        delays: tuple[int, ...],
+        concurrency: tuple[int, ...],
+    ) -> LadderSettings:
+        """The ladder from its settings as the README lists them: the attempts of each tier
+        that has any, the delay before each retry tier, and the concurrency of every tier."""
+        return cls(
+            queue,
+            tuple(
+                TierSettings(n, delay, c)
+                for n, delay, c in zip((*attempts, 0), (0, *delays, 0), concurrency, strict=True)
+            ),
+        )
 
 
 class Settings(BaseSettings):
@@ -101,6 +147,8 @@ class Settings(BaseSettings):
     lb_check_interval_ms: int = Field(2000, ge=100, validation_alias=_h("LB_CHECK_INTERVAL"))
     lb_check_fall: int = Field(3, ge=1, validation_alias=_h("LB_CHECK_FALL"))
     lb_check_rise: int = Field(2, ge=1, validation_alias=_h("LB_CHECK_RISE"))
+    # The retry ladders' settings below (email here and with the seed's names, webhooks here,
+    # in-app with the seed's) are read through `ladders` only.
     mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
     mail_retry_1_max_attempts: int = Field(
         3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")
@@ -301,6 +349,66 @@ class Settings(BaseSettings):
     @property
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origin.split(",") if o.strip()]
+
+    @cached_property
+    def ladders(self) -> Mapping[str, LadderSettings]:
+        """Each channel's retry ladder, keyed by the channel's name (`settings.ladders[channel]`).
+
+        The flat fields stay the input: they hold the environment names people's `.env` files
+        use (uneven: the seed's `RETRY_1_DELAY` is the email ladder's, webhooks' take `HERALD_`),
+        the keyword names of `Settings(...)`, and the names an invalid value is reported by.
+        This is the one place that reads them; code reads the ladders. Made once per Settings:
+        a trigger or job asks for its ladder a few times, and settings do not change.
+        """
+        return MappingProxyType(
+            {
+                "email": LadderSettings.of(
+                    "mail",
+                    attempts=(
+                        self.mail_max_attempts,
+                        self.mail_retry_1_max_attempts,
+                        self.mail_retry_2_max_attempts,
+                    ),
+                    delays=(self.retry_1_delay, self.retry_2_delay),
+                    concurrency=(
+                        self.mail_queue_concurrency,
+                        self.retry_1_concurrency,
+                        self.retry_2_concurrency,
+                        self.dlq_concurrency,
+                    ),
+                ),
+                "inapp": LadderSettings.of(
+                    "inapp",
+                    attempts=(
+                        self.inapp_max_attempts,
+                        self.inapp_retry_1_max_attempts,
+                        self.inapp_retry_2_max_attempts,
+                    ),
+                    delays=(self.inapp_retry_1_delay, self.inapp_retry_2_delay),
+                    concurrency=(
+                        self.inapp_queue_concurrency,
+                        self.inapp_retry_1_concurrency,
+                        self.inapp_retry_2_concurrency,
+                        self.inapp_dlq_concurrency,
+                    ),
+                ),
+                "webhook": LadderSettings.of(
+                    "webhook",
+                    attempts=(
+                        self.webhook_max_attempts,
+                        self.webhook_retry_1_max_attempts,
+                        self.webhook_retry_2_max_attempts,
+                    ),
+                    delays=(self.webhook_retry_1_delay, self.webhook_retry_2_delay),
+                    concurrency=(
+                        self.webhook_queue_concurrency,
+                        self.webhook_retry_1_concurrency,
+                        self.webhook_retry_2_concurrency,
+                        self.webhook_dlq_concurrency,
+                    ),
+                ),
+            }
+        )
 
 
 class SettingsError(Exception):

@@ -3,7 +3,7 @@
 Tier 0 is the channel's main queue, tiers 1 and 2 are its retry queues, and the last tier is
 its dead-letter queue, which nothing drains by itself: a person replays or discards.
 Inside a tier BullMQ retries with exponential backoff; when a tier is used up the job moves to
-the next tier after that tier's delay.
+the next tier after that tier's delay. Each channel's numbers are `Settings.ladders[channel]`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 import itertools
 from dataclasses import dataclass
 
-from herald.core.config import Settings
+from herald.core.config import LadderSettings, Settings
 from herald.notifications.models import Channel
 
 
@@ -30,40 +30,24 @@ class Tier:
 
 
 def ladder(settings: Settings, channel: Channel) -> tuple[Tier, ...]:
-    s = settings
-    if channel is Channel.EMAIL:
-        rows = [
-            ("mail", s.mail_max_attempts, 0, s.mail_queue_concurrency),
-            ("mail-retry-1", s.mail_retry_1_max_attempts, s.retry_1_delay, s.retry_1_concurrency),
-            ("mail-retry-2", s.mail_retry_2_max_attempts, s.retry_2_delay, s.retry_2_concurrency),
-            ("mail-dlq", 0, 0, s.dlq_concurrency),
-        ]
-    elif channel is Channel.WEBHOOK:
-        rows = [
-            ("webhook", s.webhook_max_attempts, 0, s.webhook_queue_concurrency),
-            ("webhook-retry-1", s.webhook_retry_1_max_attempts, s.webhook_retry_1_delay,
-             s.webhook_retry_1_concurrency),
-            ("webhook-retry-2", s.webhook_retry_2_max_attempts, s.webhook_retry_2_delay,
-             s.webhook_retry_2_concurrency),
-            ("webhook-dlq", 0, 0, s.webhook_dlq_concurrency),
-        ]  # fmt: skip
-    else:
-        rows = [
-            ("inapp", s.inapp_max_attempts, 0, s.inapp_queue_concurrency),
-            ("inapp-retry-1", s.inapp_retry_1_max_attempts, s.inapp_retry_1_delay,
-             s.inapp_retry_1_concurrency),
-            ("inapp-retry-2", s.inapp_retry_2_max_attempts, s.inapp_retry_2_delay,
-             s.inapp_retry_2_concurrency),
-            ("inapp-dlq", 0, 0, s.inapp_dlq_concurrency),
-        ]  # fmt: skip
-    return _tiers(tuple(rows))
+    return _tiers(settings.ladders[channel])
 
 
 @functools.lru_cache(maxsize=64)
-def _tiers(rows: tuple[tuple[str, int, int, int], ...]) -> tuple[Tier, ...]:
+def _tiers(configured: LadderSettings) -> tuple[Tier, ...]:
     """The tiers made once per distinct ladder: every trigger and job asks for its ladder a few
     times, and building frozen dataclasses each time was 2 % of a busy API server's CPU."""
-    return tuple(Tier(i, *row) for i, row in enumerate(rows))
+    last = len(configured.tiers) - 1
+    return tuple(
+        Tier(i, _queue_name(configured.queue, i, last), t.attempts, t.delay_ms, t.concurrency)
+        for i, t in enumerate(configured.tiers)
+    )
+
+
+def _queue_name(main: str, index: int, last: int) -> str:
+    if index == 0:
+        return main
+    return f"{main}-dlq" if index == last else f"{main}-retry-{index}"
 
 
 def all_queue_names(settings: Settings) -> list[str]:
