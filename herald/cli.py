@@ -489,8 +489,8 @@ def status(as_json: bool, servers: tuple[str, ...], lb: str | None) -> None:
     "--timeout", type=float, default=15.0, show_default=True, help="Seconds each step may take."
 )
 def try_(script: str, url: str, timeout: float) -> None:
-    """Run one of the seed's test scripts against a live Herald, printing each step: a login
-    alert arriving in real time, a friend request and its acceptance, a notification toast."""
+    """Run a scripted walkthrough against a live Herald, printing each step: a login alert
+    arriving in real time, a friend request and its acceptance, a notification toast."""
     from herald.tryouts import run
 
     sys.exit(0 if asyncio.run(run(script, url, click.echo, timeout)) else 1)

@@ -1,10 +1,11 @@
-"""`herald try`: the seed's test scripts, as commands a person runs against a live Herald.
+"""`herald try`: end-to-end walkthroughs a person runs against a live Herald.
 
-`test-login-notification.js`, `test-friend-request-notification.js` and
-`verify-notification-toast.js` became `herald try login-notification`, `friend-request-notification`
-and `notification-toast`. Each makes fresh users through the public API, connects real Socket.IO
-clients, does what a person would, and prints every step as it happens; the first step that
-fails ends the run with exit status 1.
+`herald try login-notification` signs up a user, logs in and watches the login alert arrive on
+the socket; `friend-request-notification` sends a friend request, accepts it and watches both
+sides hear of it live; `notification-toast` checks the demo page is served, makes a purchase and
+watches the toast's notification arrive. Each makes fresh users through the public API, connects
+real Socket.IO clients, does what a person would, and prints every step as it happens; the first
+step that fails ends the run with exit status 1.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ async def create_session(
     data: SessionIn, accounts: AccountsDep, client: ClientDep, response: Response
 ) -> SessionCreatedOut:
     """Open a session with a username or email and password (no login alert is sent; use
-    `POST /api/logins` for the seed's recorded, notified sign-in)."""
+    `POST /api/logins` for a sign-in that is recorded and sends a login alert)."""
     user = await accounts.authenticate(data)
     if user is None:
         raise Unauthorized("invalid credentials", code="invalid_credentials")

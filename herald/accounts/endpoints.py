@@ -1,4 +1,4 @@
-"""Signups and logins: the seed's `/api/signups` and `/api/logins` endpoints."""
+"""Signups and logins: the `/api/signups` and `/api/logins` endpoints."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Users (the seed's signups), their sessions, and every login attempt."""
+"""Users (the accounts `/api/signups` creates), their sessions, and every login attempt."""
 
 from __future__ import annotations
 

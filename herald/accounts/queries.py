@@ -23,7 +23,7 @@ from herald.notifications.models import EmailNotification, Status
 from herald.notifications.schemas import EmailTracking, tracking
 from herald.notifications.tracked import load_tracking
 
-# Users who signed up (the seed's signups), not subscribers an application registered.
+# Users who signed up (`/api/signups`), not subscribers an application registered.
 SIGNED_UP = User.password_hash.is_not(None)
 
 

@@ -1,5 +1,5 @@
 """The peer Herald is measured against: `../shared/peers/seedstack`, a minimal Node.js version
-of the seed's own stack (Express + BullMQ + Socket.IO + Nodemailer on PostgreSQL).
+of the reference Node.js stack (Express + BullMQ + Socket.IO + Nodemailer on PostgreSQL).
 
 `PeerStack` starts it the way its README says (a copy of its folder with `npm ci`, a scratch
 PostgreSQL database with its schema, a Redis of its own) and offers the scenarios the same

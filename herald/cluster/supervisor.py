@@ -1,4 +1,4 @@
-"""`herald cluster up` / `down`: the seed's `start:all` on one machine.
+"""`herald cluster up` / `down`: the whole cluster (API servers, workers, HAProxy) on one machine.
 
 `up` starts, each in a session of its own so they outlive the command:
 1. the embedded Redis when none is configured (never tied to `up`'s own life, unlike the one

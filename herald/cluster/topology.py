@@ -29,7 +29,7 @@ class Backend:
 
 
 def server_ports(settings: Settings) -> list[int]:
-    """SERVER1_PORT, SERVER2_PORT, SERVER3_PORT as the seed names them; a fourth server and
+    """The ports SERVER1_PORT, SERVER2_PORT and SERVER3_PORT name; a fourth server and
     beyond take the ports after SERVER3_PORT."""
     named = [settings.server1_port, settings.server2_port, settings.server3_port]
     extra = [settings.server3_port + i for i in range(1, max(0, settings.cluster_servers - 3) + 1)]

@@ -1,7 +1,8 @@
 """All of Herald's settings in one place, read from the environment and `.env`.
 
-The seed's variable names are kept as they were (`DATABASE_URL`, `REDIS_HOST`, `RETRY_1_DELAY`,
-...); settings Herald adds take a `HERALD_` prefix. Delays are in milliseconds, as in the seed.
+The original deployment variables keep their plain names (`DATABASE_URL`, `REDIS_HOST`,
+`RETRY_1_DELAY`, ...) for compatibility with existing deployments; every other setting takes a
+`HERALD_` prefix. Delays are in milliseconds.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ class Settings(BaseSettings):
         validation_alias=_h("DEFAULT_LOCALE"),
     )  # fmt: skip
 
-    # --- The seed's names ---------------------------------------------------------------
+    # --- Plain names, kept for existing deployments ------------------------------------
     database_url: str | None = None
     redis_url: str | None = None
     redis_host: str | None = None

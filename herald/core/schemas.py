@@ -1,4 +1,4 @@
-"""Base for every JSON model: snake_case in Python, the seed's camelCase on the wire."""
+"""Base for every JSON model: snake_case in Python, camelCase on the wire."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ async def show_notification(
     db: DbDep,
     caller: CallerDep,
 ) -> records.Record:
-    """One notification, whole: every field of the seed's schema, the content, and its audit
+    """One notification, whole: every field of its record, the content, and its audit
     trail under `metadata`. The admin token sees any; a user sees their own in-app ones."""
     async with db() as session:
         n = await records.load(session, channel, notification_id)

@@ -2,7 +2,7 @@
 
 Every channel shares `DeliveryState` (status, tier, attempt counters) so one ladder drives both.
 The audit trail is one row per attempt and per escalation rather than ever-growing arrays;
-the API renders them as the seed's `deliveryHistory`, `retryHistory` and `escalationHistory`.
+the API renders them as the `deliveryHistory`, `retryHistory` and `escalationHistory` arrays.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""One notification, whole: every field of the seed's `EmailNotification` / `InAppNotification`.
+"""One notification, whole: every field of an email or in-app notification record.
 
 The tracking blocks embedded in signups, logins and friend requests show how a delivery went;
-the record is the notification itself, as the seed stores it: the recipient, the content, the
+the record is the notification itself, as one document: the recipient, the content, the
 delivery state, and its audit trail under `metadata`. The API (`GET /api/notifications/...`)
 and the CLI (`herald notifications show`) both render it from here.
 """

@@ -126,7 +126,7 @@ async def histories(session: AsyncSession, channel: Channel, ids: Sequence[int])
 
 
 def retry_history(attempts: list[DeliveryAttempt]) -> list[RetryOut]:
-    """The seed's `retryHistory`: the attempts that failed."""
+    """`retryHistory`: the attempts that failed."""
     return [
         RetryOut(attempt=a.attempt, timestamp=a.timestamp, queue=a.queue_name, error=a.error)
         for a in attempts

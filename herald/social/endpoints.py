@@ -1,4 +1,4 @@
-"""The seed's fifteen friend-request endpoints, under `/api/friend-requests`.
+"""The fifteen friend-request endpoints, under `/api/friend-requests`.
 
 Static paths (`statistics`, `notifications/...`, `user/...`, `cleanup`) are declared before
 `/{friendRequestId}` so they are never mistaken for an id.

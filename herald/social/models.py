@@ -1,4 +1,4 @@
-"""Friend requests, with the seed's fields. An accepted request *is* the friendship."""
+"""Friend requests. An accepted request *is* the friendship."""
 
 from __future__ import annotations
 
@@ -78,5 +78,5 @@ class FriendRequest(Timestamped, Base):
     assigned_server: Mapped[str | None] = mapped_column(String(128))
     processed_by: Mapped[str | None] = mapped_column(String(128))
     inapp_notification_id: Mapped[int | None] = mapped_column(ForeignKey("inapp_notifications.id"))
-    # `metadata` is taken on declarative classes; the column keeps the seed's name.
+    # `metadata` is taken on declarative classes; the column is still named `metadata`.
     extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)

@@ -37,7 +37,7 @@ class MutualFriend(CamelModel):
 
 
 class FriendRequestNotification(InAppTracking):
-    """The seed's `friendRequestInAppNotification` block."""
+    """`friendRequestInAppNotification`: how the in-app notification to the recipient went."""
 
     queue_job_id: str = Field(description="the BullMQ job id (same as jobId)")
 
