@@ -87,9 +87,11 @@ def api(host: str | None, port: int | None) -> None:
 
 @main.command()
 @click.option(
-    "--metrics-port", type=int, default=None,
+    "--metrics-port",
+    type=int,
+    default=None,
     help="Serve this process's Prometheus metrics at http://HERALD_HOST:PORT/metrics.",
-)  # fmt: skip
+)
 def worker(metrics_port: int | None) -> None:
     """Queue workers only."""
     settings = _settings()
@@ -316,10 +318,13 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--name", required=True, help="What the key is for (shown in lists).")
 @click.option(
-    "--scope", "scopes", multiple=True, required=True,
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
     type=click.Choice(["trigger", "subscribers", "read", "ops"]),
     help="A scope the key holds; repeat for more.",
-)  # fmt: skip
+)
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Make a key and print it: it is shown this once (Herald keeps only its hash)."""
     from herald.apikeys import service
@@ -539,8 +544,16 @@ CHAOS_SCENARIOS = (
     help="Then run the same scenarios on the peer in this folder (../shared/peers/seedstack: "
     "Node.js 20 and DATABASE_URL needed) and report Herald ÷ peer.",
 )
-def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, out: Path,
-          docs: Path | None, profile: bool, peer: Path | None) -> None:  # fmt: skip
+def bench(
+    scenarios: tuple[str, ...],
+    quick: bool,
+    clients: int,
+    rate: float,
+    out: Path,
+    docs: Path | None,
+    profile: bool,
+    peer: Path | None,
+) -> None:
     """Measure throughput, latency and memory of a whole local Herald against its targets.
 
     Runs SCENARIOS (default: all) one after another, each on a fresh Herald: `herald api` and
@@ -558,11 +571,18 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     names = list(scenarios or BENCH_SCENARIOS)
     command = " ".join(["herald bench", *sys.argv[2:]])
     result = asyncio.run(
-        run(names, quick=quick, sizes=Sizes.of(quick, clients, rate),
-            database_url=settings.database_url, redis_url=settings.configured_redis_url,
-            command=command, say=click.echo, profile_dir=out / "profiles" if profile else None,
-            peer=peer)
-    )  # fmt: skip
+        run(
+            names,
+            quick=quick,
+            sizes=Sizes.of(quick, clients, rate),
+            database_url=settings.database_url,
+            redis_url=settings.configured_redis_url,
+            command=command,
+            say=click.echo,
+            profile_dir=out / "profiles" if profile else None,
+            peer=peer,
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
     table = report.markdown(result)
@@ -572,9 +592,14 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     click.echo(
         f"\n{table}\nwritten: {out}/bench.json, {out}/bench.md" + (f", {docs}" if docs else "")
     )
-    failed = [n for n, f in {**result["scenarios"], **{f"peer {k}": v for k, v in
-                                                       result["peer"].items()}}.items()
-              if "error" in f]  # fmt: skip
+    failed = [
+        n
+        for n, f in {
+            **result["scenarios"],
+            **{f"peer {k}": v for k, v in result["peer"].items()},
+        }.items()
+        if "error" in f
+    ]
     if failed or result["missing"]:
         click.echo(f"herald bench: failed {failed}, missing {result['missing']}", err=True)
         sys.exit(1)
@@ -586,8 +611,11 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
 @click.option(
     "--quick", is_flag=True, help="Short runs at 10 triggers/s: all of it in about a minute."
 )
-@click.option("--url", help="A running Herald on this machine (an API server or its load balancer) "
-              "instead of a fresh one.")  # fmt: skip
+@click.option(
+    "--url",
+    help="A running Herald on this machine (an API server or its load balancer) "
+    "instead of a fresh one.",
+)
 @click.option("--token", envvar="HERALD_ADMIN_TOKEN", help="Its admin token (with --url).")
 @click.option(
     "--database-url", help="With --url: its PostgreSQL, whose connections are terminated."
@@ -598,13 +626,28 @@ def bench(scenarios: tuple[str, ...], quick: bool, clients: int, rate: float, ou
     is_flag=True,
     help="An external Redis may have its clients cut and its database EMPTIED.",
 )
-@click.option("--sink-port", type=int, help="With --url: run an SMTP sink on this port, to count "
-              "arrivals (point the deployment's EMAIL_HOST/EMAIL_PORT at it).")  # fmt: skip
-@click.option("--timeout", type=float, help="Stop everything after this many seconds "
-              "[default: 120 with --quick, else 900].")  # fmt: skip
-def chaos(scenarios: tuple[str, ...], quick: bool, url: str | None, token: str | None,
-          database_url: str | None, redis_url: str | None, allow_redis_restart: bool,
-          sink_port: int | None, timeout: float | None) -> None:  # fmt: skip
+@click.option(
+    "--sink-port",
+    type=int,
+    help="With --url: run an SMTP sink on this port, to count "
+    "arrivals (point the deployment's EMAIL_HOST/EMAIL_PORT at it).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    help="Stop everything after this many seconds [default: 120 with --quick, else 900].",
+)
+def chaos(
+    scenarios: tuple[str, ...],
+    quick: bool,
+    url: str | None,
+    token: str | None,
+    database_url: str | None,
+    redis_url: str | None,
+    allow_redis_restart: bool,
+    sink_port: int | None,
+    timeout: float | None,
+) -> None:
     """Put Herald through the faults an operator meets and count what each lost, duplicated and
     answered with an error: a worker SIGKILLed mid-drain, its PostgreSQL connections terminated
     every 0.25 s, Redis gone and back empty, an API server SIGKILLed; all under steady email
@@ -631,14 +674,21 @@ def chaos(scenarios: tuple[str, ...], quick: bool, url: str | None, token: str |
             if not token:
                 raise ChaosError("--url needs --token (or HERALD_ADMIN_TOKEN)")
             target = running(
-                url, token, database_url=database_url, redis_url=redis_url,
-                allow_redis_restart=allow_redis_restart, sink_port=sink_port,
-            )  # fmt: skip
+                url,
+                token,
+                database_url=database_url,
+                redis_url=redis_url,
+                allow_redis_restart=allow_redis_restart,
+                sink_port=sink_port,
+            )
         else:
             click.echo(f"a fresh Herald in {work}")
-            target = local(work, database_url=settings.database_url,
-                           redis_url=settings.configured_redis_url,
-                           allow_redis_restart=allow_redis_restart)  # fmt: skip
+            target = local(
+                work,
+                database_url=settings.database_url,
+                redis_url=settings.configured_redis_url,
+                allow_redis_restart=allow_redis_restart,
+            )
         async with target as t:
             return await chaos_run.run_all(t, names, Sizes.of(quick), click.echo)
 

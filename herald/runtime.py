@@ -249,9 +249,13 @@ class Herald:
             Channel.WEBHOOK: self._webhook,
         }
         processor = Processor(
-            self.db, self.queues, senders, AcceptedOutcomes(self.redis), self.telemetry,
+            self.db,
+            self.queues,
+            senders,
+            AcceptedOutcomes(self.redis),
+            self.telemetry,
             self.webhooks,
-        )  # fmt: skip
+        )
         self.workers = DeliveryWorkers(self.settings, self.redis_url, processor)
         self.workers.start()
         self.digest_worker = DigestWorker(self.settings, self.redis_url, self.digests)

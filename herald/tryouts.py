@@ -169,15 +169,20 @@ async def friend_request_notification(t: Tryout) -> None:
     bob_tab = await t.step("connect the recipient", t.socket(bob))
     request = await t.step(
         "send a friend request (POST /api/friend-requests)",
-        t.call("POST", "/api/friend-requests", {"toUsername": bob["username"],
-               "message": "met at herald try"}, token=alice["token"]),
-    )  # fmt: skip
+        t.call(
+            "POST",
+            "/api/friend-requests",
+            {"toUsername": bob["username"], "message": "met at herald try"},
+            token=alice["token"],
+        ),
+    )
     await t.step("the recipient gets it live", _arrives(bob_tab, "friend_request"))
     await t.step(
         "the recipient accepts it",
-        t.call("PATCH", f"/api/friend-requests/{request['friendRequestId']}/accept",
-               token=bob["token"]),
-    )  # fmt: skip
+        t.call(
+            "PATCH", f"/api/friend-requests/{request['friendRequestId']}/accept", token=bob["token"]
+        ),
+    )
     await t.step("the sender hears of it live", _arrives(alice_tab, "friend_request_accepted"))
     await t.step(
         "the recipient's record says delivered",
@@ -193,9 +198,11 @@ async def notification_toast(t: Tryout) -> None:
     async def page() -> str:
         assert t.http is not None
         for path in (
-            "/", "/static/js/client.js", "/static/vendor/herald-client.js",
+            "/",
+            "/static/js/client.js",
+            "/static/vendor/herald-client.js",
             "/static/vendor/socket.io.esm.min.js",
-        ):  # fmt: skip
+        ):
             async with t.http.get(t.url + path) as response:
                 if response.status != 200:
                     raise StepFailed(f"GET {path} answered {response.status}")
@@ -206,10 +213,13 @@ async def notification_toast(t: Tryout) -> None:
     tab = await t.step("connect as that user", t.socket(user))
     await t.step(
         "make a purchase (POST /api/purchases)",
-        t.call("POST", "/api/purchases",
-               {"items": [{"name": "Herald sticker", "quantity": 1, "unitAmount": 250}]},
-               token=user["token"]),
-    )  # fmt: skip
+        t.call(
+            "POST",
+            "/api/purchases",
+            {"items": [{"name": "Herald sticker", "quantity": 1, "unitAmount": 250}]},
+            token=user["token"],
+        ),
+    )
 
     async def toast() -> str:
         n = await tab.notification("purchase")

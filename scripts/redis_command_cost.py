@@ -51,12 +51,15 @@ async def per_command(url: str) -> dict[bool, float]:
 def main() -> None:
     url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379/15"
     loops: dict[str, Callable[[Coroutine[Any, Any, dict[bool, float]]], dict[bool, float]]] = {
-        "asyncio": asyncio.run, "uvloop": uvloop.run,
-    }  # fmt: skip
+        "asyncio": asyncio.run,
+        "uvloop": uvloop.run,
+    }
     for loop, run in loops.items():
         cost = run(per_command(url))
-        print(f"{loop:8s} redis-py's connection {cost[True]:6.1f} µs CPU per command, "
-              f"Herald's {cost[False]:6.1f}")  # fmt: skip
+        print(
+            f"{loop:8s} redis-py's connection {cost[True]:6.1f} µs CPU per command, "
+            f"Herald's {cost[False]:6.1f}"
+        )
 
 
 if __name__ == "__main__":

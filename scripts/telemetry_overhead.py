@@ -44,9 +44,11 @@ async def endpoint(scope: Any, receive: Any, send: Any) -> None:
 
 def scope() -> dict[str, Any]:
     return {
-        "type": "http", "method": "POST", "path": "/api/signups",
+        "type": "http",
+        "method": "POST",
+        "path": "/api/signups",
         "headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"content-type", b"application/json")],
-    }  # fmt: skip
+    }
 
 
 async def receive() -> dict[str, Any]:
@@ -80,10 +82,22 @@ class Row:
 async def per_notification(telemetry: Telemetry) -> float:
     begun = time.process_time()
     for n in range(REQUESTS):
-        telemetry.stages.event(f"bench-{n}", "database", "database", channel="email",
-                               notification_id=n, detail={"status": "pending"})  # fmt: skip
-        telemetry.stages.event(f"bench-{n}", "queue", "queue", channel="email",
-                               notification_id=n, detail={"queue": "mail"})  # fmt: skip
+        telemetry.stages.event(
+            f"bench-{n}",
+            "database",
+            "database",
+            channel="email",
+            notification_id=n,
+            detail={"status": "pending"},
+        )
+        telemetry.stages.event(
+            f"bench-{n}",
+            "queue",
+            "queue",
+            channel="email",
+            notification_id=n,
+            detail={"queue": "mail"},
+        )
         attempt = Attempt(telemetry, FakeJob(n), "email", "mail")  # type: ignore[arg-type]
         attempt.started(Row())  # type: ignore[arg-type]
         attempt.sent(None, "bench")

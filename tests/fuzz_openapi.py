@@ -63,13 +63,21 @@ def _why(exc: Exception) -> str:
 
 
 def _property(
-    operation: Any, mode: GenerationMode, examples: int, url: str, http: requests.Session,
+    operation: Any,
+    mode: GenerationMode,
+    examples: int,
+    url: str,
+    http: requests.Session,
     headers: dict[str, str],
-) -> Callable[[], None]:  # fmt: skip
+) -> Callable[[], None]:
     @settings(
-        max_examples=examples, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
-    )  # fmt: skip
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         case.call_and_validate(base_url=url, session=http, headers=headers, checks=CHECKS)

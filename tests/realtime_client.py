@@ -8,9 +8,13 @@ from typing import Any
 import socketio
 
 EVENTS = (
-    "auth:success", "auth:error", "notification:new", "notification:broadcast",
-    "notifications:markedRead", "pong",
-)  # fmt: skip
+    "auth:success",
+    "auth:error",
+    "notification:new",
+    "notification:broadcast",
+    "notifications:markedRead",
+    "pong",
+)
 
 
 class RecordingClient:

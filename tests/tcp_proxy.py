@@ -56,9 +56,11 @@ class TcpProxy:
         self._writers -= {client_w, server_w}
 
     async def _upstream(
-        self, client_r: asyncio.StreamReader, server_w: asyncio.StreamWriter,
+        self,
+        client_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
         client_w: asyncio.StreamWriter,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Client to server; True when it stopped to lose the reply to the marked message."""
         with contextlib.suppress(OSError):
             while data := await client_r.read(65536):

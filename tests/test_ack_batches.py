@@ -15,10 +15,16 @@ from tests.test_realtime import inapp_record
 
 async def notify(herald: RunningHerald, user: dict[str, Any]) -> int:
     r = await herald.http.post(
-        "/api/notifications", headers=herald.admin(),
-        json={"type": "system", "title": "hello", "message": "hi", "channels": ["inapp"],
-              "recipients": [{"userId": user["userId"]}]},
-    )  # fmt: skip
+        "/api/notifications",
+        headers=herald.admin(),
+        json={
+            "type": "system",
+            "title": "hello",
+            "message": "hi",
+            "channels": ["inapp"],
+            "recipients": [{"userId": user["userId"]}],
+        },
+    )
     assert r.status_code == 201, r.text
     return int(r.json()["notifications"][0]["notificationId"])
 
@@ -53,12 +59,18 @@ async def test_concurrent_acks_share_one_batch_and_each_socket_gets_its_own(
         h = herald.herald
         answers = await asyncio.gather(
             # Alice also names Bob's notification: not hers, not acknowledged.
-            h.inbox.acknowledge(alice["userId"], await session_id(herald, alice["token"]),
-                                [a1, a2, b1], "sid-alice", "websocket"),
-            h.inbox.acknowledge(bob["userId"], await session_id(herald, bob["token"]),
-                                [b1], "sid-bob", "polling"),
+            h.inbox.acknowledge(
+                alice["userId"],
+                await session_id(herald, alice["token"]),
+                [a1, a2, b1],
+                "sid-alice",
+                "websocket",
+            ),
+            h.inbox.acknowledge(
+                bob["userId"], await session_id(herald, bob["token"]), [b1], "sid-bob", "polling"
+            ),
             h.inbox.acknowledge(bob["userId"], old_session, [b1], "sid-old", "websocket"),
-        )  # fmt: skip
+        )
         message = None
         async with asyncio.timeout(5):
             while message is None:  # None also for the subscription's confirmation

@@ -161,9 +161,14 @@ async def herald_cli(herald: RunningHerald, *args: str) -> tuple[int, str, str]:
         "HERALD_DATA_DIR": str(herald.settings.data_dir),
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "herald", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "herald",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
 

@@ -19,10 +19,23 @@ from herald.bench.timelines import LEGS
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     done = subprocess.run(
-        [sys.executable, "-m", "herald", "bench", "--quick", "--out", str(tmp_path / "out"),
-         "--docs", str(tmp_path / "benchmarks.md")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=580,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "herald",
+            "bench",
+            "--quick",
+            "--out",
+            str(tmp_path / "out"),
+            "--docs",
+            str(tmp_path / "benchmarks.md"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert set(result["scenarios"]) == set(REQUIRED)

@@ -37,8 +37,12 @@ def test_quick_chaos_loses_nothing_and_stops_what_it_started(tmp_path: Path) -> 
         env["DATABASE_URL"] = PG_URL
     run = subprocess.run(
         [sys.executable, "-m", "herald", "chaos", "--quick"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
     print(run.stdout, run.stderr)
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("\nscenario", 1)[1]

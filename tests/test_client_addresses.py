@@ -23,9 +23,10 @@ FORGED = "203.0.113.66"
 async def login_ip(herald: RunningHerald, user: dict[str, Any], **headers: str) -> str | None:
     """Sign in with these headers; the address Herald recorded for it."""
     answer = await herald.http.post(
-        "/api/logins", json={"email": user["email"], "password": user["password"]},
+        "/api/logins",
+        json={"email": user["email"], "password": user["password"]},
         headers=headers,
-    )  # fmt: skip
+    )
     assert answer.status_code == 201, answer.text
     logins = await herald.http.get(
         "/api/logins", params={"userId": user["userId"]}, headers=herald.admin()
@@ -44,7 +45,7 @@ class TestForwardingHeaders:
                 "/api/logins",
                 json={"email": "victim@example.com", "password": "guess"},
                 headers={"X-Forwarded-For": f"198.51.100.{i}"},
-            )  # fmt: skip
+            )
             for i in range(5)
         ]
         assert [a.status_code for a in attempts] == [401, 401, 401, 429, 429]
@@ -71,9 +72,10 @@ class TestForwardingHeaders:
         herald = await herald_factory(forwarded_allow_ips="127.0.0.1")
         lb_port = free_port()
         cfg = haproxy.lb_config(
-            herald.settings, [Backend("server1", "127.0.0.1", herald.settings.port)],
+            herald.settings,
+            [Backend("server1", "127.0.0.1", herald.settings.port)],
             bind=f"127.0.0.1:{lb_port}",
-        )  # fmt: skip
+        )
         path = tmp_path / "haproxy.cfg"
         path.write_text(haproxy.render(cfg))
         lb = start_haproxy(path)
@@ -82,9 +84,10 @@ class TestForwardingHeaders:
                 await _until_up(via_lb)
                 user = await herald.signup()
                 answer = await via_lb.post(
-                    "/api/logins", json={"email": user["email"], "password": user["password"]},
+                    "/api/logins",
+                    json={"email": user["email"], "password": user["password"]},
                     headers={"X-Forwarded-For": FORGED},
-                )  # fmt: skip
+                )
                 assert answer.status_code == 201, answer.text
             logins = await herald.http.get(
                 "/api/logins", params={"userId": user["userId"]}, headers=herald.admin()

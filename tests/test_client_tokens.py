@@ -54,10 +54,15 @@ async def subscriber(herald: RunningHerald, **fields: Any) -> str:
 async def notify(herald: RunningHerald, subscriber_id: str, channels: list[str]) -> Any:
     r = await herald.http.post(
         "/api/notifications",
-        json={"recipients": [{"subscriberId": subscriber_id}], "type": "comment",
-              "title": "New comment", "message": "Grace replied.", "channels": channels},
+        json={
+            "recipients": [{"subscriberId": subscriber_id}],
+            "type": "comment",
+            "title": "New comment",
+            "message": "Grace replied.",
+            "channels": channels,
+        },
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     return {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
 

@@ -396,10 +396,19 @@ class TestLoadBalancing:
         assert report["loadBalancer"]["status"] == "up"
         assert report["redis"]["status"] == report["database"]["status"] == "up"
         assert [q["queue"] for q in report["queues"]] == [
-            "mail", "mail-retry-1", "mail-retry-2", "mail-dlq",
-            "inapp", "inapp-retry-1", "inapp-retry-2", "inapp-dlq",
-            "webhook", "webhook-retry-1", "webhook-retry-2", "webhook-dlq",
-        ]  # fmt: skip
+            "mail",
+            "mail-retry-1",
+            "mail-retry-2",
+            "mail-dlq",
+            "inapp",
+            "inapp-retry-1",
+            "inapp-retry-2",
+            "inapp-dlq",
+            "webhook",
+            "webhook-retry-1",
+            "webhook-retry-2",
+            "webhook-dlq",
+        ]
         assert set(report["queues"][0]) >= {"waiting", "active", "delayed", "failed"}
         assert report["deadLetters"] == {"email": 0, "inapp": 0, "webhook": 0}
         expected = {"server1", "server2", "server3", "worker1", "worker2", "haproxy"}

@@ -40,11 +40,14 @@ class TestLbConfig:
     def test_production_config_is_accepted_by_haproxy(self, tmp_path: Path) -> None:
         result = herald(
             "lb-config",
-            "--server", "app1=10.0.0.11:5001",
-            "--server", "app2=10.0.0.12:5001",
-            "--bind", "*:80",
+            "--server",
+            "app1=10.0.0.11:5001",
+            "--server",
+            "app2=10.0.0.12:5001",
+            "--bind",
+            "*:80",
             env=clean_env(LOAD_BALANCER_PORT="8080"),
-        )  # fmt: skip
+        )
         assert result.returncode == 0, result.stderr
         config = result.stdout
         path = tmp_path / "haproxy.cfg"

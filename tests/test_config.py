@@ -16,14 +16,18 @@ class TestSeedDefaults:
         settings = load_settings()
         email = [(t.queue, t.attempts, t.delay_ms) for t in ladder(settings, Channel.EMAIL)]
         assert email == [
-            ("mail", 3, 0), ("mail-retry-1", 3, 300_000), ("mail-retry-2", 2, 1_800_000),
+            ("mail", 3, 0),
+            ("mail-retry-1", 3, 300_000),
+            ("mail-retry-2", 2, 1_800_000),
             ("mail-dlq", 0, 0),
-        ]  # fmt: skip
+        ]
         inapp = [(t.queue, t.attempts, t.delay_ms) for t in ladder(settings, Channel.INAPP)]
         assert inapp == [
-            ("inapp", 3, 0), ("inapp-retry-1", 3, 120_000), ("inapp-retry-2", 2, 600_000),
+            ("inapp", 3, 0),
+            ("inapp-retry-1", 3, 120_000),
+            ("inapp-retry-2", 2, 600_000),
             ("inapp-dlq", 0, 0),
-        ]  # fmt: skip
+        ]
 
     def test_environment_names_are_the_seeds(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("INAPP_RETRY_2_MAX_ATTEMPTS", "4")
@@ -46,9 +50,12 @@ class TestUrls:
 
     def test_redis_from_host_and_password(self) -> None:
         settings = load_settings(
-            redis_url=None, redis_host="cache", redis_port=6380, redis_username="default",
+            redis_url=None,
+            redis_host="cache",
+            redis_port=6380,
+            redis_username="default",
             redis_password="p@ss",
-        )  # fmt: skip
+        )
         assert settings.configured_redis_url == "redis://default:p%40ss@cache:6380/0"
 
     def test_no_redis_configured_means_embedded(self) -> None:

@@ -55,14 +55,26 @@ async def put_rule(herald: RunningHerald, type_: str, body: dict[str, Any]) -> A
 
 
 async def trigger(
-    herald: RunningHerald, type_: str, recipients: list[dict[str, Any]], title: str,
-    *, data: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email",),
-) -> list[dict[str, Any]]:  # fmt: skip
+    herald: RunningHerald,
+    type_: str,
+    recipients: list[dict[str, Any]],
+    title: str,
+    *,
+    data: dict[str, Any] | None = None,
+    channels: tuple[str, ...] = ("email",),
+) -> list[dict[str, Any]]:
     r = await herald.http.post(
-        "/api/notifications", headers=herald.admin(),
-        json={"type": type_, "title": title, "message": f"about {title}",
-              "recipients": recipients, "channels": list(channels), "data": data or {}},
-    )  # fmt: skip
+        "/api/notifications",
+        headers=herald.admin(),
+        json={
+            "type": type_,
+            "title": title,
+            "message": f"about {title}",
+            "recipients": recipients,
+            "channels": list(channels),
+            "data": data or {},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["notifications"]  # type: ignore[no-any-return]
 
@@ -103,9 +115,12 @@ class TestOneWindow:
             created = []
             for n in range(3):
                 created += await trigger(
-                    herald, type_, [{"userId": member["userId"]}], f"Item {n}",
+                    herald,
+                    type_,
+                    [{"userId": member["userId"]}],
+                    f"Item {n}",
                     channels=("inapp", "email"),
-                )  # fmt: skip
+                )
             held = [c for c in created if c["channel"] == "email"]
             assert [c["status"] for c in held] == ["held"] * 3
             # The window's close job waits in the digests queue, counted with the others.
@@ -166,8 +181,11 @@ class TestOneWindow:
             assert any("- P2 only" in t and "- P1" not in t for t in bodies)
         digests = await eventually(lambda: _at_least(closed_digests(herald, type_), 4))
         assert sorted((d.group_key, d.status) for d in digests) == [
-            ("1", "sent"), ("1", "sent"), ("2", "sent"), ("2", "sent"),
-        ]  # fmt: skip
+            ("1", "sent"),
+            ("1", "sent"),
+            ("2", "sent"),
+            ("2", "sent"),
+        ]
 
     async def test_windows_open_when_postgresql_plans_statements_generically(
         self, stack: dict[str, Any], herald_factory: Any, smtp: SmtpSink
@@ -276,9 +294,10 @@ class TestRules:
     ) -> None:
         async def key(*scopes: str) -> dict[str, str]:
             r = await herald.http.post(
-                "/api/ops/api-keys", json={"name": "k", "scopes": list(scopes)},
+                "/api/ops/api-keys",
+                json={"name": "k", "scopes": list(scopes)},
                 headers=herald.admin(),
-            )  # fmt: skip
+            )
             return {"Authorization": f"Bearer {r.json()['key']}"}
 
         url = f"/api/types/{kind()}/digest"
@@ -307,8 +326,9 @@ class TestSchedule:
         sat = next_daily(datetime(2026, 10, 24, 1, 0, tzinfo=UTC), at, london)
         sun = next_daily(sat, at, london)
         assert (sat, (sun - sat).total_seconds()) == (
-            datetime(2026, 10, 24, 7, 0, tzinfo=UTC), 25 * 3600,
-        )  # fmt: skip
+            datetime(2026, 10, 24, 7, 0, tzinfo=UTC),
+            25 * 3600,
+        )
         # Not yet 08:00 local today: today's, in the subscriber's zone, not UTC's.
         tokyo = next_daily(datetime(2026, 6, 1, 22, 30, tzinfo=UTC), at, ZoneInfo("Asia/Tokyo"))
         assert tokyo == datetime(2026, 6, 1, 23, 0, tzinfo=UTC)  # 08:00 JST on 2 June
@@ -388,8 +408,9 @@ class TestExactlyOnce:
             return subprocess.Popen(
                 [sys.executable, "-m", "herald", "worker"],
                 env={**env, "HERALD_DATA_DIR": str(tmp_path / f"worker-{n}")},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         type_ = kind()
         await put_rule(api, type_, {"window": "2s"})
@@ -426,8 +447,10 @@ class TestExactlyOnce:
         first: RunningHerald = await herald_factory(reconcile_interval=0.5, reconcile_grace=1)
         second: RunningHerald = await herald_factory(
             database_url=first.settings.effective_database_url,
-            redis_url=first.herald.redis_url, reconcile_interval=0.5, reconcile_grace=1,
-        )  # fmt: skip
+            redis_url=first.herald.redis_url,
+            reconcile_interval=0.5,
+            reconcile_grace=1,
+        )
         type_ = kind()
         await put_rule(first, type_, {"window": "1s"})
         second.herald.digests.rules.forget()

@@ -35,10 +35,13 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 def things() -> Table:
     return Table(
-        f"things_{uuid.uuid4().hex[:8]}", MetaData(),
-        Column("id", Integer, primary_key=True), Column("status", String(16)),
-        Column("data", JSON), Column("at", UTCDateTime),
-    )  # fmt: skip
+        f"things_{uuid.uuid4().hex[:8]}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("status", String(16)),
+        Column("data", JSON),
+        Column("at", UTCDateTime),
+    )
 
 
 def claim(t: Table) -> Any:
@@ -67,9 +70,11 @@ async def test_rows_read_as_through_a_session(db: Any) -> None:
         await session.run_sync(lambda s: t.create(s.connection()))
         await session.execute(
             t.insert(),
-            [{"id": 1, "status": "new", "data": {"a": [1, "x"]}, "at": NOW},
-             {"id": 2, "status": "done", "data": {}, "at": NOW}],
-        )  # fmt: skip
+            [
+                {"id": 1, "status": "new", "data": {"a": [1, "x"]}, "at": NOW},
+                {"id": 2, "status": "done", "data": {}, "at": NOW},
+            ],
+        )
     rows = await driver.fetch(db, claim(t), {"nid": 1, "now": NOW})
     assert rows == [{"id": 1, "status": "busy", "data": {"a": [1, "x"]}, "at": NOW}]
     assert rows[0].data == {"a": [1, "x"]} and rows[0].at.tzinfo is not None

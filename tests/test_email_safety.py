@@ -72,9 +72,12 @@ async def plain_smtp() -> AsyncIterator[PlainSmtpWithAuth]:
 
 def credentials(server: PlainSmtpWithAuth, **more: Any) -> dict[str, Any]:
     return {
-        "email_host": "127.0.0.1", "email_port": server.port,
-        "email_user": "mailer", "email_password": "smtp-secret-password", **more,
-    }  # fmt: skip
+        "email_host": "127.0.0.1",
+        "email_port": server.port,
+        "email_user": "mailer",
+        "email_password": "smtp-secret-password",
+        **more,
+    }
 
 
 async def welcome_row(herald: RunningHerald, user_id: int) -> EmailNotification | None:
@@ -131,10 +134,16 @@ class TestNoHeaderInjection:
         user = await herald.member()
         for title in (INJECTED, "Line\nbreak", "Tab\there", "Sep\u2028arator"):
             answer = await herald.http.post(
-                "/api/notifications", headers=herald.admin(),
-                json={"recipients": [{"userId": user["userId"]}], "type": "invoice",
-                      "title": title, "message": "Pay up", "channels": ["email"]},
-            )  # fmt: skip
+                "/api/notifications",
+                headers=herald.admin(),
+                json={
+                    "recipients": [{"userId": user["userId"]}],
+                    "type": "invoice",
+                    "title": title,
+                    "message": "Pay up",
+                    "channels": ["email"],
+                },
+            )
             assert answer.status_code == 422, title
             error = answer.json()["error"]
             assert [d["field"] for d in error["details"]] == ["title"]
@@ -148,10 +157,16 @@ class TestNoHeaderInjection:
     ) -> None:
         """Rows made before the check (or by code that skips it) are made safe when sent."""
         email = new_email(
-            herald.settings, "invoice", to="payer@example.com", username="payer", user_id=None,
-            context={"title": INJECTED, "message": "Pay up"}, telemetry_id=None,
-            templates=herald.herald.templates, template="generic",
-        )  # fmt: skip
+            herald.settings,
+            "invoice",
+            to="payer@example.com",
+            username="payer",
+            user_id=None,
+            context={"title": INJECTED, "message": "Pay up"},
+            telemetry_id=None,
+            templates=herald.herald.templates,
+            template="generic",
+        )
         async with transaction(herald.herald.db) as session:
             session.add(email)
         await herald.herald.dispatcher.dispatch([email])
@@ -198,10 +213,15 @@ class TestComposing:
 
     def message(self, subject: str, **fields: Any) -> EmailNotification:
         values: dict[str, Any] = {
-            "id": 7, "type": "generic", "recipient_email": "ana@example.com",
-            "recipient_username": "ana", "subject": subject, "text": "Hello\nthere",
-            "html": "<p>Hello</p>", "unsubscribe_token": None,
-        }  # fmt: skip
+            "id": 7,
+            "type": "generic",
+            "recipient_email": "ana@example.com",
+            "recipient_username": "ana",
+            "subject": subject,
+            "text": "Hello\nthere",
+            "html": "<p>Hello</p>",
+            "unsubscribe_token": None,
+        }
         return EmailNotification(**{**values, **fields})
 
     def assert_as_the_mime_classes(
@@ -235,18 +255,32 @@ class TestComposing:
 
     @examples(max_examples=300, deadline=None)
     @given(
-        subject=_TEXT, name=st.none() | _TEXT, kind=_TEXT.filter(bool), text=_TEXT, html=_TEXT,
+        subject=_TEXT,
+        name=st.none() | _TEXT,
+        kind=_TEXT.filter(bool),
+        text=_TEXT,
+        html=_TEXT,
         token=st.none() | st.text(_TOKEN, min_size=1, max_size=50),
         boundary=st.text(_BOUNDARY, min_size=1, max_size=70),
-    )  # fmt: skip
+    )
     def test_any_message_is_written_as_the_mime_classes_would(
-        self, subject: str, name: str | None, kind: str, text: str, html: str,
-        token: str | None, boundary: str,
-    ) -> None:  # fmt: skip
+        self,
+        subject: str,
+        name: str | None,
+        kind: str,
+        text: str,
+        html: str,
+        token: str | None,
+        boundary: str,
+    ) -> None:
         n = self.message(
-            subject, recipient_username=name, type=kind, text=text, html=html,
+            subject,
+            recipient_username=name,
+            type=kind,
+            text=text,
+            html=html,
             unsubscribe_token=token,
-        )  # fmt: skip
+        )
         self.assert_as_the_mime_classes(self.sender(), n, boundary)
 
     def test_a_boundary_it_cannot_write_is_refused(self) -> None:

@@ -40,9 +40,12 @@ class TestRecordingFails:
                 await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {flag}'))
                 if not yes:
                     await conn.execute(
-                        text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :db"), {"db": database},
-                    )  # fmt: skip
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :db"
+                        ),
+                        {"db": database},
+                    )
 
         async def cut_the_database() -> None:
             smtp.before_reply = None  # once
@@ -54,11 +57,14 @@ class TestRecordingFails:
             r = await herald.http.post(
                 "/api/notifications",
                 json={
-                    "recipients": [{"userId": user["userId"]}], "type": "invoice",
-                    "title": "Your invoice", "message": "m", "channels": ["email"],
+                    "recipients": [{"userId": user["userId"]}],
+                    "type": "invoice",
+                    "title": "Your invoice",
+                    "message": "m",
+                    "channels": ["email"],
                 },
                 headers=herald.admin(),
-            )  # fmt: skip
+            )
             assert r.status_code == 201, r.text
             nid = r.json()["notifications"][0]["notificationId"]
             # The message is taken and the database is gone: the worker's recording fails (it
@@ -105,11 +111,14 @@ class TestRedisReturns:
             r = await herald.http.post(
                 "/api/notifications",
                 json={
-                    "recipients": [{"userId": user["userId"]}], "type": "announcement",
-                    "title": "After the outage", "message": "m", "channels": ["email", "inapp"],
+                    "recipients": [{"userId": user["userId"]}],
+                    "type": "announcement",
+                    "title": "After the outage",
+                    "message": "m",
+                    "channels": ["email", "inapp"],
                 },
                 headers=herald.admin(),
-            )  # fmt: skip
+            )
             assert r.status_code == 201, r.text
             ids = {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
             event = await client.next("notification:new", timeout=30)

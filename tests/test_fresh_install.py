@@ -43,9 +43,12 @@ def fresh_herald(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     }
     env.update(PORT=str(port), HERALD_MAILBOX_PORT="0")
     process = subprocess.Popen(
-        [sys.executable, "-m", "herald", "serve"], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "herald", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

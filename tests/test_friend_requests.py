@@ -44,9 +44,13 @@ class TestCreate:
         try:
             await client.authenticate(bob["token"])
             request = await send(
-                herald, alice, bob, message="hi!", relationshipType="colleague",
+                herald,
+                alice,
+                bob,
+                message="hi!",
+                relationshipType="colleague",
                 metadata={"source": "search"},
-            )  # fmt: skip
+            )
             event = await client.next("notification:new", timeout=20)
         finally:
             await client.close()
@@ -114,7 +118,7 @@ class TestCreate:
                     "/api/friend-requests",
                     json={"toUserId": bob["userId"]},
                     headers=alice["auth"],
-                )  # fmt: skip
+                )
                 for _ in range(4)
             )
         )
@@ -319,9 +323,10 @@ class TestLists:
         everything = await herald.http.get("/api/friend-requests", headers=alice["auth"])
         assert everything.json()["total"] == 3
         sent = await herald.http.get(
-            "/api/friend-requests", params={"direction": "sent", "limit": 1, "page": 2},
+            "/api/friend-requests",
+            params={"direction": "sent", "limit": 1, "page": 2},
             headers=alice["auth"],
-        )  # fmt: skip
+        )
         page = sent.json()
         assert (page["total"], page["page"], page["limit"], page["pages"]) == (2, 2, 1, 2)
         assert page["items"][0]["friendRequestId"] == to_bob["friendRequestId"]  # oldest last
@@ -443,9 +448,10 @@ class TestTrackingIsTheRecipients:
             await client.close()
         rid = request["friendRequestId"]
         for path in (
-            f"/api/friend-requests/{rid}", f"/api/friend-requests/user/{alice['userId']}/sent",
+            f"/api/friend-requests/{rid}",
+            f"/api/friend-requests/user/{alice['userId']}/sent",
             "/api/friend-requests?direction=sent",
-        ):  # fmt: skip
+        ):
             r = await herald.http.get(path, headers=alice["auth"])
             assert r.status_code == 200 and "isRead" not in r.text and "socketId" not in r.text
             assert "recipient offline" not in r.text and "readAt" not in r.text
@@ -488,10 +494,14 @@ class TestWithdrawnRequestsWithdrawTheirNotification:
         got = await catch_up(herald, bob)
         assert got == []  # every request is gone or expired: nothing announces one
         async with herald.herald.db() as session:
-            rows = (await session.scalars(
-                select(InAppNotification).where(InAppNotification.user_id == bob["userId"],
-                                                InAppNotification.type == "friend_request")
-            )).all()  # fmt: skip
+            rows = (
+                await session.scalars(
+                    select(InAppNotification).where(
+                        InAppNotification.user_id == bob["userId"],
+                        InAppNotification.type == "friend_request",
+                    )
+                )
+            ).all()
         # `expired` when a worker's attempt was in flight at that moment: it wrote its outcome
         # over `not_sent`, and the next attempt found the notification expired.
         assert len(rows) == 6 and {r.status for r in rows} <= {"not_sent", "expired"}

@@ -23,9 +23,15 @@ async def herald(herald_factory: Any) -> RunningHerald:
 
 def note(herald: RunningHerald, user_id: int, title: str) -> InAppNotification:
     return new_inapp(
-        herald.settings, "generic", user_id=user_id, username=None, email=None, title=title,
-        message="m", telemetry_id=None,
-    )  # fmt: skip
+        herald.settings,
+        "generic",
+        user_id=user_id,
+        username=None,
+        email=None,
+        title=title,
+        message="m",
+        telemetry_id=None,
+    )
 
 
 def count_commits(herald: RunningHerald) -> list[int]:
@@ -84,8 +90,13 @@ async def test_triggers_through_the_api_are_grouped(herald: RunningHerald) -> No
     commits = count_commits(herald)
 
     async def send(i: int) -> Any:
-        body = {"type": "digest", "title": f"api-{i:02}", "message": "m", "channels": ["inapp"],
-                "recipients": [{"userId": users[i % 3]["userId"]}]}  # fmt: skip
+        body = {
+            "type": "digest",
+            "title": f"api-{i:02}",
+            "message": "m",
+            "channels": ["inapp"],
+            "recipients": [{"userId": users[i % 3]["userId"]}],
+        }
         return await herald.http.post("/api/notifications", json=body, headers=herald.admin())
 
     answers = await asyncio.gather(*(send(i) for i in range(30)))

@@ -12,9 +12,10 @@ async def get_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pat
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
-        int(line.split(b":")[1]) for line in head.split(b"\r\n")
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
         if line.lower().startswith(b"content-length:")
-    )  # fmt: skip
+    )
     await reader.readexactly(length)
     return head.split(b"\r\n")[0]
 
@@ -29,11 +30,20 @@ class TestHealth:
         assert body["database"]["status"] == "up"
         assert body["redis"]["status"] == "up"
         assert set(body["queues"]) == {
-            "mail", "mail-retry-1", "mail-retry-2", "mail-dlq",
-            "inapp", "inapp-retry-1", "inapp-retry-2", "inapp-dlq",
-            "webhook", "webhook-retry-1", "webhook-retry-2", "webhook-dlq",
+            "mail",
+            "mail-retry-1",
+            "mail-retry-2",
+            "mail-dlq",
+            "inapp",
+            "inapp-retry-1",
+            "inapp-retry-2",
+            "inapp-dlq",
+            "webhook",
+            "webhook-retry-1",
+            "webhook-retry-2",
+            "webhook-dlq",
             "digests",
-        }  # fmt: skip
+        }
         assert set(body["queues"]["mail"]) >= {"waiting", "active", "delayed", "failed"}
 
     async def test_every_response_names_server_and_request(self, herald: RunningHerald) -> None:

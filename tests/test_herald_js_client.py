@@ -70,9 +70,13 @@ async def node_client() -> AsyncIterator[Any]:
 
     async def start(url: str, token: str) -> NodeClient:
         process = await asyncio.create_subprocess_exec(
-            node, str(DRIVER), url, token,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            node,
+            str(DRIVER),
+            url,
+            token,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         started.append(NodeClient(process))
         return started[-1]
 

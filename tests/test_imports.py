@@ -25,10 +25,18 @@ RUNTIME = "herald.runtime"
 ENTRY_POINTS = {"herald.cli", "herald.server.app", "herald.bench.stack"}
 # Packages (or top-level modules) that still import each other in a circle.
 STILL_IN_A_CIRCLE = {
-    "herald.accounts", "herald.channels", "herald.commerce", "herald.delivery", "herald.digests",
-    "herald.notifications", "herald.preferences", "herald.realtime", "herald.social",
-    "herald.subscribers", "herald.webhooks",
-}  # fmt: skip
+    "herald.accounts",
+    "herald.channels",
+    "herald.commerce",
+    "herald.delivery",
+    "herald.digests",
+    "herald.notifications",
+    "herald.preferences",
+    "herald.realtime",
+    "herald.social",
+    "herald.subscribers",
+    "herald.webhooks",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -187,8 +195,9 @@ def test_the_private_attribute_check_sees_a_library_attribute(tmp_path: Path) ->
     )
     ours = defined_names([source])
     assert sorted(u.split(" ")[1] for u in foreign_private_uses(source, ours)) == [
-        "._redis_connect", "._trigger_event",
-    ]  # fmt: skip
+        "._redis_connect",
+        "._trigger_event",
+    ]
 
 
 class TestTheGraphReader:
@@ -205,9 +214,11 @@ class TestTheGraphReader:
             "    from herald.delivery import queues\n"
         )
         assert set(imported_names(source)) == {
-            "typing.TYPE_CHECKING", "herald.core.db", "herald.runtime.Herald",
+            "typing.TYPE_CHECKING",
+            "herald.core.db",
+            "herald.runtime.Herald",
             "herald.delivery.queues",
-        }  # fmt: skip
+        }
 
     def test_from_imports_resolve_to_the_module_that_holds_the_name(self) -> None:
         graph = import_graph()

@@ -34,9 +34,14 @@ async def test_official_js_client(herald: RunningHerald, transports: str) -> Non
     user = await herald.signup()
     first = await herald.login(user)
     process = await asyncio.create_subprocess_exec(
-        node, str(JS_DIR / "client.mjs"), herald.url, first["sessionToken"], transports, "2",
+        node,
+        str(JS_DIR / "client.mjs"),
+        herald.url,
+        first["sessionToken"],
+        transports,
+        "2",
         stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         start = await read_until(process, "ready")
         auth = next(line["data"] for line in start if line["event"] == "auth:success")

@@ -115,9 +115,10 @@ class TestPermanentFailures:
 
         smtp.fail_with = None  # the mailbox was fixed
         replay = await herald.http.post(
-            "/api/ops/dlq/email/replay", json={"ids": [nid], "note": "mailbox fixed"},
+            "/api/ops/dlq/email/replay",
+            json={"ids": [nid], "note": "mailbox fixed"},
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert replay.status_code == 200 and replay.json()["replayed"] == [nid]
         body = await wait_email(herald, nid, "delivered")
 
@@ -139,9 +140,10 @@ class TestPermanentFailures:
         nid = welcome_id(user)
         await wait_email(herald, nid, "failed")
         response = await herald.http.post(
-            "/api/ops/dlq/email/discard", json={"ids": [nid], "reason": "user left"},
+            "/api/ops/dlq/email/discard",
+            json={"ids": [nid], "reason": "user left"},
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert response.json()["discarded"] == [nid]
         body = await email_status(herald, nid)
         assert body["status"] == "failed" and body["discardReason"] == "user left"
@@ -170,9 +172,15 @@ class TestPermanentFailures:
         running = herald.herald
         async with transaction(running.db) as session:
             email = new_email(
-                running.settings, "signup", to=address, username="ghost", user_id=None,
-                context={"verify_url": "x"}, telemetry_id=None, templates=running.templates,
-            )  # fmt: skip
+                running.settings,
+                "signup",
+                to=address,
+                username="ghost",
+                user_id=None,
+                context={"verify_url": "x"},
+                telemetry_id=None,
+                templates=running.templates,
+            )
             session.add(email)
         await running.dispatcher.dispatch([email])
         body = await wait_email(herald, email.id, "failed")
@@ -196,10 +204,15 @@ class TestIdempotentEnqueue:
         running = herald.herald
         async with transaction(running.db) as session:
             email = new_email(
-                running.settings, "signup", to="twice@example.com", username="twice",
-                user_id=None, context={"verify_url": "x"}, telemetry_id=None,
+                running.settings,
+                "signup",
+                to="twice@example.com",
+                username="twice",
+                user_id=None,
+                context={"verify_url": "x"},
+                telemetry_id=None,
                 templates=running.templates,
-            )  # fmt: skip
+            )
             session.add(email)
         await running.dispatcher.dispatch([email])
         await running.queues.enqueue(Channel.EMAIL, email.id)  # a retrying caller
@@ -229,13 +242,16 @@ class TestInAppLadder:
         assert body["queueName"] == "inapp-dlq" and body["attempts"] == 8
         assert body["failureReason"] == "recipient offline"
         assert [e["toQueue"] for e in body["escalationHistory"]] == [
-            "inapp-retry-1", "inapp-retry-2", "inapp-dlq",
-        ]  # fmt: skip
+            "inapp-retry-1",
+            "inapp-retry-2",
+            "inapp-dlq",
+        ]
 
         replay = await herald.http.post(
-            "/api/ops/dlq/inapp/replay", json={"all": True, "type": "login"},
+            "/api/ops/dlq/inapp/replay",
+            json={"all": True, "type": "login"},
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert nid in replay.json()["replayed"]
         replayed = (
             await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())
@@ -266,10 +282,15 @@ class TestReconcilerSecondLook:
         async with transaction(running.db) as session:
             for name in ("still-lost", "moved-on"):
                 email = new_email(
-                    running.settings, "signup", to=f"{name}@example.com", username=name,
-                    user_id=None, context={"verify_url": "x"}, telemetry_id=None,
+                    running.settings,
+                    "signup",
+                    to=f"{name}@example.com",
+                    username=name,
+                    user_id=None,
+                    context={"verify_url": "x"},
+                    telemetry_id=None,
                     templates=running.templates,
-                )  # fmt: skip
+                )
                 email.status = "queued"  # as a Redis restarted empty leaves it: no job
                 session.add(email)
                 rows.append(email)

@@ -45,15 +45,21 @@ async def status(herald: RunningHerald) -> subprocess.CompletedProcess[str]:
     settings = herald.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "REDIS_"))}
     env.update(
-        HERALD_DATA_DIR=str(settings.data_dir), DATABASE_URL=settings.effective_database_url,
-        EMAIL_HOST="127.0.0.1", LOAD_BALANCER_PORT=str(free_port()),
-    )  # fmt: skip
+        HERALD_DATA_DIR=str(settings.data_dir),
+        DATABASE_URL=settings.effective_database_url,
+        EMAIL_HOST="127.0.0.1",
+        LOAD_BALANCER_PORT=str(free_port()),
+    )
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "herald", "status", "--json"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        subprocess.run,
+        [sys.executable, "-m", "herald", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class TestEscalations:
@@ -67,18 +73,26 @@ class TestEscalations:
         s = await summary(herald)
         moves = {(m["fromQueue"], m["toQueue"]): m for m in s["escalations"]["perMinute"]}
         assert set(moves) >= {
-            ("mail", "mail-retry-1"), ("mail-retry-1", "mail-retry-2"),
+            ("mail", "mail-retry-1"),
+            ("mail-retry-1", "mail-retry-2"),
             ("mail-retry-2", "mail-dlq"),
-        }  # fmt: skip
+        }
         # On the shared PostgreSQL, earlier tests' unsent emails may climb this ladder too (this
         # Herald's reconciler sends them): the counts are at least ours, and agree everywhere.
         first = moves[("mail", "mail-retry-1")]
         assert first["count"] >= 1 and first["perMinute"] > 0
         tiers = {t["queue"]: t for t in s["escalations"]["tiers"]}
         assert set(tiers) == {
-            "mail-retry-1", "mail-retry-2", "mail-dlq", "inapp-retry-1", "inapp-retry-2",
-            "inapp-dlq", "webhook-retry-1", "webhook-retry-2", "webhook-dlq",
-        }  # fmt: skip
+            "mail-retry-1",
+            "mail-retry-2",
+            "mail-dlq",
+            "inapp-retry-1",
+            "inapp-retry-2",
+            "inapp-dlq",
+            "webhook-retry-1",
+            "webhook-retry-2",
+            "webhook-dlq",
+        }
         for queue, tier in tiers.items():
             jobs = s["queues"][queue]
             assert tier["current"] == jobs["waiting"] + jobs["active"] + jobs["delayed"]
@@ -96,9 +110,10 @@ class TestEscalations:
             # inapp-dlq meanwhile, through this Herald's reconciler: only mail-dlq is ours.)
             alerts = (await herald.http.get("/api/ops/alerts", headers=herald.admin())).json()
             return [
-                a for a in alerts["alerts"]
+                a
+                for a in alerts["alerts"]
                 if a["alert"] == "HeraldDeadLettersGrowing" and "mail-dlq" in a["message"]
-            ]  # fmt: skip
+            ]
 
         [growing] = await eventually(growing, timeout=10)
         assert growing["severity"] == "warning"
@@ -159,8 +174,10 @@ class TestAlertRules:
         assert "SUCCESS: 9 rules found" in checked.stdout
         tested = subprocess.run(
             [PROMTOOL, "test", "rules", str(ROOT / "tests" / "prometheus" / "alerts_test.yml")],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert tested.returncode == 0, tested.stdout + tested.stderr
 
     def test_every_condition_has_its_rule(self) -> None:
@@ -170,20 +187,28 @@ class TestAlertRules:
                 "api": {"count": 100, "errorRate": 0.5},
                 "channel:email": {"count": 100, "errorRate": 0.9},
             },
-            escalations={"tiers": [
-                {"tier": "dlq", "queue": "mail-dlq", "inflowPerMinute": 2, "current": 5},
-            ]},
+            escalations={
+                "tiers": [
+                    {"tier": "dlq", "queue": "mail-dlq", "inflowPerMinute": 2, "current": 5},
+                ]
+            },
             queue_wait={"mail": {"p95Ms": 45_000}},
             heartbeats={"server2": False, "server1": True},
             queues={"mail-retry-1": {"delayed": 3, "overdue": 2}, "mail": {"overdue": 0}},
-            redis_up=False, database_up=False,
-        )  # fmt: skip
+            redis_up=False,
+            database_up=False,
+        )
         found = conditions.evaluate(tripped)
         assert {c.alert for c in found} == {
-            "HeraldApiErrorRate", "HeraldDeliveryFailureRate", "HeraldDeadLettersGrowing",
-            "HeraldQueueWaitHigh", "HeraldServerHeartbeatMissing", "HeraldRedisDown",
-            "HeraldDatabaseDown", "HeraldDelayedJobsOverdue",
-        }  # fmt: skip
+            "HeraldApiErrorRate",
+            "HeraldDeliveryFailureRate",
+            "HeraldDeadLettersGrowing",
+            "HeraldQueueWaitHigh",
+            "HeraldServerHeartbeatMissing",
+            "HeraldRedisDown",
+            "HeraldDatabaseDown",
+            "HeraldDelayedJobsOverdue",
+        }
         assert {c.alert for c in found} <= rules
         assert conditions.evaluate(conditions.Facts()) == []
 

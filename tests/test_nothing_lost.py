@@ -106,7 +106,7 @@ class TestRedisOutage:
                 email_host="127.0.0.1",
                 email_port=smtp.port,
                 **FAST_RECONCILE,
-            ),  # fmt: skip
+            ),
             api=False,
             workers=True,
         )
@@ -140,9 +140,11 @@ class TestWorkerKilled:
 
         def start_worker() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                [sys.executable, "-m", "herald", "worker"], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [sys.executable, "-m", "herald", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         users = [await api.signup() for _ in range(24)]
         ids = [int(u["welcomeEmail"]["notificationId"]) for u in users]

@@ -29,19 +29,24 @@ class TestTrigger:
                 herald,
                 {
                     "recipients": [{"userId": alice["userId"]}, {"userId": bob["userId"]}],
-                    "type": "announcement", "title": "Maintenance <tonight>",
-                    "message": "We will be down 10 minutes.", "channels": ["email", "inapp"],
-                    "priority": "high", "data": {"window": "22:00-22:10"},
+                    "type": "announcement",
+                    "title": "Maintenance <tonight>",
+                    "message": "We will be down 10 minutes.",
+                    "channels": ["email", "inapp"],
+                    "priority": "high",
+                    "data": {"window": "22:00-22:10"},
                 },
-            )  # fmt: skip
+            )
             assert r.status_code == 201, r.text
             body = r.json()
             assert body["count"] == 4
             by = {(n["userId"], n["channel"]): n for n in body["notifications"]}
             assert set(by) == {
-                (alice["userId"], "email"), (alice["userId"], "inapp"),
-                (bob["userId"], "email"), (bob["userId"], "inapp"),
-            }  # fmt: skip
+                (alice["userId"], "email"),
+                (alice["userId"], "inapp"),
+                (bob["userId"], "email"),
+                (bob["userId"], "inapp"),
+            }
             for n in body["notifications"]:
                 assert n["jobId"] == f"{n['channel']}-{n['notificationId']}"
             event = await client.next("notification:new", timeout=20)
@@ -68,10 +73,14 @@ class TestTrigger:
     ) -> None:
         r = await trigger(
             herald,
-            {"recipients": [{"email": "guest@example.com"}], "type": "order_shipped",
-             "title": "Your order shipped", "message": "It is on its way.",
-             "channels": ["email"]},
-        )  # fmt: skip
+            {
+                "recipients": [{"email": "guest@example.com"}],
+                "type": "order_shipped",
+                "title": "Your order shipped",
+                "message": "It is on its way.",
+                "channels": ["email"],
+            },
+        )
         assert r.status_code == 201, r.text
         [created] = r.json()["notifications"]
         assert created["channel"] == "email" and created["email"] == "guest@example.com"
@@ -84,9 +93,13 @@ class TestTrigger:
         alice = await herald.member()
         r = await trigger(
             herald,
-            {"recipients": [{"userId": alice["userId"]}], "type": "reminder", "title": "t",
-             "message": "m"},
-        )  # fmt: skip
+            {
+                "recipients": [{"userId": alice["userId"]}],
+                "type": "reminder",
+                "title": "t",
+                "message": "m",
+            },
+        )
         assert [n["channel"] for n in r.json()["notifications"]] == ["inapp"]
 
     async def test_bad_input_names_the_field(self, herald: RunningHerald) -> None:
@@ -115,8 +128,12 @@ class TestTrigger:
 
     async def test_needs_the_admin_token(self, herald: RunningHerald) -> None:
         alice = await herald.member()
-        body = {"recipients": [{"userId": alice["userId"]}], "type": "x", "title": "t",
-                "message": "m"}  # fmt: skip
+        body = {
+            "recipients": [{"userId": alice["userId"]}],
+            "type": "x",
+            "title": "t",
+            "message": "m",
+        }
         assert (await trigger(herald, body, headers={})).status_code == 401
         assert (await trigger(herald, body, headers=alice["auth"])).status_code == 403
 
@@ -125,9 +142,14 @@ class TestTrigger:
     ) -> None:
         r = await trigger(
             herald,
-            {"recipients": [{"email": f"r{i}@example.com"} for i in range(5)], "type": "x",
-             "title": "Hello", "message": "Hi", "channels": ["email"]},
-        )  # fmt: skip
+            {
+                "recipients": [{"email": f"r{i}@example.com"} for i in range(5)],
+                "type": "x",
+                "title": "Hello",
+                "message": "Hi",
+                "channels": ["email"],
+            },
+        )
         ids = [n["notificationId"] for n in r.json()["notifications"]]
 
         async def all_delivered() -> bool:
@@ -148,8 +170,13 @@ class TestFastPath:
         from herald.notifications.endpoints import TriggerFastPath
 
         alice = await herald.member()
-        ok = {"recipients": [{"userId": alice["userId"]}, {"email": "x@example.com"}],
-              "type": "digest", "title": "t", "message": "m", "channels": ["email"]}  # fmt: skip
+        ok = {
+            "recipients": [{"userId": alice["userId"]}, {"email": "x@example.com"}],
+            "type": "digest",
+            "title": "t",
+            "message": "m",
+            "channels": ["email"],
+        }
         unknown = {**ok, "recipients": [{"userId": 987_654_321}]}
         answers = []
         for path in (TriggerFastPath.PATH, "/nowhere"):  # "/nowhere": every request routed
@@ -159,10 +186,14 @@ class TestFastPath:
         assert fast_ok.status_code == routed_ok.status_code == 201
         assert fast_ok.headers["content-type"] == routed_ok.headers["content-type"]
         assert "x-request-id" in fast_ok.headers and "x-served-by" in fast_ok.headers
-        strip = [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
-                 for n in fast_ok.json()["notifications"]]  # fmt: skip
-        assert strip == [{k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
-                         for n in routed_ok.json()["notifications"]]  # fmt: skip
+        strip = [
+            {k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
+            for n in fast_ok.json()["notifications"]
+        ]
+        assert strip == [
+            {k: v for k, v in n.items() if k not in ("notificationId", "jobId")}
+            for n in routed_ok.json()["notifications"]
+        ]
         assert fast_ok.json()["count"] == 2
         assert fast_unknown.status_code == routed_unknown.status_code == 422
         assert fast_unknown.content == routed_unknown.content

@@ -6,14 +6,23 @@ from tests.conftest import RunningHerald
 
 SEED_OPERATIONS = {
     ("get", "/api/health"),
-    ("post", "/api/signups"), ("get", "/api/signups"), ("post", "/api/signups/verify/{token}"),
-    ("get", "/api/signups/{userId}/welcome-email-status"), ("get", "/api/signups/statistics"),
+    ("post", "/api/signups"),
+    ("get", "/api/signups"),
+    ("post", "/api/signups/verify/{token}"),
+    ("get", "/api/signups/{userId}/welcome-email-status"),
+    ("get", "/api/signups/statistics"),
     ("get", "/api/signups/welcome-emails/failed"),
-    ("post", "/api/logins"), ("get", "/api/logins"), ("get", "/api/logins/alert-emails/failed"),
-    ("post", "/api/session"), ("get", "/api/session/{userId}"), ("delete", "/api/session"),
-    ("post", "/api/reset-passwords"), ("post", "/api/reset-passwords/confirm"),
+    ("post", "/api/logins"),
+    ("get", "/api/logins"),
+    ("get", "/api/logins/alert-emails/failed"),
+    ("post", "/api/session"),
+    ("get", "/api/session/{userId}"),
+    ("delete", "/api/session"),
+    ("post", "/api/reset-passwords"),
+    ("post", "/api/reset-passwords/confirm"),
     ("post", "/api/purchases"),
-    ("post", "/api/friend-requests"), ("get", "/api/friend-requests"),
+    ("post", "/api/friend-requests"),
+    ("get", "/api/friend-requests"),
     ("get", "/api/friend-requests/{friendRequestId}"),
     ("delete", "/api/friend-requests/{friendRequestId}"),
     ("patch", "/api/friend-requests/{friendRequestId}/accept"),
@@ -28,7 +37,7 @@ SEED_OPERATIONS = {
     ("get", "/api/friend-requests/notifications/pending"),
     ("post", "/api/friend-requests/cleanup"),
     ("post", "/api/notifications"),
-}  # fmt: skip
+}
 
 
 class TestOpenApi:

@@ -67,10 +67,14 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         "password": member["password"],
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fuzz_openapi", cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.fuzz_openapi",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, err = await process.communicate(json.dumps(options).encode())
     assert process.returncode == 0, err.decode()[-5000:]
     failures = json.loads(out)

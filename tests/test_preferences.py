@@ -54,10 +54,15 @@ async def trigger(
 ) -> list[dict[str, Any]]:
     r = await herald.http.post(
         "/api/notifications",
-        json={"recipients": [recipient], "type": kind, "title": f"About {kind}",
-              "message": "Something happened.", "channels": channels},
+        json={
+            "recipients": [recipient],
+            "type": kind,
+            "title": f"About {kind}",
+            "message": "Something happened.",
+            "channels": channels,
+        },
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     return r.json()["notifications"]  # type: ignore[no-any-return]
 
@@ -86,20 +91,29 @@ class TestPreferenceApi:
         )
         assert first.status_code == 200, first.text
         assert first.json() == {
-            "subscriberId": sid, "channels": {"email": False},
+            "subscriberId": sid,
+            "channels": {"email": False},
             "types": {"digest.weekly": {"email": False}},
-        }  # fmt: skip
+        }
         # Merge: what is not named stays; null removes; a type as a whole replaces its channels.
         second = await put_prefs(
-            app_herald, sid,
-            {"channels": {"email": None, "inapp": False},
-             "types": {"promo": False, "digest.weekly": True, "news": {"*": False, "inapp": True}}},
-        )  # fmt: skip
+            app_herald,
+            sid,
+            {
+                "channels": {"email": None, "inapp": False},
+                "types": {
+                    "promo": False,
+                    "digest.weekly": True,
+                    "news": {"*": False, "inapp": True},
+                },
+            },
+        )
         assert second.status_code == 200, second.text
         expected = {
-            "subscriberId": sid, "channels": {"inapp": False},
+            "subscriberId": sid,
+            "channels": {"inapp": False},
             "types": {"digest.weekly": True, "news": {"*": False, "inapp": True}, "promo": False},
-        }  # fmt: skip
+        }
         assert second.json() == expected
         got = await app_herald.http.get(
             f"/api/subscribers/{sid}/preferences", headers=app_herald.admin()

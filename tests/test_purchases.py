@@ -58,9 +58,10 @@ class TestPurchase:
     async def test_order_reference_is_made_when_missing(self, herald: RunningHerald) -> None:
         buyer = await herald.member()
         r = await herald.http.post(
-            "/api/purchases", json={"items": [{"name": "Pen", "quantity": 1, "unitAmount": 100}]},
+            "/api/purchases",
+            json={"items": [{"name": "Pen", "quantity": 1, "unitAmount": 100}]},
             headers=buyer["auth"],
-        )  # fmt: skip
+        )
         assert r.status_code == 201 and r.json()["orderReference"].startswith("ORD-")
         assert r.json()["currency"] == "USD"
 

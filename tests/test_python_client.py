@@ -190,9 +190,14 @@ class TestTriggerAndInbox:
         try:
             await socket_client.authenticate(token)
             sent = await herald(
-                "trigger", type="comment", title="New comment", message="Nice post",
-                recipients=[ext], channels=["inapp", "email"], data={"post": 7},
-            )  # fmt: skip
+                "trigger",
+                type="comment",
+                title="New comment",
+                message="Nice post",
+                recipients=[ext],
+                channels=["inapp", "email"],
+                data={"post": 7},
+            )
             assert sent.count == 2 and not sent.replayed
             inapp = next(n for n in sent.notifications if n.channel == "inapp")
 
@@ -224,9 +229,13 @@ class TestTriggerAndInbox:
         herald = clients(live.url, ADMIN_TOKEN)
         ext = f"new-{uuid.uuid4().hex[:8]}"
         sent = await herald(
-            "trigger", type="welcome", title="Welcome", message="Hello",
-            recipients=[{"subscriberId": ext, "email": f"{ext}@example.com"}], channels=["email"],
-        )  # fmt: skip
+            "trigger",
+            type="welcome",
+            title="Welcome",
+            message="Hello",
+            recipients=[{"subscriberId": ext, "email": f"{ext}@example.com"}],
+            channels=["email"],
+        )
         assert sent.count == 1
         assert (await herald("get_subscriber", ext)).email == f"{ext}@example.com"
 
@@ -238,9 +247,12 @@ class TestTriggerAndInbox:
         user = await live.member()
         herald = clients(live.url, ADMIN_TOKEN)
         sent = await herald(
-            "trigger", type="note", title="Hi", message="From the client",
+            "trigger",
+            type="note",
+            title="Hi",
+            message="From the client",
             recipients=[{"userId": user["userId"]}],
-        )  # fmt: skip
+        )
         assert [n.user_id for n in sent.notifications] == [user["userId"]]
         reader = clients(live.url, user["token"])
         ids = [i.id for i in (await reader("inbox")).items]
@@ -254,9 +266,12 @@ class TestTriggerAndInbox:
         user = await live.member()
         herald = clients(live.url, ADMIN_TOKEN)
         body: dict[str, Any] = {
-            "type": "invoice", "title": "Invoice 12", "message": "Due Friday",
-            "recipients": [{"userId": user["userId"]}], "idempotency_key": uuid.uuid4().hex,
-        }  # fmt: skip
+            "type": "invoice",
+            "title": "Invoice 12",
+            "message": "Due Friday",
+            "recipients": [{"userId": user["userId"]}],
+            "idempotency_key": uuid.uuid4().hex,
+        }
         first = await herald("trigger", **body)
         second = await herald("trigger", **body)
         assert (first.replayed, second.replayed) == (False, True)
@@ -307,9 +322,12 @@ class TestTriggerAndInbox:
         release.start()
         try:
             sent = await herald(
-                "trigger", type="note", title=title, message="m",
+                "trigger",
+                type="note",
+                title=title,
+                message="m",
                 recipients=[{"userId": user["userId"]}],
-            )  # fmt: skip
+            )
         finally:
             release.join()
         assert herald.statuses == [503, 201]
@@ -324,9 +342,12 @@ class TestTriggerAndInbox:
             once = clients(live.url, ADMIN_TOKEN, retry=RetryPolicy(max_attempts=1))
             with pytest.raises(ServiceUnavailable) as away:
                 await once(
-                    "trigger", type="n", title="t", message="m",
+                    "trigger",
+                    type="n",
+                    title="t",
+                    message="m",
                     recipients=[{"userId": user["userId"]}],
-                )  # fmt: skip
+                )
         finally:
             holder.execute("ROLLBACK")
             holder.close()

@@ -57,9 +57,15 @@ async def backend_shell(
         **({"DATABASE_URL": stack["database_url"]} if stack else {}),
     }
     process = await asyncio.create_subprocess_exec(
-        "bash", "-eu", "-c", script, env=env, cwd=tmp,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "bash",
+        "-eu",
+        "-c",
+        script,
+        env=env,
+        cwd=tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     exported = dict(line.split("=", 1) for line in out.decode().splitlines())
@@ -146,10 +152,15 @@ async def show_inbox(
         await until("* New comment on your post: Grace: lovely work!")
         await until("unread: 1")
         r = await herald.http.post(
-            "/api/notifications", headers=key,
-            json={"recipients": [{"subscriberId": "user-42"}], "type": "comment",
-                  "title": "Another one", "message": "m"},
-        )  # fmt: skip
+            "/api/notifications",
+            headers=key,
+            json={
+                "recipients": [{"subscriberId": "user-42"}],
+                "type": "comment",
+                "title": "Another one",
+                "message": "m",
+            },
+        )
         assert r.status_code == 201, r.text
         await until("new: Another one")
         await until("unread: 2")

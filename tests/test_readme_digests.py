@@ -26,9 +26,17 @@ def blocks() -> list[str]:
 async def run(herald: RunningHerald, tmp: Path, script: str, **env: str) -> str:
     script = script.replace("localhost:8000", herald.url.removeprefix("http://"))
     process = await asyncio.create_subprocess_exec(
-        "bash", "-eu", "-o", "pipefail", "-c", script, env={**os.environ, **env}, cwd=tmp,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "bash",
+        "-eu",
+        "-o",
+        "pipefail",
+        "-c",
+        script,
+        env={**os.environ, **env},
+        cwd=tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return out.decode()
@@ -45,9 +53,11 @@ async def test_the_digests_section_as_written(
         out = await run(herald, tmp_path, first.replace('"10m"', '"2s"') + '\necho "HELD=$HELD"')
         held = out.rsplit("HELD=", 1)[1].strip()
         rule, got = json_answers(out.rsplit("HELD=", 1)[0])
-        assert rule == got == {
-            "type": "comment", "window": "2s", "dailyAt": None, "groupBy": "data.postId"
-        }  # fmt: skip
+        assert (
+            rule
+            == got
+            == {"type": "comment", "window": "2s", "dailyAt": None, "groupBy": "data.postId"}
+        )
 
         async def digest_closed() -> bool:
             r = await herald.http.get(f"/api/notifications/email/{held}", headers=herald.admin())
@@ -60,8 +70,11 @@ async def test_the_digests_section_as_written(
         assert digest["status"] == "sent" and len(digest["carried"]) == 3
         assert int(held) in digest["carried"]
         assert daily == {
-            "type": "weekly-report", "window": None, "dailyAt": "08:00", "groupBy": None
-        }  # fmt: skip
+            "type": "weekly-report",
+            "window": None,
+            "dailyAt": "08:00",
+            "groupBy": None,
+        }
         check = await herald.http.get("/api/types/weekly-report/digest", headers=herald.admin())
         assert check.status_code == 404  # the block's DELETE
 

@@ -30,9 +30,13 @@ def blocks() -> list[str]:
 
 async def bash(script: str, env: dict[str, str]) -> list[str]:
     process = await asyncio.create_subprocess_exec(
-        "bash", "-c", STRICT_CURL + script, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "bash",
+        "-c",
+        STRICT_CURL + script,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, (out.decode(), err.decode())
     return [line for line in out.decode().splitlines() if line.strip()]
@@ -42,9 +46,10 @@ async def test_preferences_and_unsubscribe_as_written(
     herald: RunningHerald, smtp: SmtpSink
 ) -> None:
     key = await herald.http.post(
-        "/api/ops/api-keys", json={"name": "readme", "scopes": ["subscribers", "trigger"]},
+        "/api/ops/api-keys",
+        json={"name": "readme", "scopes": ["subscribers", "trigger"]},
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     assert key.status_code == 201, key.text
     env = {"PATH": "/usr/bin:/bin", "HERALD_URL": herald.url, "HERALD_API_KEY": key.json()["key"]}
     tag = uuid.uuid4().hex[:8]
@@ -70,10 +75,15 @@ async def test_preferences_and_unsubscribe_as_written(
 
     r = await herald.http.post(
         "/api/notifications",
-        json={"recipients": [{"subscriberId": sid}], "type": "news", "title": "News",
-              "message": "Read all about it", "channels": ["email"]},
+        json={
+            "recipients": [{"subscriberId": sid}],
+            "type": "news",
+            "title": "News",
+            "message": "Read all about it",
+            "channels": ["email"],
+        },
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     (delivered,) = await smtp.wait_for(address)
     header = email.message_from_bytes(delivered.original_content)["List-Unsubscribe"]  # type: ignore[arg-type]

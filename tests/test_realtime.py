@@ -152,8 +152,9 @@ class TestDeliveredMeansAcknowledged:
         finally:
             await client.close()
         assert [(h["status"], h["socketId"], h["deliveryMethod"]) for h in history] == [
-            ("acknowledged", sid, "websocket"), ("delivered", sid, "websocket"),
-        ]  # fmt: skip
+            ("acknowledged", sid, "websocket"),
+            ("delivered", sid, "websocket"),
+        ]
         assert {h["attempt"] for h in history} == {1} and history[0]["queueName"] == "inapp"
 
     async def test_an_emit_lost_while_the_server_resubscribes_arrives_on_a_later_attempt(
@@ -217,10 +218,17 @@ async def test_a_caught_up_notification_is_sent_as_it_was_live(herald: RunningHe
     await first.authenticate(user["token"])
     try:
         sent = await herald.http.post(
-            "/api/notifications", headers=herald.admin(),
-            json={"recipients": [{"userId": user["userId"]}], "type": "order", "title": "Paid",
-                  "message": "m", "priority": "high", "data": data},
-        )  # fmt: skip
+            "/api/notifications",
+            headers=herald.admin(),
+            json={
+                "recipients": [{"userId": user["userId"]}],
+                "type": "order",
+                "title": "Paid",
+                "message": "m",
+                "priority": "high",
+                "data": data,
+            },
+        )
         assert sent.status_code == 201, sent.text
         notification_id = sent.json()["notifications"][0]["notificationId"]
         live = await next_notification(first, notification_id)

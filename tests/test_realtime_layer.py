@@ -91,9 +91,15 @@ class TestCatchUp:
         running = herald.herald
         async with transaction(running.db) as session:
             stale = new_inapp(
-                running.settings, "generic", user_id=user["userId"], username=None, email=None,
-                title="old news", message="too late", telemetry_id=None,
-            )  # fmt: skip
+                running.settings,
+                "generic",
+                user_id=user["userId"],
+                username=None,
+                email=None,
+                title="old news",
+                message="too late",
+                telemetry_id=None,
+            )
             stale.expires_at = utcnow() - timedelta(seconds=1)
             session.add(stale)
         await running.reconciler.run_once()
@@ -185,9 +191,10 @@ class TestAcrossServers:
             assert (await tab_b.next("notifications:markedRead"))["ids"] == [nid]
 
             broadcast = await server_a.http.post(
-                "/api/ops/broadcast", json={"title": "Maintenance", "message": "at noon"},
+                "/api/ops/broadcast",
+                json={"title": "Maintenance", "message": "at noon"},
                 headers=server_a.admin(),
-            )  # fmt: skip
+            )
             assert broadcast.status_code == 200 and broadcast.json()["onlineSockets"] >= 2
             for tab in (tab_a, tab_b):
                 assert (await tab.next("notification:broadcast"))["title"] == "Maintenance"
@@ -212,9 +219,11 @@ def start_worker(tmp_path: Path, api: RunningHerald) -> subprocess.Popen[bytes]:
         HERALD_LOG_LEVEL="warning",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "herald", "worker"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "herald", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class TestPresence:
@@ -245,9 +254,11 @@ class TestPresence:
             HERALD_LOG_LEVEL="warning",
         )
         doomed = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-            [sys.executable, "-m", "herald", "api", "--port", str(port)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [sys.executable, "-m", "herald", "api", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
 
@@ -615,9 +626,15 @@ async def test_answers_to_a_socket_are_not_published_for_the_other_servers(
     running = herald.herald
     async with transaction(running.db) as session:  # enqueued nowhere: only a catch-up sends it
         waiting = new_inapp(
-            running.settings, "generic", user_id=user["userId"], username=None, email=None,
-            title="while away", message="caught up", telemetry_id=None,
-        )  # fmt: skip
+            running.settings,
+            "generic",
+            user_id=user["userId"],
+            username=None,
+            email=None,
+            title="while away",
+            message="caught up",
+            telemetry_id=None,
+        )
         session.add(waiting)
     listener = aioredis.from_url(running.redis_url)
     pubsub = listener.pubsub()

@@ -32,9 +32,12 @@ async def test_demo_client_gives_up_then_retries(
     contexts: Any,  # noqa: F811 - the fixture imported above
 ) -> None:
     settings = make_settings(
-        tmp_path, ws_max_reconnect_attempts=2, email_host="127.0.0.1", email_port=smtp.port,
+        tmp_path,
+        ws_max_reconnect_attempts=2,
+        email_host="127.0.0.1",
+        email_port=smtp.port,
         **stack,
-    )  # fmt: skip
+    )
     running, server, task = await start_herald(settings)
     user = await running.member()
     tab = await signed_in(await contexts(), running, user)

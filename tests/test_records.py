@@ -28,13 +28,31 @@ from tests.test_retry_tiers import notify
 
 # Every field of the seed's schemas (architecture-v2.md, "Database Schema").
 COMMON = {
-    "type", "recipient", "status", "queueName", "attempts", "maxAttempts", "lastAttemptAt",
-    "deliveredAt", "failedAt", "failureReason", "metadata", "createdAt", "updatedAt",
-}  # fmt: skip
+    "type",
+    "recipient",
+    "status",
+    "queueName",
+    "attempts",
+    "maxAttempts",
+    "lastAttemptAt",
+    "deliveredAt",
+    "failedAt",
+    "failureReason",
+    "metadata",
+    "createdAt",
+    "updatedAt",
+}
 EMAIL = COMMON | {"subject", "content"}
 INAPP = COMMON | {
-    "title", "message", "priority", "socketId", "deliveredVia", "expiresAt", "isRead", "readAt",
-}  # fmt: skip
+    "title",
+    "message",
+    "priority",
+    "socketId",
+    "deliveredVia",
+    "expiresAt",
+    "isRead",
+    "readAt",
+}
 METADATA = {"deliveryHistory", "escalationHistory", "retryHistory"}
 
 
@@ -60,8 +78,10 @@ class TestEmailRecord:
         assert set(body) >= EMAIL, EMAIL - set(body)
         assert set(body["metadata"]) == METADATA
         assert body["recipient"] == {
-            "userId": user["userId"], "username": user["username"], "email": user["email"],
-        }  # fmt: skip
+            "userId": user["userId"],
+            "username": user["username"],
+            "email": user["email"],
+        }
         assert body["type"] == "signup" and body["status"] == "delivered"
         assert body["subject"] == f"Welcome to Herald, {user['username']}"
         assert f"<h1>Welcome, {user['username']}</h1>" in body["content"]["html"]
@@ -221,9 +241,10 @@ async def _deliver(app: Any, nid: int) -> None:
     """What an ack's statement does to an in-app row: status and audit row, one transaction."""
     async with app.db() as other, other.begin():
         await other.execute(
-            update(InAppNotification).where(InAppNotification.id == nid)
+            update(InAppNotification)
+            .where(InAppNotification.id == nid)
             .values(status=Status.DELIVERED, delivered_at=utcnow())
-        )  # fmt: skip
+        )
         await other.execute(
             ATTEMPT_INSERT, attempt_row(Channel.INAPP, nid, 1, Status.DELIVERED, "inapp")
         )

@@ -30,10 +30,13 @@ async def keyed_trigger(herald: RunningHerald, key: str, user_id: int) -> Any:
         "/api/notifications",
         headers={**herald.admin(), "Idempotency-Key": key},
         json={
-            "recipients": [{"userId": user_id}], "type": "x", "title": "t", "message": "m",
+            "recipients": [{"userId": user_id}],
+            "type": "x",
+            "title": "t",
+            "message": "m",
             "channels": ["email", "inapp"],
         },
-    )  # fmt: skip
+    )
 
 
 class TestIdempotencyRecord:
@@ -70,10 +73,12 @@ class TestIdempotencyRecord:
             [key] = await store.keys("herald:idempotency:*")
             record = parse_record(await store.get(key))
             legacy = {  # the JSON records of the versions before
-                "state": "done", "fingerprint": record.fingerprint.hex() + "0" * 32,
-                "status": record.status, "headers": [["content-type", "application/json"]],
+                "state": "done",
+                "fingerprint": record.fingerprint.hex() + "0" * 32,
+                "status": record.status,
+                "headers": [["content-type", "application/json"]],
                 "body": base64.b64encode(record.body).decode(),
-            }  # fmt: skip
+            }
             await store.set(key, json.dumps(legacy), ex=3600)
         finally:
             await store.aclose()
@@ -99,9 +104,11 @@ class TestSentSet:
                 headers=herald.admin(),
                 json={
                     "recipients": [{"userId": user["userId"]}] * count,
-                    "type": "x", "title": f"many-{uuid.uuid4().hex[:6]}", "message": "m",
+                    "type": "x",
+                    "title": f"many-{uuid.uuid4().hex[:6]}",
+                    "message": "m",
                 },
-            )  # fmt: skip
+            )
             assert r.status_code == 201, r.text
             ids = [n["notificationId"] for n in r.json()["notifications"]]
             received: list[int] = []

@@ -152,8 +152,14 @@ class TestIdempotency:
             return {"type": "http.request", "body": b"{}", "more_body": False}
 
         headers = [(b"idempotency-key", b"early-read")]
-        scope = {"type": "http", "method": "POST", "path": "/x", "query_string": b"",
-                 "headers": headers, "client": ("10.0.0.9", 1)}  # fmt: skip
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/x",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("10.0.0.9", 1),
+        }
         await Idempotency(endpoint, store, ttl_seconds=60)(scope, receive, client)
         await store.aclose()
         [record] = [parse_record(value) for value in seen_at_end]
@@ -200,9 +206,10 @@ class TestBodyLimit:
     async def test_default_limit_is_one_mebibyte(self, herald: RunningHerald) -> None:
         assert herald.settings.max_body_bytes == 1024 * 1024
         r = await herald.http.post(
-            "/api/signups", content=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+            "/api/signups",
+            content=b"{" + b" " * (1024 * 1024 + 1) + b"}",
             headers={"content-type": "application/json"},
-        )  # fmt: skip
+        )
         assert r.status_code == 413
 
 
@@ -276,8 +283,14 @@ class TestNoSecretsAnywhere:
             json={"token": reset_token.group(1), "newPassword": "another-" + password},
         )
         texts.append(confirm.text)
-        secrets = [password, session_token, hash_token(session_token), reset_token.group(1),
-                   hash_token(reset_token.group(1)), "$argon2id$"]  # fmt: skip
+        secrets = [
+            password,
+            session_token,
+            hash_token(session_token),
+            reset_token.group(1),
+            hash_token(reset_token.group(1)),
+            "$argon2id$",
+        ]
         for text in texts:
             for secret in secrets:
                 assert secret not in text

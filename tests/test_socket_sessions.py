@@ -64,10 +64,13 @@ class TestEndedSessionsLoseTheirSockets:
             now = utcnow()
             session.add(
                 PasswordReset(
-                    user_id=user["userId"], email=user["email"], token_hash=hash_token(token),
-                    created_at=now, expires_at=now.replace(year=now.year + 1),
+                    user_id=user["userId"],
+                    email=user["email"],
+                    token_hash=hash_token(token),
+                    created_at=now,
+                    expires_at=now.replace(year=now.year + 1),
                 )
-            )  # fmt: skip
+            )
         answer = await herald.http.post(
             "/api/reset-passwords/confirm", json={"token": token, "newPassword": "another-pass"}
         )
@@ -151,9 +154,11 @@ class TestConnectPayload:
     ) -> None:
         user = await herald.signup()
         nid = await live_notification(herald, user)  # sent by catch-up on authenticate
-        token = (await herald.http.post(
-            "/api/session", json={"email": user["email"], "password": user["password"]}
-        )).json()["sessionToken"]  # fmt: skip
+        token = (
+            await herald.http.post(
+                "/api/session", json={"email": user["email"], "password": user["password"]}
+            )
+        ).json()["sessionToken"]
         sio = socketio.AsyncClient(reconnection=False)
         order: list[str] = []
         acked: list[Any] = []

@@ -26,8 +26,12 @@ class Served:
     def herald(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "herald", *args],
-            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def status(self) -> tuple[int, dict[str, Any]]:
         result = self.herald("status", "--json")
@@ -42,16 +46,21 @@ def make_run(tmp_path: Path) -> Iterator[Served]:
     port = free_port()
     env = {k: v for k, v in clean_env().items() if not k.startswith(("SERVER", "LOAD_BALANCER"))}
     env.update(
-        PORT=str(port), LOAD_BALANCER_PORT=str(port), HERALD_MAILBOX_PORT="0",
+        PORT=str(port),
+        LOAD_BALANCER_PORT=str(port),
+        HERALD_MAILBOX_PORT="0",
         # Rare sweeps, so a stale heartbeat planted by a test stays until status has seen it.
         HERALD_PRESENCE_HEARTBEAT="30",
-    )  # fmt: skip
+    )
     log = tmp_path / "serve.log"  # kept for the failure message: why a start failed
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "herald", "serve"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     served = Served(tmp_path, env, f"http://127.0.0.1:{port}")
     try:
         try:
@@ -97,10 +106,18 @@ class TestStatusOfMakeRun:
         client = redis.Redis.from_url(url)
         # What a crashed server leaves: its announcement, and no live heartbeat key.
         client.hset(
-            "herald:servers", "ghost",
-            json.dumps({"pid": 1, "heartbeatAt": time.time() - 60, "host": "127.0.0.1",
-                        "port": free_port(), "hostname": "elsewhere"}),
-        )  # fmt: skip
+            "herald:servers",
+            "ghost",
+            json.dumps(
+                {
+                    "pid": 1,
+                    "heartbeatAt": time.time() - 60,
+                    "host": "127.0.0.1",
+                    "port": free_port(),
+                    "hostname": "elsewhere",
+                }
+            ),
+        )
         code, report = make_run.status()
         assert code == 1
         ghost = next(s for s in report["servers"] if s["name"] == "ghost")

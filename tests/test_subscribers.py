@@ -26,10 +26,16 @@ class TestCrud:
         tag = uuid.uuid4().hex[:8]
         sid, email = f"user_{tag}", f"ada-{tag}@example.com"
         created = await put(
-            herald, sid,
-            {"email": email.replace("ada", "Ada").replace("example", "Example"), "name": "Ada",
-             "locale": "en-GB", "timezone": "Europe/London", "data": {"plan": "pro"}},
-        )  # fmt: skip
+            herald,
+            sid,
+            {
+                "email": email.replace("ada", "Ada").replace("example", "Example"),
+                "name": "Ada",
+                "locale": "en-GB",
+                "timezone": "Europe/London",
+                "data": {"plan": "pro"},
+            },
+        )
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["subscriberId"] == sid and body["email"] == email  # stored lowercased
@@ -124,11 +130,13 @@ class TestTrigger:
                     {"subscriberId": "known-1"},
                     {"subscriberId": "new-2", "email": "new@example.com"},
                 ],
-                "type": "digest", "title": "Your digest", "message": "Three new things.",
+                "type": "digest",
+                "title": "Your digest",
+                "message": "Three new things.",
                 "channels": ["email", "inapp"],
             },
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert r.status_code == 201, r.text
         assert {n["subscriberId"] for n in r.json()["notifications"]} == {"known-1", "new-2"}
         await smtp.wait_for("known@example.com")
@@ -141,10 +149,14 @@ class TestTrigger:
     ) -> None:
         r = await herald.http.post(
             "/api/notifications",
-            json={"recipients": [{"subscriberId": "ghost"}], "type": "x", "title": "t",
-                  "message": "m"},
+            json={
+                "recipients": [{"subscriberId": "ghost"}],
+                "type": "x",
+                "title": "t",
+                "message": "m",
+            },
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert r.status_code == 422 and fields(r) == ["recipients.0.subscriberId"]
 
     async def test_email_to_a_subscriber_without_address_is_422(
@@ -153,10 +165,15 @@ class TestTrigger:
         assert (await put(herald, "no-mail", {"name": "N"})).status_code == 201
         r = await herald.http.post(
             "/api/notifications",
-            json={"recipients": [{"subscriberId": "no-mail"}], "type": "x", "title": "t",
-                  "message": "m", "channels": ["email"]},
+            json={
+                "recipients": [{"subscriberId": "no-mail"}],
+                "type": "x",
+                "title": "t",
+                "message": "m",
+                "channels": ["email"],
+            },
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert r.status_code == 422 and fields(r) == ["recipients.0.email"]
 
 
@@ -168,10 +185,15 @@ class TestDelete:
         smtp.fail_with = "451 4.3.0 try later"  # the email stays pending in the ladder
         r = await herald.http.post(
             "/api/notifications",
-            json={"recipients": [{"subscriberId": "leaver"}], "type": "x", "title": "t",
-                  "message": "m", "channels": ["email", "inapp"]},
+            json={
+                "recipients": [{"subscriberId": "leaver"}],
+                "type": "x",
+                "title": "t",
+                "message": "m",
+                "channels": ["email", "inapp"],
+            },
             headers=herald.admin(),
-        )  # fmt: skip
+        )
         assert r.status_code == 201, r.text
         ids = {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
 
@@ -183,8 +205,11 @@ class TestDelete:
         gone = await herald.http.delete("/api/subscribers/leaver", headers=herald.admin())
         assert gone.status_code == 200, gone.text
         assert gone.json() == {
-            "deleted": True, "notificationsRemoved": 2, "emailsRemoved": 1, "inappRemoved": 1,
-        }  # fmt: skip
+            "deleted": True,
+            "notificationsRemoved": 2,
+            "emailsRemoved": 1,
+            "inappRemoved": 1,
+        }
         async with herald.herald.db() as db:
             assert await db.get(EmailNotification, ids["email"]) is None
             assert await db.get(InAppNotification, ids["inapp"]) is None

@@ -78,8 +78,10 @@ class TestStageTimeline:
         assert [s["timestamp"] for s in stages] == sorted(s["timestamp"] for s in stages)
         lb, server, database, queue, worker, channel = stages
         assert lb["detail"] == {
-            "forwardedFor": "203.0.113.9", "forwardedHost": "", "measured": True,
-        }  # fmt: skip
+            "forwardedFor": "203.0.113.9",
+            "forwardedHost": "",
+            "measured": True,
+        }
         assert lb["timestamp"] == pytest.approx(int(started_ms), abs=1)
         assert server["detail"]["route"] == "/api/signups" and server["detail"]["status"] == 201
         assert server["serverId"] == herald.settings.effective_server_id
@@ -279,9 +281,11 @@ def start_worker(
         HERALD_LOG_LEVEL="warning",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "herald", "worker", "--metrics-port", str(metrics_port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "herald", "worker", "--metrics-port", str(metrics_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class TestAdminNamespace:
@@ -290,9 +294,12 @@ class TestAdminNamespace:
             client = socketio.AsyncClient(reconnection=False)
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await client.connect(
-                    herald.url, namespaces=["/admin"], auth=auth, transports=["websocket"],
+                    herald.url,
+                    namespaces=["/admin"],
+                    auth=auth,
+                    transports=["websocket"],
                     wait_timeout=5,
-                )  # fmt: skip
+                )
             await client.disconnect()
 
     async def test_streams_stages_and_aggregates(self, herald: RunningHerald) -> None:
@@ -302,9 +309,12 @@ class TestAdminNamespace:
         client.on("telemetry:stage", stages.put, namespace="/admin")
         client.on("telemetry:aggregate", aggregates.put, namespace="/admin")
         await client.connect(
-            herald.url, namespaces=["/admin"], auth={"token": ADMIN_TOKEN},
-            transports=["websocket"], wait_timeout=5,
-        )  # fmt: skip
+            herald.url,
+            namespaces=["/admin"],
+            auth={"token": ADMIN_TOKEN},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
         try:
             first = await asyncio.wait_for(aggregates.get(), 5)
             assert {"components", "queues", "queueDepth", "connections"} <= set(first)
@@ -312,10 +322,13 @@ class TestAdminNamespace:
             await herald.signup(username=f"l{uuid.uuid4().hex[:8]}")
             await herald.http.post(
                 "/api/signups",
-                json={"username": request_id, "email": f"{request_id}@example.com",
-                      "password": "s3cret-pass"},
+                json={
+                    "username": request_id,
+                    "email": f"{request_id}@example.com",
+                    "password": "s3cret-pass",
+                },
                 headers={"X-Request-ID": request_id},
-            )  # fmt: skip
+            )
             seen: set[str] = set()
             while not {"server", "database", "queue", "worker", "channel"} <= seen:
                 event = await asyncio.wait_for(stages.get(), 10)

@@ -50,8 +50,14 @@ async def subscriber(herald: RunningHerald, locale: str | None) -> tuple[str, st
 async def trigger(
     herald: RunningHerald, kind: str, recipients: list[dict[str, Any]], **kw: Any
 ) -> None:
-    body = {"recipients": recipients, "type": kind, "title": "Title", "message": "Message",
-            "channels": ["email"], **kw}  # fmt: skip
+    body = {
+        "recipients": recipients,
+        "type": kind,
+        "title": "Title",
+        "message": "Message",
+        "channels": ["email"],
+        **kw,
+    }
     r = await herald.http.post("/api/notifications", json=body, headers=herald.admin())
     assert r.status_code == 201, r.text
 
@@ -79,10 +85,13 @@ class TestStoredTemplates:
         self, herald: RunningHerald, smtp: SmtpSink
     ) -> None:
         r = await put_template(
-            herald, "signup", "en", subject="Hello {{ username }}, one step left",
+            herald,
+            "signup",
+            "en",
+            subject="Hello {{ username }}, one step left",
             text="Confirm here: {{ verify_url }}\n",
             html='<p>Confirm <a href="{{ verify_url }}">here</a>, {{ username }}.</p>',
-        )  # fmt: skip
+        )
         assert r.status_code == 201, r.text
         assert r.json()["source"] == "stored" and r.json()["updatedBy"] == "admin"
         try:
@@ -128,9 +137,11 @@ class TestStoredTemplates:
             subjects[sid] = (await received(smtp, f"{sid}@example.com"))["Subject"]
         # A subscriber without a username is greeted by address (as before templates).
         assert subjects == {
-            swiss: f"Grüezi {swiss}@example.com", austrian: f"Hallo {austrian}@example.com",
-            french: f"Hello {french}@example.com", nobody: f"Hello {nobody}@example.com",
-        }  # fmt: skip
+            swiss: f"Grüezi {swiss}@example.com",
+            austrian: f"Hallo {austrian}@example.com",
+            french: f"Hello {french}@example.com",
+            nobody: f"Hello {nobody}@example.com",
+        }
         assert (await received(smtp, member["email"], count=2))["Subject"] == (
             f"Grüezi {member['username']}"
         )
@@ -149,16 +160,23 @@ class TestStoredTemplates:
     ) -> None:
         kind = new_type()
         r = await put_template(
-            herald, kind, "en", subject="{{ title }}", text="Said: {{ message }}\n",
+            herald,
+            kind,
+            "en",
+            subject="{{ title }}",
+            text="Said: {{ message }}\n",
             html="<div class=said>{{ message }}</div>",
-        )  # fmt: skip
+        )
         assert r.status_code == 201, r.text
         _, address = await subscriber(herald, "en")
         script = "<script>alert('x')</script> & more"
         await trigger(
-            herald, kind, [{"subscriberId": address.split("@")[0]}], message=script,
+            herald,
+            kind,
+            [{"subscriberId": address.split("@")[0]}],
+            message=script,
             title="Subject <b>stays</b> plain",
-        )  # fmt: skip
+        )
         message = await received(smtp, address)
         assert message["Subject"] == "Subject <b>stays</b> plain"
         plain = part(message, "plain").replace("\r\n", "\n")
@@ -208,8 +226,11 @@ class TestChecks:
 
     async def test_the_sandbox_refuses_python_internals(self, herald: RunningHerald) -> None:
         kind = new_type()
-        for html in ("{{ ''.__class__.__mro__ }}", "{{ username|attr('__class__') }}",
-                     "ok\n{{ data.x.__class__ }}"):  # fmt: skip
+        for html in (
+            "{{ ''.__class__.__mro__ }}",
+            "{{ username|attr('__class__') }}",
+            "ok\n{{ data.x.__class__ }}",
+        ):
             [detail] = error_details(await put_template(herald, kind, "en", html=html))
             assert detail["field"] == "html" and "unsafe" in detail["message"], detail
         # Nor may one render take minutes or gigabytes.
@@ -217,9 +238,10 @@ class TestChecks:
             [detail] = error_details(await put_template(herald, kind, "en", text=text))
             assert detail["field"] == "text" and "not allowed" in detail["message"], detail
         r = await herald.http.post(
-            f"/api/templates/{kind}/en/preview", headers=herald.admin(),
+            f"/api/templates/{kind}/en/preview",
+            headers=herald.admin(),
             json={"text": "{{ message.__class__.__base__.__subclasses__() }}"},
-        )  # fmt: skip
+        )
         [detail] = error_details(r)
         assert detail["field"] == "text" and "unsafe" in detail["message"]
 
@@ -251,9 +273,10 @@ class TestChecks:
         )
         kind = new_type()
         r = await herald.http.put(
-            f"/api/templates/{kind}/de", json={"subject": "s", "text": "t", "html": "h"},
+            f"/api/templates/{kind}/de",
+            json={"subject": "s", "text": "t", "html": "h"},
             headers=bearer(ops.json()["key"]),
-        )  # fmt: skip
+        )
         assert r.status_code == 201, r.text
         assert r.json()["updatedBy"] == f"key {ops.json()['id']} (editor)"
 
@@ -300,15 +323,17 @@ class TestReading:
 
         kind = new_type()
         r = await herald.http.post(
-            f"/api/templates/{kind}/en/preview", headers=herald.admin(),
+            f"/api/templates/{kind}/en/preview",
+            headers=herald.admin(),
             json={"subject": "Post {{ data.postId }}", "text": "{{ message }}\n{{ oops }"},
-        )  # fmt: skip
+        )
         [detail] = error_details(r)
         assert detail == {"field": "text", "line": 2, "message": detail["message"]}
         r = await herald.http.post(
-            f"/api/templates/{kind}/en/preview", headers=herald.admin(),
+            f"/api/templates/{kind}/en/preview",
+            headers=herald.admin(),
             json={"subject": "Post {{ data.postId }}", "data": {"data": {"postId": 7}}},
-        )  # fmt: skip
+        )
         assert r.json()["subject"] == "Post 7"
 
         # A stored one is what a recipient with that locale gets, and the preview says so.

@@ -68,14 +68,21 @@ async def test_edit_preview_refuse_save_and_delete_a_template(
     # A German subscriber's email now comes from it.
     sid = f"sub-{uuid.uuid4().hex[:8]}"
     await herald.http.put(
-        f"/api/subscribers/{sid}", json={"email": f"{sid}@example.com", "locale": "de-DE"},
+        f"/api/subscribers/{sid}",
+        json={"email": f"{sid}@example.com", "locale": "de-DE"},
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     r = await herald.http.post(
-        "/api/notifications", headers=herald.admin(),
-        json={"recipients": [{"subscriberId": sid}], "type": kind, "title": "Neu",
-              "message": "Eine Nachricht", "channels": ["email"]},
-    )  # fmt: skip
+        "/api/notifications",
+        headers=herald.admin(),
+        json={
+            "recipients": [{"subscriberId": sid}],
+            "type": kind,
+            "title": "Neu",
+            "message": "Eine Nachricht",
+            "channels": ["email"],
+        },
+    )
     assert r.status_code == 201, r.text
     [envelope] = await smtp.wait_for(f"{sid}@example.com")
     message = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -28,9 +28,14 @@ async def run(herald: RunningHerald, tmp: Path, script: str) -> str:
     (tmp / "herald-data" / "admin-token").write_text(ADMIN_TOKEN + "\n")
     script = script.replace("localhost:8000", herald.url.removeprefix("http://"))
     process = await asyncio.create_subprocess_exec(
-        "bash", "-eu", "-c", script, cwd=tmp,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "bash",
+        "-eu",
+        "-c",
+        script,
+        cwd=tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return out.decode()

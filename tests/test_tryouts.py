@@ -13,9 +13,13 @@ from tests.test_embedded_default import clean_env
 
 async def herald_try(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "herald", "try", *args],
-        env=clean_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        subprocess.run,
+        [sys.executable, "-m", "herald", "try", *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class TestTry:

@@ -36,10 +36,15 @@ async def subscriber(herald: RunningHerald) -> tuple[str, str]:
 async def trigger(herald: RunningHerald, recipient: dict[str, Any], kind: str) -> dict[str, Any]:
     r = await herald.http.post(
         "/api/notifications",
-        json={"recipients": [recipient], "type": kind, "title": f"About {kind}",
-              "message": "Something happened.", "channels": ["email"]},
+        json={
+            "recipients": [recipient],
+            "type": kind,
+            "title": f"About {kind}",
+            "message": "Something happened.",
+            "channels": ["email"],
+        },
         headers=herald.admin(),
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     return r.json()["notifications"][0]  # type: ignore[no-any-return]
 

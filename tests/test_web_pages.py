@@ -23,9 +23,13 @@ from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
 
 CHROMIUM = os.environ.get("HERALD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -132,8 +136,9 @@ class TestDemoClient:
         request = tab.get_by_test_id("incoming-request").filter(has_text=carol["username"])
         await request.get_by_role("button", name=f"Reject {carol['username']}").click()
         await expect(request).to_have_count(0)
-        got = await herald.http.get(f"/api/friend-requests/{r.json()['friendRequestId']}",
-                                    headers=carol["auth"])  # fmt: skip
+        got = await herald.http.get(
+            f"/api/friend-requests/{r.json()['friendRequestId']}", headers=carol["auth"]
+        )
         assert got.json()["requestStatus"] == "rejected"
 
         await tab.get_by_label("Item").fill("Fountain pen")
@@ -270,9 +275,10 @@ class TestScreenshots:
         ada, grace = people["ada"], people["grace"]
         for other in ("alan", "edsger"):
             await herald.http.post(
-                "/api/friend-requests", json={"toUserId": ada["userId"]},
+                "/api/friend-requests",
+                json={"toUserId": ada["userId"]},
                 headers=people[other]["auth"],
-            )  # fmt: skip
+            )
         request = await herald.http.post(
             "/api/friend-requests", json={"toUserId": grace["userId"]}, headers=ada["auth"]
         )
@@ -289,18 +295,20 @@ class TestScreenshots:
             tab = await signed_in(await contexts(viewport), herald, ada)
             await expect(tab.get_by_test_id("inbox-item").nth(3)).to_be_visible()
             await herald.http.post(
-                "/api/friend-requests", json={"toUserId": ada["userId"]},
+                "/api/friend-requests",
+                json={"toUserId": ada["userId"]},
                 headers=(await herald.member())["auth"],
-            )  # fmt: skip
+            )
             await expect(tab.get_by_test_id("toast").first).to_be_visible()
             await tab.wait_for_timeout(300)  # the toast's slide-in
             await tab.screenshot(path=save(f"demo-client-{label}.png"), full_page=True)
 
         # A dead letter for the dashboard: an in-app notification to someone never online.
         await herald.http.post(
-            "/api/friend-requests", json={"toUserId": people["edsger"]["userId"]},
+            "/api/friend-requests",
+            json={"toUserId": people["edsger"]["userId"]},
             headers=grace["auth"],
-        )  # fmt: skip
+        )
 
         async def dead_letter() -> bool:
             r = await herald.http.get("/api/ops/dlq/inapp", headers=herald.admin())

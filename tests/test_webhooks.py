@@ -229,8 +229,9 @@ async def _async(value: Any) -> Any:
 async def test_a_failing_smtp_server_produces_failed_events_with_the_attempt(
     herald_factory: Any, smtp: SmtpSink, receiver: Receiver, endpoints: list[RunningHerald]
 ) -> None:
-    herald = await herald_factory(mail_max_attempts=2, mail_retry_1_max_attempts=1,
-                                  mail_retry_2_max_attempts=1)  # fmt: skip
+    herald = await herald_factory(
+        mail_max_attempts=2, mail_retry_1_max_attempts=1, mail_retry_2_max_attempts=1
+    )
     events = ["notification.failed", "notification.escalated", "notification.dead_lettered"]
     await subscribe(herald, receiver, events, endpoints)
     smtp.fail_with = "451 4.3.0 try again later"
@@ -251,8 +252,11 @@ async def test_a_failing_smtp_server_produces_failed_events_with_the_attempt(
     moves = [
         (d.data["fromQueue"], d.data["toQueue"]) for d in got if d.type != "notification.failed"
     ]
-    assert moves == [("mail", "mail-retry-1"), ("mail-retry-1", "mail-retry-2"),
-                     ("mail-retry-2", "mail-dlq")]  # fmt: skip
+    assert moves == [
+        ("mail", "mail-retry-1"),
+        ("mail-retry-1", "mail-retry-2"),
+        ("mail-retry-2", "mail-dlq"),
+    ]
     assert not receiver.forged
 
 
@@ -288,12 +292,14 @@ async def test_a_broken_receiver_climbs_the_tiers_and_a_replay_keeps_the_webhook
 
     letter = await eventually(dead_letter, timeout=60)
     assert letter["type"] == "notification.delivered" and "HTTP 500" in letter["failureReason"]
-    story = (await herald.http.get(f"/api/ops/dlq/webhook/{letter['notificationId']}",
-                                   headers=admin)).json()  # fmt: skip
+    story = (
+        await herald.http.get(f"/api/ops/dlq/webhook/{letter['notificationId']}", headers=admin)
+    ).json()
     assert [(e["fromQueue"], e["toQueue"]) for e in story["escalationHistory"]] == [
-        ("webhook", "webhook-retry-1"), ("webhook-retry-1", "webhook-retry-2"),
+        ("webhook", "webhook-retry-1"),
+        ("webhook-retry-1", "webhook-retry-2"),
         ("webhook-retry-2", "webhook-dlq"),
-    ]  # fmt: skip
+    ]
     assert story["endpointId"] == endpoint["id"] and story["status"] == "failed"
     # Four attempts (2 + 1 + 1), each with the same webhook-id.
     assert receiver.attempts.count(story["eventId"]) == 4
@@ -389,9 +395,14 @@ async def test_the_readme_examples_register_receive_and_verify(
     (tmp_path / "herald-data").mkdir()
     (tmp_path / "herald-data" / "admin-token").write_text(ADMIN_TOKEN)
     curl = await asyncio.create_subprocess_exec(
-        "bash", "-eu", "-c", local(blocks[0][1]), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "bash",
+        "-eu",
+        "-c",
+        local(blocks[0][1]),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(curl.communicate(), 30)
     assert curl.returncode == 0, err.decode()
     secret = json.loads(out)["secret"]
@@ -400,9 +411,12 @@ async def test_the_readme_examples_register_receive_and_verify(
     script = tmp_path / "receiver.py"
     script.write_text(blocks[2][1].replace("9000", str(port)))
     receiver = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), env={**os.environ, "HERALD_WEBHOOK_SECRET": secret},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        str(script),
+        env={**os.environ, "HERALD_WEBHOOK_SECRET": secret},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         await eventually(lambda: _listening(port))
         user = await herald.signup()
@@ -473,20 +487,27 @@ async def test_a_notification_the_preferences_skip_sends_a_skipped_event(
     await subscribe(herald, receiver, ["notification.skipped"], endpoints)
     sid = f"webhook-skip-{uuid.uuid4().hex[:8]}"
     admin = herald.admin()
-    r = await herald.http.put(f"/api/subscribers/{sid}", json={"email": f"{sid}@example.com"},
-                              headers=admin)  # fmt: skip
+    r = await herald.http.put(
+        f"/api/subscribers/{sid}", json={"email": f"{sid}@example.com"}, headers=admin
+    )
     assert r.status_code in (200, 201), r.text
     r = await herald.http.put(
-        f"/api/subscribers/{sid}/preferences", json={"types": {"comment": {"email": False}}},
+        f"/api/subscribers/{sid}/preferences",
+        json={"types": {"comment": {"email": False}}},
         headers=admin,
-    )  # fmt: skip
+    )
     assert r.status_code == 200, r.text
     r = await herald.http.post(
         "/api/notifications",
-        json={"recipients": [{"subscriberId": sid}], "type": "comment", "title": "New comment",
-              "message": "Grace: lovely work!", "channels": ["email"]},
+        json={
+            "recipients": [{"subscriberId": sid}],
+            "type": "comment",
+            "title": "New comment",
+            "message": "Grace: lovely work!",
+            "channels": ["email"],
+        },
         headers=admin,
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     created = r.json()["notifications"][0]
     assert created["status"] == "skipped"

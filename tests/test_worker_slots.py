@@ -77,12 +77,16 @@ async def test_a_busy_worker_takes_its_next_job_with_the_completion_of_the_last(
     ids = [(await notify(api, user, ["email"], f"backlog {n}"))["email"] for n in range(20)]
     worker = Herald(
         make_settings(
-            tmp_path / "worker", database_url=api.settings.effective_database_url,
-            redis_url=api.herald.redis_url, email_host="127.0.0.1", email_port=smtp.port,
+            tmp_path / "worker",
+            database_url=api.settings.effective_database_url,
+            redis_url=api.herald.redis_url,
+            email_host="127.0.0.1",
+            email_port=smtp.port,
             mail_queue_concurrency=1,
         ),
-        api=False, workers=True,
-    )  # fmt: skip
+        api=False,
+        workers=True,
+    )
     await worker.start()
     try:
         await eventually(lambda: all_delivered(worker, ids), timeout=60)

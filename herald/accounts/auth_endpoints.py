@@ -57,9 +57,13 @@ async def create_session(
     opened, token = await accounts.open_session(user, client)
     response.headers["Cache-Control"] = "no-store"  # it carries a session token
     return SessionCreatedOut(
-        session_id=opened.id, user_id=user.id, username=user.username, session_token=token,
-        created_at=opened.created_at, expires_at=opened.expires_at,
-    )  # fmt: skip
+        session_id=opened.id,
+        user_id=user.id,
+        username=user.username,
+        session_token=token,
+        created_at=opened.created_at,
+        expires_at=opened.expires_at,
+    )
 
 
 @router.get("/session/{userId}", responses=errors(404))
@@ -87,12 +91,16 @@ async def get_sessions(
         )
         sessions = [
             SessionOut(
-                session_id=s.id, user_id=s.user_id, created_at=s.created_at,
-                expires_at=s.expires_at, ip_address=s.ip_address, user_agent=s.user_agent,
+                session_id=s.id,
+                user_id=s.user_id,
+                created_at=s.created_at,
+                expires_at=s.expires_at,
+                ip_address=s.ip_address,
+                user_agent=s.user_agent,
                 current=s.token_hash == current_hash,
             )
             for s in live
-        ]  # fmt: skip
+        ]
     return UserSessions(user_id=user.id, username=user.username, sessions=sessions)
 
 

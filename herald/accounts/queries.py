@@ -64,11 +64,17 @@ async def signup_statistics(session: AsyncSession) -> SignupStatistics:
         .all()
     )
     return SignupStatistics(
-        total_users=total, verified_users=verified, unverified_users=total - verified,
-        signups_last_24h=day or 0, signups_last_7d=week or 0,
-        welcome_emails={s.value: int(by_status.get(s.value, 0)) for s in Status
-                        if s not in (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)},
-    )  # fmt: skip
+        total_users=total,
+        verified_users=verified,
+        unverified_users=total - verified,
+        signups_last_24h=day or 0,
+        signups_last_7d=week or 0,
+        welcome_emails={
+            s.value: int(by_status.get(s.value, 0))
+            for s in Status
+            if s not in (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)
+        },
+    )
 
 
 async def failed_welcome_emails(
@@ -117,11 +123,15 @@ async def failed_login_alerts(session: AsyncSession, params: PageParams) -> Page
     records = await _login_records(session, logins)
     items = [
         FailedLoginAlert(
-            login_id=r.login_id, user_id=r.user_id, username=r.username, email=r.email,
-            created_at=r.created_at, login_alert_email=cast(EmailTracking, r.login_alert_email),
+            login_id=r.login_id,
+            user_id=r.user_id,
+            username=r.username,
+            email=r.email,
+            created_at=r.created_at,
+            login_alert_email=cast(EmailTracking, r.login_alert_email),
         )
         for r in records
-    ]  # fmt: skip
+    ]
     return page_of(items, params, total)
 
 
@@ -133,12 +143,19 @@ async def _login_records(session: AsyncSession, logins: list[Login]) -> list[Log
     )
     return [
         LoginRecordOut(
-            login_id=x.id, user_id=x.user_id, username=x.username, email=x.email,
-            login_successful=x.login_successful, failure_reason=x.failure_reason,
-            session_id=x.session_id, ip_address=x.ip_address, user_agent=x.user_agent,
-            assigned_server=x.assigned_server, created_at=x.created_at,
+            login_id=x.id,
+            user_id=x.user_id,
+            username=x.username,
+            email=x.email,
+            login_successful=x.login_successful,
+            failure_reason=x.failure_reason,
+            session_id=x.session_id,
+            ip_address=x.ip_address,
+            user_agent=x.user_agent,
+            assigned_server=x.assigned_server,
+            created_at=x.created_at,
             login_alert_email=tracked.email(x.login_alert_email_id),
             login_in_app_notification=tracked.inapp(x.login_inapp_notification_id),
         )
         for x in logins
-    ]  # fmt: skip
+    ]

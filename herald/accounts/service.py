@@ -107,9 +107,12 @@ async def login_for_token(db: async_sessionmaker[AsyncSession], token: str) -> T
 @functools.cache
 def _login_by_token() -> Select[Any]:
     columns: tuple[Any, ...] = (
-        User.id.label("user_id"), User.username, User.external_id,
-        Session.id.label("session_id"), Session.expires_at,
-    )  # fmt: skip
+        User.id.label("user_id"),
+        User.username,
+        User.external_id,
+        Session.id.label("session_id"),
+        Session.expires_at,
+    )
     return select(*columns).join(Session, Session.user_id == User.id).where(*_live_token())
 
 
@@ -151,10 +154,16 @@ class Accounts:
                 await session.flush()
                 await _claim_external_id(session, user)
                 welcome = new_email(
-                    self.settings, "signup", to=email_address, username=user.username,
-                    user_id=user.id, context={"verify_url": self._verify_url(token)},
-                    telemetry_id=client.telemetry_id, templates=self.templates, locale=user.locale,
-                )  # fmt: skip
+                    self.settings,
+                    "signup",
+                    to=email_address,
+                    username=user.username,
+                    user_id=user.id,
+                    context={"verify_url": self._verify_url(token)},
+                    telemetry_id=client.telemetry_id,
+                    templates=self.templates,
+                    locale=user.locale,
+                )
                 session.add(welcome)
         except IntegrityError:  # a concurrent signup won the race for the same name or address
             raise Conflict("username or email already registered", "email") from None
@@ -211,17 +220,27 @@ class Accounts:
         }
         assert user.email is not None  # a signed-up user keeps an address (subscribers.service)
         alert = new_email(
-            self.settings, "login", to=user.email, username=user.username, user_id=user.id,
-            context=context, telemetry_id=client.telemetry_id, templates=self.templates,
+            self.settings,
+            "login",
+            to=user.email,
+            username=user.username,
+            user_id=user.id,
+            context=context,
+            telemetry_id=client.telemetry_id,
+            templates=self.templates,
             locale=user.locale,
-        )  # fmt: skip
+        )
         inapp = new_inapp(
-            self.settings, "login", user_id=user.id, username=user.username, email=user.email,
+            self.settings,
+            "login",
+            user_id=user.id,
+            username=user.username,
+            email=user.email,
             title="New sign-in",
             message=f"Signed in from {context['ip_address']} at {context['time']}.",
             data={"ipAddress": client.ip_address, "userAgent": client.user_agent},
             telemetry_id=client.telemetry_id,
-        )  # fmt: skip
+        )
         session.add_all([opened, alert, inapp])
         await session.flush()
         record.session_id = opened.id
@@ -284,10 +303,13 @@ class Accounts:
         token = new_token()
         now = utcnow()
         opened = Session(
-            user_id=user.id, token_hash=hash_token(token), created_at=now,
+            user_id=user.id,
+            token_hash=hash_token(token),
+            created_at=now,
             expires_at=now + timedelta(hours=self.settings.session_ttl_hours),
-            ip_address=client.ip_address, user_agent=client.user_agent,
-        )  # fmt: skip
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+        )
         async with transaction(self.db) as session:
             session.add(opened)
         return opened, token

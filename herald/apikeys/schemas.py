@@ -13,10 +13,11 @@ from herald.core.schemas import CamelInput, CamelModel, OneLine
 class ApiKeyIn(CamelInput):
     name: OneLine = Field(min_length=1, max_length=100, description="what the key is for")
     scopes: list[Scope] = Field(
-        min_length=1, max_length=len(Scope),
+        min_length=1,
+        max_length=len(Scope),
         description="trigger (send notifications), subscribers (manage them), read "
         "(notification status and records), ops (everything under /api/ops)",
-    )  # fmt: skip
+    )
 
 
 class ApiKeyOut(CamelModel):

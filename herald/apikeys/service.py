@@ -66,9 +66,12 @@ async def create(session: AsyncSession, name: str, scopes: Iterable[Scope]) -> t
     """A new key row (flushed, so it has its id) and the key itself, which is never stored."""
     key, prefix = new_key()
     row = ApiKey(
-        name=name, prefix=prefix, key_hash=hash_key(key),
-        scopes=sorted({Scope(s).value for s in scopes}), created_at=utcnow(),
-    )  # fmt: skip
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        scopes=sorted({Scope(s).value for s in scopes}),
+        created_at=utcnow(),
+    )
     session.add(row)
     await session.flush()
     return row, key

@@ -70,9 +70,14 @@ def _handlers() -> Handlers:
     async def serve_bare(port: int) -> None:
         import uvicorn
 
-        config = uvicorn.Config(bare_socketio_app(), host="127.0.0.1", port=port,
-                                log_level="warning", lifespan="off",
-                                ws_per_message_deflate=False)  # as Herald's  # fmt: skip
+        config = uvicorn.Config(
+            bare_socketio_app(),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws_per_message_deflate=False,
+        )  # as Herald's
         server["uvicorn"] = uvicorn.Server(config)
         server["task"] = asyncio.create_task(server["uvicorn"].serve())
         while not server["uvicorn"].started:  # noqa: ASYNC110 - uvicorn offers no event

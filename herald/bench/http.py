@@ -39,8 +39,13 @@ class Http:
             )
         return self.session
 
-    async def _post(self, session: aiohttp.ClientSession, url: str, body: Any,
-                    headers: dict[str, str] | None = None) -> tuple[float, int]:  # fmt: skip
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: Any,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[float, int]:
         """(latency in seconds, status; 0 when the request itself failed)."""
         sent = time.monotonic()
         try:
@@ -50,8 +55,15 @@ class Http:
         except (aiohttp.ClientError, TimeoutError):
             return time.monotonic() - sent, 0
 
-    async def ingest(self, url: str, token: str, users: list[int], channels: list[str],
-                     concurrency: int, seconds: float) -> dict[str, Any]:  # fmt: skip
+    async def ingest(
+        self,
+        url: str,
+        token: str,
+        users: list[int],
+        channels: list[str],
+        concurrency: int,
+        seconds: float,
+    ) -> dict[str, Any]:
         """As many triggers as `concurrency` callers can make in `seconds`."""
         session = self._session(token)
         latencies: list[float] = []
@@ -76,8 +88,15 @@ class Http:
             "cpuSeconds": cpu_seconds() - cpu,
         }
 
-    async def at_rate(self, url: str, token: str, users: list[int], channels: list[str],
-                      rate: float, seconds: float) -> dict[str, Any]:  # fmt: skip
+    async def at_rate(
+        self,
+        url: str,
+        token: str,
+        users: list[int],
+        channels: list[str],
+        rate: float,
+        seconds: float,
+    ) -> dict[str, Any]:
         """One trigger every 1/rate s whatever the answers (open loop); seq numbers from 0."""
         session = self._session(token)
         total = int(rate * seconds)
@@ -107,8 +126,9 @@ class Http:
             "cpuSeconds": cpu_seconds() - cpu,
         }
 
-    async def post_all(self, url: str, token: str, bodies: list[Any], parallel: int = 4,
-                       tries: int = 5) -> list[int]:  # fmt: skip
+    async def post_all(
+        self, url: str, token: str, bodies: list[Any], parallel: int = 4, tries: int = 5
+    ) -> list[int]:
         """Post every body, each under an Idempotency-Key, and post again (at most `tries`
         times in all, a second apart) one that got no answer, a 5xx, or 409 (its first try
         still runs), as a client would: on a loaded machine a 500-recipient trigger can

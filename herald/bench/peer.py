@@ -34,8 +34,10 @@ def prepare(source: Path, cache: Path) -> Path:
             path.chmod(path.stat().st_mode | 0o200)
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=target, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            cwd=target,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return target
 
 
@@ -43,12 +45,12 @@ class PeerStack(BenchStack):
     """The seedstack on this machine for one scenario; PostgreSQL is required (it has no
     other store)."""
 
-    def __init__(self, work_dir: Path, *, folder: Path, database_url: str | None,
-                 smtp_port: int) -> None:  # fmt: skip
+    def __init__(
+        self, work_dir: Path, *, folder: Path, database_url: str | None, smtp_port: int
+    ) -> None:
         if not database_url:
             raise StackError("the peer runs on PostgreSQL: set DATABASE_URL")
-        super().__init__(work_dir, database_url=database_url, redis_url=None,
-                         smtp_port=smtp_port)  # fmt: skip
+        super().__init__(work_dir, database_url=database_url, redis_url=None, smtp_port=smtp_port)
         self.folder = folder
         self._redis = EmbeddedRedis(work_dir)
         self._pg: str | None = None
@@ -66,9 +68,11 @@ class PeerStack(BenchStack):
             await conn.close()
         redis_url = await self._open_redis()
         self.env.update(
-            DATABASE_URL=self._pg, REDIS_URL=redis_url, ADMIN_TOKEN=self.admin_token,
+            DATABASE_URL=self._pg,
+            REDIS_URL=redis_url,
+            ADMIN_TOKEN=self.admin_token,
             SOCKETIO_KEY=f"peer-{secrets.token_hex(3)}",
-        )  # fmt: skip
+        )
 
     async def _open_redis(self) -> str:
         """The embedded Redis, without the password Herald's own requires: the peer reads only
@@ -89,9 +93,13 @@ class PeerStack(BenchStack):
         env = {**self.env, "SERVER_ID": f"peer-{name}", "PORT": str(port or 0)}
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                ["node", script], cwd=self.folder, env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                ["node", script],
+                cwd=self.folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         proc = Proc(name, popen, log, port)
         self.procs.append(proc)
         return proc
@@ -121,14 +129,17 @@ class PeerStack(BenchStack):
                     "INSERT INTO users (username, email, password_hash, email_verified) "
                     "SELECT 'p' || $1 || i, 'p' || $1 || i || '@example.com', '!bench', true "
                     "FROM generate_series(0, $2 - 1) AS i ORDER BY i RETURNING id",
-                    tag, count,
+                    tag,
+                    count,
                 )
-            ]  # fmt: skip
+            ]
             await conn.executemany(
                 "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES ($1, $2, $3)",
-                [(uid, hashlib.sha256(t.encode()).hexdigest(), expires)
-                 for uid, t in zip(ids, tokens, strict=True)],
-            )  # fmt: skip
+                [
+                    (uid, hashlib.sha256(t.encode()).hexdigest(), expires)
+                    for uid, t in zip(ids, tokens, strict=True)
+                ],
+            )
         finally:
             await conn.close()
         return list(zip(ids, tokens, strict=True))

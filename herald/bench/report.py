@@ -53,7 +53,7 @@ REQUIRED = {
         "p99Ms",
         "drainPerSecond",
         "loadgenCpuShare",
-    ),  # fmt: skip
+    ),
     "knee": ("kneeRate",),
     "email": ("perSecond", "drained", "workerCpuShare", "sinkCpuShare"),
     "sockets": ("sockets", "kbPerSocket", "baseRssMb"),
@@ -66,9 +66,12 @@ BULLMQ = ("ceiling", "bullmqJobsPerSecond")
 RATIOS = (
     ("Email drain ÷ bare BullMQ no-op jobs", ("email", "perSecond"), BULLMQ),
     ("In-app drain ÷ bare BullMQ no-op jobs", ("inapp", "drainPerSecond"), BULLMQ),
-    ("In-app drain ÷ bare python-socketio emits", ("inapp", "drainPerSecond"),
-     ("ceiling", "socketioEmitsPerSecond")),
-)  # fmt: skip
+    (
+        "In-app drain ÷ bare python-socketio emits",
+        ("inapp", "drainPerSecond"),
+        ("ceiling", "socketioEmitsPerSecond"),
+    ),
+)
 
 
 def machine() -> dict[str, Any]:
@@ -137,11 +140,17 @@ def markdown(report: dict[str, Any]) -> str:
             f" | {'' if t.seed is None else f'{t.op} {_fmt(t.seed)}'}"
             f" | {'' if t.seed is None else _times(value, t.seed, t.op)} |"
         )
-    ratios = [(label, results[a][ak], results[b][bk]) for label, (a, ak), (b, bk) in RATIOS
-              if results.get(a, {}).get(ak) and results.get(b, {}).get(bk)]  # fmt: skip
+    ratios = [
+        (label, results[a][ak], results[b][bk])
+        for label, (a, ak), (b, bk) in RATIOS
+        if results.get(a, {}).get(ak) and results.get(b, {}).get(bk)
+    ]
     if ratios:
-        lines += ["", "| Herald ÷ its own engine, same run | Herald | Engine | Ratio |",
-                  "|---|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            "| Herald ÷ its own engine, same run | Herald | Engine | Ratio |",
+            "|---|---:|---:|---:|",
+        ]
         lines += [f"| {label} | {_fmt(h)} | {_fmt(e)} | {h / e:.2f} |" for label, h, e in ratios]
     lines += _peer_table(results, report.get("peer") or {})
     lines += ["", "Every figure, by scenario:", ""]
@@ -171,9 +180,13 @@ PEER_FIGURES = (
     ("in-app: API CPU µs per notification", "inapp", "apiCpuUsPerNotification", False),
     ("in-app: worker CPU µs per notification", "inapp", "workerCpuUsPerNotification", False),
     ("in-app: Redis commands per notification", "inapp", "redisCommandsPerNotification", False),
-    ("in-app: database transactions per notification", "inapp", "dbTransactionsPerNotification",
-     False),
-)  # fmt: skip
+    (
+        "in-app: database transactions per notification",
+        "inapp",
+        "dbTransactionsPerNotification",
+        False,
+    ),
+)
 
 
 def _peer_table(herald: dict[str, Any], peer: dict[str, Any]) -> list[str]:
@@ -187,8 +200,12 @@ def _peer_table(herald: dict[str, Any], peer: dict[str, Any]) -> list[str]:
         rows.append(f"| {label} | {_fmt(h)} | {_fmt(p)} | {ratio:.2f} |")
     if not rows:
         return []
-    return ["", "| Same run, one API and one worker each | Herald | seedstack | Herald ÷ peer |",
-            "|---|---:|---:|---:|", *rows]  # fmt: skip
+    return [
+        "",
+        "| Same run, one API and one worker each | Herald | seedstack | Herald ÷ peer |",
+        "|---|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def update_docs(path: Path, table: str) -> None:

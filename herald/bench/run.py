@@ -43,8 +43,7 @@ async def run(
         if peer is not None:
             say("the peer (seedstack):")
             ctx.peer = await asyncio.to_thread(prepare_peer, peer, work)
-            peer_results = await _scenarios(ctx, [n for n in names if n in PEER_SCENARIOS],
-                                            failed)  # fmt: skip
+            peer_results = await _scenarios(ctx, [n for n in names if n in PEER_SCENARIOS], failed)
     finally:
         await asyncio.to_thread(sink.stop)
         if failed:  # the Herald processes' logs say why

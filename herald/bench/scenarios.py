@@ -50,11 +50,36 @@ class Sizes:
     @classmethod
     def of(cls, quick: bool, clients: int = 2000, rate: float = 300) -> Sizes:
         if quick:
-            return cls(4, 16, min(clients, 200), min(rate, 100), 4, 500, 500, (500, 1000),
-                       3000, 3000, (0.5, 6), (50, 100), 3)  # fmt: skip
-        return cls(20, 32, clients, rate, 20, 5000, 5000, (5000, 10000), 20000, 20000,
-                   (0.5, 2, 6, 15, 30, 60),
-                   (50, 100, 150, 200, 300, 400, 600, 800, 1200), 10)  # fmt: skip
+            return cls(
+                4,
+                16,
+                min(clients, 200),
+                min(rate, 100),
+                4,
+                500,
+                500,
+                (500, 1000),
+                3000,
+                3000,
+                (0.5, 6),
+                (50, 100),
+                3,
+            )
+        return cls(
+            20,
+            32,
+            clients,
+            rate,
+            20,
+            5000,
+            5000,
+            (5000, 10000),
+            20000,
+            20000,
+            (0.5, 2, 6, 15, 30, 60),
+            (50, 100, 150, 200, 300, 400, 600, 800, 1200),
+            10,
+        )
 
 
 @dataclass
@@ -81,9 +106,13 @@ async def running(ctx: Context, name: str) -> AsyncIterator[BenchStack]:
             smtp_port=ctx.smtp_port,
         )
     else:
-        stack = BenchStack(ctx.work_dir / name, database_url=ctx.database_url,
-                       redis_url=ctx.redis_url, smtp_port=ctx.smtp_port,
-                       profile_dir=ctx.profile_dir)  # fmt: skip
+        stack = BenchStack(
+            ctx.work_dir / name,
+            database_url=ctx.database_url,
+            redis_url=ctx.redis_url,
+            smtp_port=ctx.smtp_port,
+            profile_dir=ctx.profile_dir,
+        )
     await stack.start()
     try:
         yield stack
@@ -123,8 +152,13 @@ async def ingest(ctx: Context) -> Figures:
     async with running(ctx, "ingest") as stack, agents(http_agent, 1, "http") as (http,):
         api = await stack.api()
         users = [uid for uid, _ in await stack.users(100)]
-        args = dict(url=url(api), token=stack.admin_token, users=users, channels=["inapp"],
-                    concurrency=s.ingest_concurrency)  # fmt: skip
+        args = dict(
+            url=url(api),
+            token=stack.admin_token,
+            users=users,
+            channels=["inapp"],
+            concurrency=s.ingest_concurrency,
+        )
         await http.call("ingest", seconds=1.0, **args)  # warm-up
         cpu0 = api.cpu_seconds
         run = await http.call("ingest", seconds=s.ingest_seconds, **args)
@@ -173,8 +207,9 @@ async def live(ctx: Context, name: str) -> AsyncIterator[Live]:
         people = await stack.users(s.clients)
         shares = [people[i :: len(swarms)] for i in range(len(swarms))]
         ctx.say(f"  connecting {s.clients} clients")
-        connected = await _connect(swarms, url(api), [[{"token": t} for _, t in share]
-                                                      for share in shares])  # fmt: skip
+        connected = await _connect(
+            swarms, url(api), [[{"token": t} for _, t in share] for share in shares]
+        )
         yield Live(stack, api, worker, http, swarms, shares, connected)
 
 
@@ -183,8 +218,15 @@ async def at_rate(on: Live, rate: float, seconds: float) -> tuple[Figures, float
     trigger → socket latency, the requests' latency; and the load generators' CPU share."""
     users = on.users
     await call_all(on.swarms, "watch", event="notification:new", ack=True)  # count afresh
-    run = await on.http.call("at_rate", url=url(on.api), token=on.stack.admin_token, users=users,
-                             channels=["inapp"], rate=rate, seconds=seconds)  # fmt: skip
+    run = await on.http.call(
+        "at_rate",
+        url=url(on.api),
+        token=on.stack.admin_token,
+        users=users,
+        channels=["inapp"],
+        rate=rate,
+        seconds=seconds,
+    )
     owner = {uid: i for i, share in enumerate(on.shares) for uid, _ in share}
     accepted = [(seq, sent) for seq, sent, status in run["sends"] if status == 201]
     expected = [0] * len(on.swarms)
@@ -193,8 +235,10 @@ async def at_rate(on: Live, rate: float, seconds: float) -> tuple[Figures, float
     # Past 15 s, keep waiting while anything still arrives within 20 s: an overloaded API
     # leaves some enqueues to the reconciler (every 10 s, after a 5 s grace), and those
     # notifications count, late, rather than vanish from the figures.
-    arrivals = [await sw.call("wait_for", count=n, timeout=15, quiet=20) for sw, n in
-                zip(on.swarms, expected, strict=True)]  # fmt: skip
+    arrivals = [
+        await sw.call("wait_for", count=n, timeout=15, quiet=20)
+        for sw, n in zip(on.swarms, expected, strict=True)
+    ]
     sent_at = dict(accepted)
     latencies = [t - sent_at[seq] for a in arrivals for seq, t in a["seen"] if seq in sent_at]
     loadgen = max([run["cpuSeconds"]] + [a["cpuSeconds"] for a in arrivals]) / run["seconds"]
@@ -252,37 +296,52 @@ async def knee(ctx: Context) -> Figures:
     return figures
 
 
-async def _connect(swarms: list[Agent], target: str, auths: list[list[Any]],
-                   ready_event: str | None = "auth:success") -> int:  # fmt: skip
+async def _connect(
+    swarms: list[Agent],
+    target: str,
+    auths: list[list[Any]],
+    ready_event: str | None = "auth:success",
+) -> int:
     for swarm, share in zip(swarms, auths, strict=True):
         swarm.send("connect", url=target, auths=share, ready_event=ready_event)
     results = [await sw.reply() for sw in swarms]
     failed = [r for r in results if r["failed"]]
     if failed:
-        raise RuntimeError(f"{sum(r['failed'] for r in failed)} sockets failed to connect: "
-                           f"{failed[0]['firstFailure']}")  # fmt: skip
+        raise RuntimeError(
+            f"{sum(r['failed'] for r in failed)} sockets failed to connect: "
+            f"{failed[0]['firstFailure']}"
+        )
     return sum(r["connected"] for r in results)
 
 
 def _batches(recipients: list[dict[str, Any]], channel: str, size: int = 500) -> list[Any]:
     return [
-        {"recipients": recipients[i : i + size], "type": "bench", "title": "Drain",
-         "message": "drain", "channels": [channel], "data": {"drain": True}}
+        {
+            "recipients": recipients[i : i + size],
+            "type": "bench",
+            "title": "Drain",
+            "message": "drain",
+            "channels": [channel],
+            "data": {"drain": True},
+        }
         for i in range(0, len(recipients), size)
-    ]  # fmt: skip
+    ]
 
 
 async def _queued(http: Agent, api: Proc, stack: BenchStack, bodies: list[Any]) -> int:
     statuses = await http.call("post_all", url=url(api), token=stack.admin_token, bodies=bodies)
     refused = [status for status in statuses if not 200 <= status < 300]
     if refused:
-        raise RuntimeError(f"{len(refused)} of {len(bodies)} drain requests were refused "
-                           f"(statuses {sorted(set(refused))}; 0: no answer in 30 s)")  # fmt: skip
+        raise RuntimeError(
+            f"{len(refused)} of {len(bodies)} drain requests were refused "
+            f"(statuses {sorted(set(refused))}; 0: no answer in 30 s)"
+        )
     return sum(len(b["recipients"]) for b in bodies)
 
 
-async def _per_worker(stack: BenchStack, measure: Callable[[], Awaitable[list[Figures]]],
-                      count: int) -> Figures:  # fmt: skip
+async def _per_worker(
+    stack: BenchStack, measure: Callable[[], Awaitable[list[Figures]]], count: int
+) -> Figures:
     """Start one worker on a full queue; the rate between the first and the last arrival."""
     worker = await stack.worker("drain-worker")
     cpu0, t0 = worker.cpu_seconds, time.monotonic()
@@ -406,8 +465,9 @@ async def ceiling(ctx: Context) -> Figures:
         agents(swarm_agent, 1, "swarm") as (swarm,),
     ):
         ctx.say(f"  BullMQ: {s.ceiling_jobs} no-op jobs")
-        bull = await engine.call("bullmq", redis_url=stack.redis_url, jobs=s.ceiling_jobs,
-                                 concurrency=10)  # fmt: skip
+        bull = await engine.call(
+            "bullmq", redis_url=stack.redis_url, jobs=s.ceiling_jobs, concurrency=10
+        )
         port = free_port()
         await engine.call("serve_bare", port=port)
         ctx.say(f"  python-socketio: {s.ceiling_emits} emits to 100 sockets")
@@ -444,8 +504,15 @@ async def quiet(ctx: Context) -> Figures:
         for count, gap in enumerate((1.0, *ctx.sizes.quiet_gaps), start=1):  # 1 s: warm-up
             ctx.say(f"  one notification after {gap:g} s of quiet")
             await asyncio.sleep(gap)
-            run = await http.call("at_rate", url=url(api), token=stack.admin_token, users=[user],
-                                  channels=["inapp"], rate=1, seconds=1)  # fmt: skip
+            run = await http.call(
+                "at_rate",
+                url=url(api),
+                token=stack.admin_token,
+                users=[user],
+                channels=["inapp"],
+                rate=1,
+                seconds=1,
+            )
             arrivals = await swarm.call("wait_for", count=count, timeout=30, quiet=1)
             [(_, sent, _)] = run["sends"]
             if count > 1:

@@ -27,8 +27,13 @@ class LeanSocket:
         self.ready = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
 
-    async def open(self, session: aiohttp.ClientSession, url: str, auth: dict[str, Any] | None,
-                   ready_event: str | None) -> None:  # fmt: skip
+    async def open(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        auth: dict[str, Any] | None,
+        ready_event: str | None,
+    ) -> None:
         """Connect to the default namespace; done when `ready_event` (or the connect) arrives."""
         self.ready_event = ready_event
         # Offer per-message deflate as every browser does, so the server's memory per socket is
@@ -113,8 +118,13 @@ class Swarm:
                 asyncio.create_task(sock.emit("notification:ack", {"id": data["id"]}))
         self._changed.set()
 
-    async def connect(self, url: str, auths: list[dict[str, Any] | None], ready_event: str | None,
-                      parallel: int = 50) -> dict[str, Any]:  # fmt: skip
+    async def connect(
+        self,
+        url: str,
+        auths: list[dict[str, Any] | None],
+        ready_event: str | None,
+        parallel: int = 50,
+    ) -> dict[str, Any]:
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)

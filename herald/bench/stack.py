@@ -78,8 +78,15 @@ class StackError(RuntimeError):
 
 
 class BenchStack:
-    def __init__(self, work_dir: Path, *, database_url: str | None, redis_url: str | None,
-                 smtp_port: int, profile_dir: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        database_url: str | None,
+        redis_url: str | None,
+        smtp_port: int,
+        profile_dir: Path | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.profile_dir = profile_dir
         self._profilers: list[subprocess.Popen[bytes]] = []
@@ -140,9 +147,13 @@ class BenchStack:
         env = {**self.env, "HERALD_SERVER_ID": f"bench-{name}"}
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "herald", *argv], env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, preexec_fn=raise_fd_limit,
-            )  # fmt: skip
+                [sys.executable, "-m", "herald", *argv],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=raise_fd_limit,
+            )
         proc = Proc(name, popen, log, port)
         self.procs.append(proc)
         if self.profile_dir:
@@ -155,11 +166,26 @@ class BenchStack:
         assert self.profile_dir is not None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         target = self.profile_dir / f"{self.work_dir.name}-{proc.name}.txt"
-        self._profilers.append(subprocess.Popen(
-            ["py-spy", "record", "--pid", str(proc.popen.pid), "--format", "raw", "--rate", "200",
-             "--nonblocking", "--gil", "--output", str(target)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
+        self._profilers.append(
+            subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(proc.popen.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "--gil",
+                    "--output",
+                    str(target),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     async def api(self, name: str = "api") -> Proc:
         port = free_port()
@@ -191,17 +217,25 @@ class BenchStack:
         tokens = [new_token() for _ in range(count)]
         async with self.herald.db() as session, session.begin():
             users = [
-                User(username=f"b{tag}{i}", email=f"b{tag}{i}@example.com",
-                     password_hash="!bench", email_verified=True)
+                User(
+                    username=f"b{tag}{i}",
+                    email=f"b{tag}{i}@example.com",
+                    password_hash="!bench",
+                    email_verified=True,
+                )
                 for i in range(count)
-            ]  # fmt: skip
+            ]
             session.add_all(users)
             await session.flush()
             session.add_all(
-                Session(user_id=u.id, token_hash=hash_token(t), created_at=now,
-                        expires_at=now + timedelta(days=1))
+                Session(
+                    user_id=u.id,
+                    token_hash=hash_token(t),
+                    created_at=now,
+                    expires_at=now + timedelta(days=1),
+                )
                 for u, t in zip(users, tokens, strict=True)
-            )  # fmt: skip
+            )
             return [(u.id, t) for u, t in zip(users, tokens, strict=True)]
 
     async def stop(self) -> None:

@@ -39,8 +39,11 @@ class Load:
     async def _send(self, http: aiohttp.ClientSession, n: int) -> None:
         body = {
             "recipients": [{"email": f"chaos-{self.tag}-{n}@example.com"}],
-            "type": "chaos", "title": f"chaos {n}", "message": "a fault run", "channels": ["email"],
-        }  # fmt: skip
+            "type": "chaos",
+            "title": f"chaos {n}",
+            "message": "a fault run",
+            "channels": ["email"],
+        }
         headers = {"Authorization": f"Bearer {self.target.admin_token}"}
         urls = self.target.api_urls
         for attempt in range(len(urls)):

@@ -86,9 +86,14 @@ async def local(
 
 @contextlib.asynccontextmanager
 async def running(
-    url: str, token: str, *, database_url: str | None, redis_url: str | None,
-    allow_redis_restart: bool, sink_port: int | None,
-) -> AsyncIterator[Target]:  # fmt: skip
+    url: str,
+    token: str,
+    *,
+    database_url: str | None,
+    redis_url: str | None,
+    allow_redis_restart: bool,
+    sink_port: int | None,
+) -> AsyncIterator[Target]:
     """A Herald already running on this machine. Its processes are not ours to kill; with
     `sink_port`, a sink listens there (point the deployment's EMAIL_HOST/EMAIL_PORT at it)."""
     for given, what in (

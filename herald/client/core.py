@@ -224,9 +224,11 @@ class Calls:
         if data is not UNSET:
             body["data"] = dict(data) if data is not None else None
         return self.call(
-            "PUT", f"api/subscribers/{_segment(subscriber_id)}", _model(models.Subscriber),
+            "PUT",
+            f"api/subscribers/{_segment(subscriber_id)}",
+            _model(models.Subscriber),
             json=body,
-        )  # fmt: skip
+        )
 
     def get_subscriber(self, subscriber_id: str) -> Call[models.Subscriber]:
         path = f"api/subscribers/{_segment(subscriber_id)}"

@@ -204,9 +204,13 @@ async def _redis(settings: Settings) -> dict[str, Any]:
     )
     embedded = settings.configured_redis_url is None
     part: dict[str, Any] = {
-        "redis": None, "queues": [], "deadLetters": None, "announced": {}, "live": [],
+        "redis": None,
+        "queues": [],
+        "deadLetters": None,
+        "announced": {},
+        "live": [],
         "url": url,
-    }  # fmt: skip
+    }
     if url is None:
         part["redis"] = {"status": "down", "embedded": True, "error": "no embedded Redis runs"}
         return part

@@ -82,11 +82,17 @@ async def _render(session: AsyncSession, purchases: list[Purchase]) -> list[Purc
     )
     return [
         PurchaseOut(
-            purchase_id=p.id, user_id=p.user_id, order_reference=p.order_reference,
-            items=[PurchaseItem.model_validate(i) for i in p.items], currency=p.currency,
-            total_amount=p.total_amount, status=p.status, assigned_server=p.assigned_server,
-            created_at=p.created_at, receipt_email=tracked.email(p.receipt_email_id),
+            purchase_id=p.id,
+            user_id=p.user_id,
+            order_reference=p.order_reference,
+            items=[PurchaseItem.model_validate(i) for i in p.items],
+            currency=p.currency,
+            total_amount=p.total_amount,
+            status=p.status,
+            assigned_server=p.assigned_server,
+            created_at=p.created_at,
+            receipt_email=tracked.email(p.receipt_email_id),
             purchase_in_app_notification=tracked.inapp(p.inapp_notification_id),
         )
         for p in purchases
-    ]  # fmt: skip
+    ]

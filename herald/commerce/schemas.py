@@ -22,9 +22,12 @@ class PurchaseIn(CamelInput):
     items: list[PurchaseItem] = Field(min_length=1, max_length=100)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     order_reference: str | None = Field(
-        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
         description="your order number; one is made if you leave it out",
-    )  # fmt: skip
+    )
 
 
 class PurchaseOut(CamelModel):

@@ -53,32 +53,51 @@ class Purchases:
         skipped: list[tuple[DeliveryState, skips.Blocked]] = []
         async with transaction(self.db) as session:
             receipt = new_email(
-                self.settings, "purchase", to=user.email, username=user.username, user_id=user.id,
-                telemetry_id=client.telemetry_id, templates=self.templates, locale=user.locale,
-                context={"order_reference": reference, "items": lines,
-                         "total": f"{total / 100:,.2f}", "currency": data.currency},
-                unsubscribe_token=None if critical else self.unsubscribe.token(
-                    "purchase", user.external_id, user.email, user.id
-                ),
-            )  # fmt: skip
+                self.settings,
+                "purchase",
+                to=user.email,
+                username=user.username,
+                user_id=user.id,
+                telemetry_id=client.telemetry_id,
+                templates=self.templates,
+                locale=user.locale,
+                context={
+                    "order_reference": reference,
+                    "items": lines,
+                    "total": f"{total / 100:,.2f}",
+                    "currency": data.currency,
+                },
+                unsubscribe_token=None
+                if critical
+                else self.unsubscribe.token("purchase", user.external_id, user.email, user.id),
+            )
             inapp = new_inapp(
-                self.settings, "purchase", user_id=user.id, username=user.username,
-                email=user.email, title="Purchase confirmed",
+                self.settings,
+                "purchase",
+                user_id=user.id,
+                username=user.username,
+                email=user.email,
+                title="Purchase confirmed",
                 message=f"Order {reference}: {_money(total, data.currency)}.",
                 data={"orderReference": reference, "totalAmount": total, "currency": data.currency},
                 telemetry_id=client.telemetry_id,
-            )  # fmt: skip
+            )
             if not critical:  # the receipt and the in-app notice honour the buyer's preferences
                 skipped = await skips.screen(session, user.id, "purchase", [receipt, inapp])
             session.add_all([receipt, inapp])
             await session.flush()
             purchase = Purchase(
-                user_id=user.id, order_reference=reference,
-                items=[i.model_dump(by_alias=True) for i in data.items], currency=data.currency,
-                total_amount=total, status="completed",
+                user_id=user.id,
+                order_reference=reference,
+                items=[i.model_dump(by_alias=True) for i in data.items],
+                currency=data.currency,
+                total_amount=total,
+                status="completed",
                 assigned_server=self.settings.effective_server_id,
-                receipt_email_id=receipt.id, inapp_notification_id=inapp.id, created_at=utcnow(),
-            )  # fmt: skip
+                receipt_email_id=receipt.id,
+                inapp_notification_id=inapp.id,
+                created_at=utcnow(),
+            )
             session.add(purchase)
         await self.outbox.send([receipt, inapp], skipped)
         return purchase

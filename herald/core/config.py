@@ -215,9 +215,11 @@ class Settings(BaseSettings):
     # The locale whose stored templates a recipient gets when none matches their own locale
     # (or they have none), before the built-ins (herald.templates).
     default_locale: str = Field(
-        "en", max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
+        "en",
+        max_length=35,
+        pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
         validation_alias=_h("DEFAULT_LOCALE"),
-    )  # fmt: skip
+    )
 
     # --- Plain names, kept for existing deployments ------------------------------------
     database_url: str | None = None

@@ -79,6 +79,8 @@ class ServiceUnavailable(ApiError):
 
     def __init__(self, message: str, retry_after: int, *, code: str | None = None):
         super().__init__(
-            message, {"retryAfter": retry_after}, code=code,
+            message,
+            {"retryAfter": retry_after},
+            code=code,
             headers={"Retry-After": str(retry_after)},
-        )  # fmt: skip
+        )

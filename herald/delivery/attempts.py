@@ -37,9 +37,13 @@ class Attempt:
 
     def started(self, n: DeliveryState) -> None:
         self._stage(
-            "worker", "worker", timestamp=self.begun_ms, queue=self.queue, attempt=n.attempts,
+            "worker",
+            "worker",
+            timestamp=self.begun_ms,
+            queue=self.queue,
+            attempt=n.attempts,
             waitMs=round(self.wait * 1000, 3) if self.wait is not None else None,
-        )  # fmt: skip
+        )
         self.send_begun = time.perf_counter()
 
     def sent(self, result: DeliveryResult | None, error: str | None = None) -> None:
@@ -68,6 +72,11 @@ class Attempt:
         timestamp = detail.pop("timestamp", None)
         extra = {"timestamp": timestamp} if timestamp is not None else {}
         self.telemetry.stages.event(
-            self.telemetry_id, stage, component, channel=self.channel,
-            notification_id=self.notification_id, detail=detail, **extra,
-        )  # fmt: skip
+            self.telemetry_id,
+            stage,
+            component,
+            channel=self.channel,
+            notification_id=self.notification_id,
+            detail=detail,
+            **extra,
+        )

@@ -86,9 +86,17 @@ async def job_states(made: Queue, job_ids: Sequence[str]) -> list[str]:
     runs the same script (BullMQ's `getStateV2`, Redis >= 6.0.6) for all of them at once."""
     scripts = made.scripts
     keys = scripts.getKeys(
-        ["completed", "failed", "delayed", "active", "wait", "paused", "waiting-children",
-         "prioritized"]
-    )  # fmt: skip
+        [
+            "completed",
+            "failed",
+            "delayed",
+            "active",
+            "wait",
+            "paused",
+            "waiting-children",
+            "prioritized",
+        ]
+    )
     get_state = scripts.commands["getStateV2"]
     async with made.client.pipeline(transaction=False) as pipe:
         for job in job_ids:

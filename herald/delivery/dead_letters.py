@@ -51,10 +51,16 @@ def _as_dead_letter(n: DeliveryState) -> DeadLetter:
         or getattr(n, "url", None)  # a webhook's endpoint
     )
     return DeadLetter(
-        channel=n.channel, notification_id=n.id, type=getattr(n, "type", ""),
-        recipient=recipient, failure_reason=n.failure_reason, attempts=n.attempts,
-        queue_name=n.queue_name, failed_at=n.failed_at, created_at=n.created_at,
-    )  # fmt: skip
+        channel=n.channel,
+        notification_id=n.id,
+        type=getattr(n, "type", ""),
+        recipient=recipient,
+        failure_reason=n.failure_reason,
+        attempts=n.attempts,
+        queue_name=n.queue_name,
+        failed_at=n.failed_at,
+        created_at=n.created_at,
+    )
 
 
 @dataclass(eq=False)
@@ -111,12 +117,15 @@ class DeadLetters:
                     continue  # replayed or discarded by someone else meanwhile
                 session.add(
                     Escalation(
-                        channel=channel.value, notification_id=n.id,
-                        from_queue=n.queue_name or tiers[-1].queue, to_queue=tiers[0].queue,
-                        timestamp=utcnow(), reason="replay" + (f": {note}" if note else ""),
+                        channel=channel.value,
+                        notification_id=n.id,
+                        from_queue=n.queue_name or tiers[-1].queue,
+                        to_queue=tiers[0].queue,
+                        timestamp=utcnow(),
+                        reason="replay" + (f": {note}" if note else ""),
                         attempts=n.attempts,
                     )
-                )  # fmt: skip
+                )
                 n.status, n.attempts, n.queue_name = Status.PENDING, 0, None
                 n.failed_at = n.failure_reason = None
                 replayed.append(n)

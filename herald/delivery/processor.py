@@ -221,9 +221,14 @@ class Processor:
         await self._announce(announced)
 
     async def _failed(
-        self, sender: ChannelSender, n: DeliveryState, tier: Tier, reason: str,
-        *, to_tier: Tier | None,
-    ) -> bool:  # fmt: skip
+        self,
+        sender: ChannelSender,
+        n: DeliveryState,
+        tier: Tier,
+        reason: str,
+        *,
+        to_tier: Tier | None,
+    ) -> bool:
         """Record a failed attempt and hand the notification on. False (and nothing recorded)
         when it reached a final state meanwhile: a client acknowledged it while we waited."""
         now = utcnow()
@@ -240,16 +245,23 @@ class Processor:
             )
             if to_tier is not None:
                 await self.queues.enqueue(
-                    sender.channel, n.id, tier=to_tier.index, delay_ms=to_tier.delay_ms,
+                    sender.channel,
+                    n.id,
+                    tier=to_tier.index,
+                    delay_ms=to_tier.delay_ms,
                     telemetry_id=n.telemetry_id,
-                )  # fmt: skip
+                )
                 session.add(
                     Escalation(
-                        channel=sender.channel.value, notification_id=n.id,
-                        from_queue=tier.queue, to_queue=to_tier.queue, timestamp=now,
-                        reason=reason, attempts=n.attempts,
+                        channel=sender.channel.value,
+                        notification_id=n.id,
+                        from_queue=tier.queue,
+                        to_queue=to_tier.queue,
+                        timestamp=now,
+                        reason=reason,
+                        attempts=n.attempts,
                     )
-                )  # fmt: skip
+                )
                 fields["queue_name"] = to_tier.queue
                 if to_tier.is_dead_letter:
                     fields.update(status=Status.FAILED, failed_at=now)
@@ -307,14 +319,21 @@ class Processor:
 
     @staticmethod
     def _audit_row(
-        n: DeliveryState, tier: Tier, status: str, error: str | None,
+        n: DeliveryState,
+        tier: Tier,
+        status: str,
+        error: str | None,
         result: DeliveryResult | None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """The attempt's audit row, for a plain INSERT (no ORM object, no flush)."""
         extra: dict[str, Any] = {}
         if result is not None:
-            extra = dict(method=result.method, socket_id=result.socket_id,
-                         message_id=result.message_id, smtp_response=result.response)  # fmt: skip
+            extra = dict(
+                method=result.method,
+                socket_id=result.socket_id,
+                message_id=result.message_id,
+                smtp_response=result.response,
+            )
         return attempt_row(n.channel, n.id, n.attempts, status, tier.queue, error=error, **extra)
 
 
@@ -357,11 +376,14 @@ def _claim_statement(channel: Channel, in_flight_status: str) -> Update:
             ~((c.status == in_flight_status) & (c.attempts > 0)),
         )
         .values(
-            status=in_flight_status, attempts=c.attempts + 1, last_attempt_at=now,
-            queue_name=bindparam("queue"), updated_at=now,
+            status=in_flight_status,
+            attempts=c.attempts + 1,
+            last_attempt_at=now,
+            queue_name=bindparam("queue"),
+            updated_at=now,
         )
         .returning(*c)
-    )  # fmt: skip
+    )
     if model is InAppNotification:
         statement = statement.where(c.expires_at > now)
     return statement

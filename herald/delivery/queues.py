@@ -74,10 +74,13 @@ class Queues:
         done: dict[tuple[Channel, int, str | None], str] = {}
         for name, items in by_queue.items():
             jobs = [
-                {"name": f"{channel.value}.deliver", "data": self._data(channel, nid, 0, tid),
-                 "opts": self._opts(channel, nid, self.tier(channel, 0))}
+                {
+                    "name": f"{channel.value}.deliver",
+                    "data": self._data(channel, nid, 0, tid),
+                    "opts": self._opts(channel, nid, self.tier(channel, 0)),
+                }
                 for channel, nid, tid in items
-            ]  # fmt: skip
+            ]
             await self.get(name).addBulk(jobs)
             done.update((item, name) for item in items)
         return done

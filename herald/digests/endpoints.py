@@ -87,9 +87,11 @@ async def get_digest_rule(kind: TypeName, db: DbDep) -> DigestRuleOut:
 
 
 @router.delete(
-    "/types/{type}/digest", dependencies=[RuleKeyDep], status_code=status.HTTP_204_NO_CONTENT,
+    "/types/{type}/digest",
+    dependencies=[RuleKeyDep],
+    status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(404),
-)  # fmt: skip
+)
 async def delete_digest_rule(kind: TypeName, db: DbDep, digests: DigestsDep) -> Response:
     """Stop digesting the type: its emails go out one by one again. Digests already open
     still close and send what they hold."""
@@ -116,8 +118,15 @@ async def get_digest(
             .order_by(EmailNotification.id)
         )
         return DigestOut(
-            id=d.id, type=d.type, user_id=d.user_id, subscriber_id=subscriber,
-            group_key=d.group_key, status=d.status, created_at=d.created_at,
-            closes_at=d.closes_at, closed_at=d.closed_at, email_id=d.email_id,
+            id=d.id,
+            type=d.type,
+            user_id=d.user_id,
+            subscriber_id=subscriber,
+            group_key=d.group_key,
+            status=d.status,
+            created_at=d.created_at,
+            closes_at=d.closes_at,
+            closed_at=d.closed_at,
+            email_id=d.email_id,
             carried=list(carried),
-        )  # fmt: skip
+        )

@@ -43,11 +43,16 @@ class Digest(Timestamped, Base):
     __tablename__ = "digests"
     __table_args__ = (
         Index(
-            "uq_digests_open_key", "user_id", "type", "group_key", unique=True,
-            sqlite_where=OPEN_ONLY, postgresql_where=OPEN_ONLY,
+            "uq_digests_open_key",
+            "user_id",
+            "type",
+            "group_key",
+            unique=True,
+            sqlite_where=OPEN_ONLY,
+            postgresql_where=OPEN_ONLY,
         ),
         Index("ix_digests_status_closes_at", "status", "closes_at"),
-    )  # fmt: skip
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -78,8 +78,10 @@ async def _put(db: async_sessionmaker[AsyncSession], rule: Rule) -> None:
             row = DigestRule(type=rule.type)
             session.add(row)
         row.window_seconds, row.daily_at, row.group_by = (
-            rule.window_seconds, rule.daily_at, rule.group_by,
-        )  # fmt: skip
+            rule.window_seconds,
+            rule.daily_at,
+            rule.group_by,
+        )
         row.updated_at = utcnow()
 
 

@@ -15,17 +15,23 @@ class DigestRuleIn(CamelInput):
     """Exactly one of `window` and `dailyAt`."""
 
     window: str | None = Field(
-        None, max_length=16, examples=["10m"],
+        None,
+        max_length=16,
+        examples=["10m"],
         description='from the first notification: "90s", "10m", "2h" or "1d" (31 days at most)',
-    )  # fmt: skip
+    )
     daily_at: str | None = Field(
-        None, max_length=5, examples=["08:00"],
+        None,
+        max_length=5,
+        examples=["08:00"],
         description='"HH:MM" in the subscriber\'s time zone (their `timezone`, else UTC)',
-    )  # fmt: skip
+    )
     group_by: str | None = Field(
-        None, max_length=200, examples=["data.projectId"],
+        None,
+        max_length=200,
+        examples=["data.projectId"],
         description="a key of the trigger's data: one digest per value",
-    )  # fmt: skip
+    )
 
 
 class DigestRuleOut(CamelModel):

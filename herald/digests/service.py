@@ -79,17 +79,35 @@ class Digests:
 
     # --- the trigger's side ------------------------------------------------------------------
     def held_email(
-        self, rule: Rule, kind: str, *, to: str, username: str | None, user_id: int,
-        title: str, message: str, data: dict[str, Any], telemetry_id: str | None,
-    ) -> EmailNotification:  # fmt: skip
+        self,
+        rule: Rule,
+        kind: str,
+        *,
+        to: str,
+        username: str | None,
+        user_id: int,
+        title: str,
+        message: str,
+        data: dict[str, Any],
+        telemetry_id: str | None,
+    ) -> EmailNotification:
         """An email of a digested type, held for its digest. It keeps the item as the digest
         lists it: `subject` is the title, `text` the message."""
         return EmailNotification(
-            type=kind, user_id=user_id, recipient_email=to, recipient_username=username,
-            subject=title, text=message, html=f"<p>{html.escape(message)}</p>",
-            status=Status.HELD, queue_name=None, attempts=0, max_attempts=0,
-            telemetry_id=telemetry_id, digest_key=group_key(rule.group_by, data),
-        )  # fmt: skip
+            type=kind,
+            user_id=user_id,
+            recipient_email=to,
+            recipient_username=username,
+            subject=title,
+            text=message,
+            html=f"<p>{html.escape(message)}</p>",
+            status=Status.HELD,
+            queue_name=None,
+            attempts=0,
+            max_attempts=0,
+            telemetry_id=telemetry_id,
+            digest_key=group_key(rule.group_by, data),
+        )
 
     async def opened(self, held: Sequence[EmailNotification]) -> None:
         """After `held` were committed: an open digest waits for each of their keys. A failure
@@ -111,10 +129,17 @@ class Digests:
         now = utcnow()
         closes = await self._closing_times(keys, now)
         values = [
-            {"user_id": u, "type": t, "group_key": g, "status": DigestStatus.OPEN,
-             "closes_at": closes[(u, t, g)], "created_at": now, "updated_at": now}
+            {
+                "user_id": u,
+                "type": t,
+                "group_key": g,
+                "status": DigestStatus.OPEN,
+                "closes_at": closes[(u, t, g)],
+                "created_at": now,
+                "updated_at": now,
+            }
             for u, t, g in keys
-        ]  # fmt: skip
+        ]
         async with transaction(self.db) as session:
             dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             c = table(Digest).c
@@ -159,10 +184,13 @@ class Digests:
         for digest_id, closes_at in opened:
             delay = max(0, int((closes_at - utcnow()).total_seconds() * 1000))
             opts = {
-                "jobId": close_job_id(digest_id), "delay": delay, "attempts": 5,
+                "jobId": close_job_id(digest_id),
+                "delay": delay,
+                "attempts": 5,
                 "backoff": {"type": "exponential", "delay": 1000},
-                "removeOnComplete": KEEP_COMPLETED, "removeOnFail": KEEP_FAILED,
-            }  # fmt: skip
+                "removeOnComplete": KEEP_COMPLETED,
+                "removeOnFail": KEEP_FAILED,
+            }
             await queue.add("digest.close", {"digestId": digest_id}, opts)
 
     # --- closing -----------------------------------------------------------------------------
@@ -201,7 +229,7 @@ class Digests:
                     e.type == claimed.type,
                     e.digest_key == claimed.group_key,
                     e.status == Status.HELD,
-                )  # fmt: skip
+                )
                 .values(status=Status.DIGESTED, digest_id=digest_id, updated_at=now)
                 .returning(e.id, e.subject, e.text, e.recipient_email, e.recipient_username)
             )
@@ -226,10 +254,16 @@ class Digests:
         last = items[-1]
         username = last.recipient_username or last.recipient_email
         email = new_email(
-            self.settings, DIGEST_TYPE, to=last.recipient_email, username=username,
-            user_id=user_id, context={"title": kind, "message": ""}, telemetry_id=None,
-            templates=self.templates, template=GENERIC,
-        )  # fmt: skip
+            self.settings,
+            DIGEST_TYPE,
+            to=last.recipient_email,
+            username=username,
+            user_id=user_id,
+            context={"title": kind, "message": ""},
+            telemetry_id=None,
+            templates=self.templates,
+            template=GENERIC,
+        )
         subject, text, body = render_digest(
             kind, username, [Item(row.subject, row.text) for row in items]
         )
@@ -275,7 +309,7 @@ class Digests:
                 Digest.type == e.type,
                 Digest.group_key == e.digest_key,
                 Digest.status == DigestStatus.OPEN,
-            )  # fmt: skip
+            )
         )
         rows = await session.execute(
             select(e.user_id, e.type, e.digest_key)

@@ -37,10 +37,13 @@ class DigestWorker:
     def start(self) -> None:
         s = self.settings
         options: dict[str, Any] = {
-            "concurrency": s.digest_concurrency, "autorun": False,
-            "lockDuration": s.job_lock_ms, "stalledInterval": s.stalled_interval_ms,
-            "maxStalledCount": s.max_stalled_count, "runRetryDelay": 1000,
-        }  # fmt: skip
+            "concurrency": s.digest_concurrency,
+            "autorun": False,
+            "lockDuration": s.job_lock_ms,
+            "stalledInterval": s.stalled_interval_ms,
+            "maxStalledCount": s.max_stalled_count,
+            "runRetryDelay": 1000,
+        }
         self._worker = bullmq_clients.worker(DIGESTS_QUEUE, self.process, self.redis_url, options)
         self._tasks = [
             asyncio.create_task(self._worker.run(), name="worker:digests"),

@@ -190,7 +190,7 @@ class Aggregator:
                         "users": s.users,
                     }
                     for s in servers
-                ],  # fmt: skip
+                ],
                 "sockets": sum(len(s) for s in online.values()),
                 "onlineUsers": len(online),
                 "thisServer": socket_count(self.sio) if self.sio else 0,

@@ -90,9 +90,10 @@ def api_errors(f: Facts) -> Iterable[Condition]:
     rate = _error_rate_above(f, "api", API_ERROR_RATE)
     if rate is not None:
         yield Condition(
-            "HeraldApiErrorRate", "warning",
+            "HeraldApiErrorRate",
+            "warning",
             f"{rate:.0%} of API answers were 5xx in the last minute",
-        )  # fmt: skip
+        )
 
 
 def delivery_failures(f: Facts) -> Iterable[Condition]:
@@ -100,19 +101,21 @@ def delivery_failures(f: Facts) -> Iterable[Condition]:
         rate = _error_rate_above(f, f"channel:{channel}", DELIVERY_FAILURE_RATE)
         if rate is not None:
             yield Condition(
-                "HeraldDeliveryFailureRate", "warning",
+                "HeraldDeliveryFailureRate",
+                "warning",
                 f"{rate:.0%} of {channel} sends failed in the last minute",
-            )  # fmt: skip
+            )
 
 
 def dead_letters_growing(f: Facts) -> Iterable[Condition]:
     for tier in f.escalations.get("tiers", []):
         if tier["tier"] == "dlq" and tier["inflowPerMinute"] > 0:
             yield Condition(
-                "HeraldDeadLettersGrowing", "warning",
+                "HeraldDeadLettersGrowing",
+                "warning",
                 f"{tier['queue']} is growing ({tier['inflowPerMinute']:g}/min; "
                 f"{tier['current']} waiting for review)",
-            )  # fmt: skip
+            )
 
 
 def queue_wait(f: Facts) -> Iterable[Condition]:
@@ -120,18 +123,20 @@ def queue_wait(f: Facts) -> Iterable[Condition]:
         p95 = wait.get("p95Ms")
         if p95 is not None and p95 > QUEUE_WAIT_P95_SECONDS * 1000:
             yield Condition(
-                "HeraldQueueWaitHigh", "warning",
+                "HeraldQueueWaitHigh",
+                "warning",
                 f"jobs in {queue} waited {p95 / 1000:.0f} s (p95) for a worker",
-            )  # fmt: skip
+            )
 
 
 def heartbeats(f: Facts) -> Iterable[Condition]:
     for server, beating in sorted(f.heartbeats.items()):
         if not beating:
             yield Condition(
-                "HeraldServerHeartbeatMissing", "critical",
+                "HeraldServerHeartbeatMissing",
+                "critical",
                 f"API server {server} stopped its presence heartbeat",
-            )  # fmt: skip
+            )
 
 
 def delayed_jobs_overdue(f: Facts) -> Iterable[Condition]:
@@ -139,10 +144,11 @@ def delayed_jobs_overdue(f: Facts) -> Iterable[Condition]:
     for queue, states in sorted(f.queues.items()):
         if states.get("overdue"):
             yield Condition(
-                "HeraldDelayedJobsOverdue", "critical",
+                "HeraldDelayedJobsOverdue",
+                "critical",
                 f"{states['overdue']} delayed job(s) in {queue} are overdue: "
                 "no worker promotes them",
-            )  # fmt: skip
+            )
 
 
 def dependencies(f: Facts) -> Iterable[Condition]:
@@ -153,9 +159,14 @@ def dependencies(f: Facts) -> Iterable[Condition]:
 
 
 CHECKS: list[Check] = [
-    dependencies, heartbeats, api_errors, delivery_failures, dead_letters_growing, queue_wait,
+    dependencies,
+    heartbeats,
+    api_errors,
+    delivery_failures,
+    dead_letters_growing,
+    queue_wait,
     delayed_jobs_overdue,
-]  # fmt: skip
+]
 
 
 def evaluate(f: Facts) -> list[Condition]:

@@ -43,9 +43,11 @@ def _channel_of(settings: Settings, queue: str) -> str:
 
 
 def escalations(
-    settings: Settings, counts: Mapping[str, Bin], covered: float,
+    settings: Settings,
+    counts: Mapping[str, Bin],
+    covered: float,
     queues: Mapping[str, Mapping[str, int]],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Escalations per minute between each pair of tiers, and per retry tier and DLQ: how many
     came in per minute and how many jobs are in it now."""
     moves = []
@@ -56,9 +58,14 @@ def escalations(
         from_queue, _, to_queue = name.removeprefix(ESCALATION).partition(">")
         channel = _channel_of(settings, from_queue)
         moves.append(
-            {"channel": channel, "fromQueue": from_queue, "toQueue": to_queue,
-             "count": b.count, "perMinute": _per_minute(b.count, covered)}
-        )  # fmt: skip
+            {
+                "channel": channel,
+                "fromQueue": from_queue,
+                "toQueue": to_queue,
+                "count": b.count,
+                "perMinute": _per_minute(b.count, covered),
+            }
+        )
         inflow[to_queue] = inflow.get(to_queue, 0) + b.count
     tiers = []
     for channel in Channel:
@@ -117,7 +124,7 @@ def queue_wait(counts: Mapping[str, Bin]) -> dict[str, dict[str, Any]]:
             "p50Ms": b.percentile(0.5),
             "p95Ms": b.percentile(0.95),
             "p99Ms": b.percentile(0.99),
-        }  # fmt: skip
+        }
         for name, b in sorted(counts.items())
         if name.startswith(WAIT)
     }
@@ -139,9 +146,12 @@ def minute(
 
 
 def sections(
-    settings: Settings, snapshots: list[dict[str, Any]], counts: Mapping[str, Bin],
-    covered: float, queues: Mapping[str, Mapping[str, int]],
-) -> dict[str, Any]:  # fmt: skip
+    settings: Settings,
+    snapshots: list[dict[str, Any]],
+    counts: Mapping[str, Bin],
+    covered: float,
+    queues: Mapping[str, Mapping[str, int]],
+) -> dict[str, Any]:
     return {
         "escalations": escalations(settings, counts, covered, queues),
         "connectionRates": connection_rates(snapshots, counts, covered),

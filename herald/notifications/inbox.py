@@ -147,10 +147,13 @@ class AckRequest(NamedTuple):
 async def _acknowledge_one(session: AsyncSession, request: AckRequest, now: datetime) -> list[Any]:
     """One request's ack and its audit rows, in the caller's transaction."""
     params = {
-        "ids": list(request.ids), "recipient": request.user_id,
-        "session_id": request.session_id, "now": now, "sid": request.sid,
+        "ids": list(request.ids),
+        "recipient": request.user_id,
+        "session_id": request.session_id,
+        "now": now,
+        "sid": request.sid,
         "transport": request.transport,
-    }  # fmt: skip
+    }
     statement = _acknowledge(request.session_id is not None)
     rows = list((await session.execute(statement, params)).all())
     if rows:
@@ -202,9 +205,13 @@ def _ack_events(rows: Sequence[Any], request: AckRequest, now: datetime) -> list
     events = []
     for row in rows:
         common = dict(
-            channel=Channel.INAPP, notification_id=row.id, type=row.type,
-            status=Status.DELIVERED, user_id=request.user_id, socketId=request.sid,
-        )  # fmt: skip
+            channel=Channel.INAPP,
+            notification_id=row.id,
+            type=row.type,
+            status=Status.DELIVERED,
+            user_id=request.user_id,
+            socketId=request.sid,
+        )
         if row.delivered_at == now:
             events.append(webhook.notification_event(webhook.DELIVERED, **common))
         events.append(webhook.notification_event(webhook.ACKED, **common))
@@ -223,13 +230,14 @@ def _acknowledge(checks_session: bool) -> Update:
     return (
         update(table(_MODEL))
         .where(
-            c.id.in_(bindparam("ids", expanding=True)), c.user_id == bindparam("recipient"),
+            c.id.in_(bindparam("ids", expanding=True)),
+            c.user_id == bindparam("recipient"),
             c.acked_at.is_(None),
             sessions.live(bindparam("session_id"), now) if checks_session else true(),
         )
         .values(_acked_values(now, bindparam("sid"), bindparam("transport")))
         .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at)
-    )  # fmt: skip
+    )
 
 
 def _acked_values(
@@ -238,11 +246,14 @@ def _acked_values(
     """What an ack sets on its row, for `_acknowledge` and `_acknowledge_many`."""
     c = table(_MODEL).c
     return dict(
-        acked_at=now, socket_id=sid, status=Status.DELIVERED, updated_at=now,
+        acked_at=now,
+        socket_id=sid,
+        status=Status.DELIVERED,
+        updated_at=now,
         delivered_at=func.coalesce(c.delivered_at, now),
         # A worker's emit can't tell the transport; a catch-up says so itself.
         delivered_via=case((c.delivered_via == "catch-up", "catch-up"), else_=transport),
-    )  # fmt: skip
+    )
 
 
 def _ack_audit_rows(
@@ -252,12 +263,19 @@ def _ack_audit_rows(
     ack delivered: the attempt waiting for the ack then has nothing left to write (rows a
     catch-up emit delivered got their `delivered` row from it)."""
     return [
-        attempt_row(Channel.INAPP, row.id, row.attempts, status, row.queue_name or "inapp",
-                    method=transport, socket_id=sid)
+        attempt_row(
+            Channel.INAPP,
+            row.id,
+            row.attempts,
+            status,
+            row.queue_name or "inapp",
+            method=transport,
+            socket_id=sid,
+        )
         for status in ("acknowledged", Status.DELIVERED)
         for row in rows
         if status == "acknowledged" or row.delivered_at == now
-    ]  # fmt: skip
+    ]
 
 
 def _arrays(requests: Sequence[AckRequest], now: datetime) -> dict[str, Any]:
@@ -265,8 +283,14 @@ def _arrays(requests: Sequence[AckRequest], now: datetime) -> dict[str, Any]:
     columns: dict[str, list[Any]] = {name: [] for name in _ACK_COLUMNS}
     for k, request in enumerate(requests):
         for notification_id in request.ids:
-            values = (notification_id, request.user_id, request.session_id, request.sid,
-                      request.transport, k)  # fmt: skip
+            values = (
+                notification_id,
+                request.user_id,
+                request.session_id,
+                request.sid,
+                request.transport,
+                k,
+            )
             for name, value in zip(_ACK_COLUMNS, values, strict=True):
                 columns[name].append(value)
     return {**{f"ack_{name}": values for name, values in columns.items()}, "now": now}
@@ -302,23 +326,46 @@ def _acknowledge_many() -> Select[Any]:
         update(t)
         .where(mine, in_session, c.id.in_(select(locked.c.id)))
         .values(_acked_values(now, acks.c.sid, acks.c.transport))
-        .returning(c.id, c.telemetry_id, c.queue_name, c.attempts, c.type, c.delivered_at,
-                   acks.c.caller, acks.c.sid, acks.c.transport)
-    ).cte("acked")  # fmt: skip
+        .returning(
+            c.id,
+            c.telemetry_id,
+            c.queue_name,
+            c.attempts,
+            c.type,
+            c.delivered_at,
+            acks.c.caller,
+            acks.c.sid,
+            acks.c.transport,
+        )
+    ).cte("acked")
 
     def audit(status: str) -> Select[Any]:
         return select(
-            literal(Channel.INAPP.value), acked.c.id, acked.c.attempts, now, literal(status),
-            func.coalesce(acked.c.queue_name, "inapp"), acked.c.transport, acked.c.sid,
-        )  # fmt: skip
+            literal(Channel.INAPP.value),
+            acked.c.id,
+            acked.c.attempts,
+            now,
+            literal(status),
+            func.coalesce(acked.c.queue_name, "inapp"),
+            acked.c.transport,
+            acked.c.sid,
+        )
 
     written = insert(table(DeliveryAttempt)).from_select(
-        ["channel", "notification_id", "attempt", "timestamp", "status", "queue_name",
-         "delivery_method", "socket_id"],
+        [
+            "channel",
+            "notification_id",
+            "attempt",
+            "timestamp",
+            "status",
+            "queue_name",
+            "delivery_method",
+            "socket_id",
+        ],
         union_all(
             audit("acknowledged"), audit(Status.DELIVERED).where(acked.c.delivered_at == now)
         ),
-    )  # fmt: skip
+    )
     return select(acked).add_cte(written.cte("audit"))
 
 
@@ -355,9 +402,13 @@ class Inbox:
         await self.webhooks.dispatch(announced)
         detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
         self.telemetry.stages.event(
-            n.telemetry_id, "channel", "channel:inapp", channel=Channel.INAPP.value,
-            notification_id=n.id, detail=detail,
-        )  # fmt: skip
+            n.telemetry_id,
+            "channel",
+            "channel:inapp",
+            channel=Channel.INAPP.value,
+            notification_id=n.id,
+            detail=detail,
+        )
         if was_dead:
             await self.queues.forget(Channel.INAPP, n.id)
 
@@ -431,9 +482,13 @@ class Inbox:
         for request, own in zip(requests, rows, strict=True):
             for row in own:
                 self.telemetry.stages.event(
-                    row.telemetry_id, "ack", "sockets", channel=Channel.INAPP.value,
-                    notification_id=row.id, detail={"socketId": request.sid},
-                )  # fmt: skip
+                    row.telemetry_id,
+                    "ack",
+                    "sockets",
+                    channel=Channel.INAPP.value,
+                    notification_id=row.id,
+                    detail={"socketId": request.sid},
+                )
                 if row.queue_name == dead_letters:  # received after all: it leaves the DLQ
                     await self.queues.forget(Channel.INAPP, row.id)
         acks = [
@@ -460,11 +515,16 @@ class Inbox:
                 )
             read = [
                 webhook.notification_event(
-                    webhook.READ, channel=Channel.INAPP, notification_id=row.id, type=row.type,
-                    status="read", user_id=user_id, readAt=now.isoformat(),
+                    webhook.READ,
+                    channel=Channel.INAPP,
+                    notification_id=row.id,
+                    type=row.type,
+                    status="read",
+                    user_id=user_id,
+                    readAt=now.isoformat(),
                 )
                 for row in found
-            ]  # fmt: skip
+            ]
             announced = await self.webhooks.stage(session, read)
         await self.webhooks.dispatch(announced)
         return marked

@@ -46,9 +46,15 @@ class Status(StrEnum):
 
 # No job ever sends a row in these (a held one goes out with its digest).
 FINAL_STATUSES = frozenset(
-    {Status.DELIVERED, Status.EXPIRED, Status.NOT_SENT, Status.HELD, Status.DIGESTED,
-     Status.SKIPPED}
-)  # fmt: skip
+    {
+        Status.DELIVERED,
+        Status.EXPIRED,
+        Status.NOT_SENT,
+        Status.HELD,
+        Status.DIGESTED,
+        Status.SKIPPED,
+    }
+)
 # Statuses an inbox leaves out: the recipient never got these.
 HIDDEN_STATUSES = (Status.EXPIRED, Status.NOT_SENT, Status.SKIPPED)
 
@@ -159,10 +165,17 @@ class DeliveryAttempt(Base):
 
     @classmethod
     def of(
-        cls, n: DeliveryState, status: str, queue_name: str, *, error: str | None = None,
-        method: str | None = None, socket_id: str | None = None, message_id: str | None = None,
+        cls,
+        n: DeliveryState,
+        status: str,
+        queue_name: str,
+        *,
+        error: str | None = None,
+        method: str | None = None,
+        socket_id: str | None = None,
+        message_id: str | None = None,
         smtp_response: str | None = None,
-    ) -> DeliveryAttempt:  # fmt: skip
+    ) -> DeliveryAttempt:
         """The audit row for what just happened to `n`, numbered as its current attempt."""
         return cls(
             **attempt_row(
@@ -181,17 +194,32 @@ class DeliveryAttempt(Base):
 
 
 def attempt_row(
-    channel: Channel, notification_id: int, attempt: int, status: str, queue_name: str, *,
-    error: str | None = None, method: str | None = None, socket_id: str | None = None,
-    message_id: str | None = None, smtp_response: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    channel: Channel,
+    notification_id: int,
+    attempt: int,
+    status: str,
+    queue_name: str,
+    *,
+    error: str | None = None,
+    method: str | None = None,
+    socket_id: str | None = None,
+    message_id: str | None = None,
+    smtp_response: str | None = None,
+) -> dict[str, Any]:
     """An audit row's values for a bulk INSERT, when there is no ORM object to build it from."""
     return {
-        "channel": channel.value, "notification_id": notification_id, "attempt": attempt,
-        "timestamp": utcnow(), "status": status, "error": error, "queue_name": queue_name,
-        "delivery_method": method, "socket_id": socket_id, "message_id": message_id,
+        "channel": channel.value,
+        "notification_id": notification_id,
+        "attempt": attempt,
+        "timestamp": utcnow(),
+        "status": status,
+        "error": error,
+        "queue_name": queue_name,
+        "delivery_method": method,
+        "socket_id": socket_id,
+        "message_id": message_id,
         "smtp_response": smtp_response,
-    }  # fmt: skip
+    }
 
 
 # Audit rows from `attempt_row`, one or many: a statement built once (hot paths run it per

@@ -171,17 +171,32 @@ def _record(
     }
     if isinstance(n, EmailNotification):
         return EmailRecord(
-            **common, subject=n.subject, content=Content(html=n.html, text=n.text),
-            message_id=n.message_id, smtp_response=n.smtp_response,
-        )  # fmt: skip
+            **common,
+            subject=n.subject,
+            content=Content(html=n.html, text=n.text),
+            message_id=n.message_id,
+            smtp_response=n.smtp_response,
+        )
     if isinstance(n, WebhookDelivery):
         return WebhookRecord(
-            **common, event_id=n.event_id, endpoint_id=n.endpoint_id, url=n.url,
-            payload=n.payload, response=n.response,
-        )  # fmt: skip
+            **common,
+            event_id=n.event_id,
+            endpoint_id=n.endpoint_id,
+            url=n.url,
+            payload=n.payload,
+            response=n.response,
+        )
     assert isinstance(n, InAppNotification)
     return InAppRecord(
-        **common, title=n.title, message=n.message, data=n.data or {}, priority=n.priority,
-        socket_id=n.socket_id, delivered_via=n.delivered_via, expires_at=n.expires_at,
-        is_read=n.is_read, read_at=n.read_at, acked_at=n.acked_at,
-    )  # fmt: skip
+        **common,
+        title=n.title,
+        message=n.message,
+        data=n.data or {},
+        priority=n.priority,
+        socket_id=n.socket_id,
+        delivered_via=n.delivered_via,
+        expires_at=n.expires_at,
+        is_read=n.is_read,
+        read_at=n.read_at,
+        acked_at=n.acked_at,
+    )

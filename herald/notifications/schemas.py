@@ -231,19 +231,31 @@ def _tracking(
     }
     if isinstance(n, EmailNotification):
         return EmailTracking(
-            **common, recipient=n.recipient_email, subject=n.subject, message_id=n.message_id,
+            **common,
+            recipient=n.recipient_email,
+            subject=n.subject,
+            message_id=n.message_id,
             retry_history=retry_history(attempts),
-        )  # fmt: skip
+        )
     if isinstance(n, WebhookDelivery):
         return WebhookTracking(
-            **common, event_id=n.event_id, endpoint_id=n.endpoint_id, url=n.url,
-            response=n.response, retry_history=retry_history(attempts),
-        )  # fmt: skip
+            **common,
+            event_id=n.event_id,
+            endpoint_id=n.endpoint_id,
+            url=n.url,
+            response=n.response,
+            retry_history=retry_history(attempts),
+        )
     assert isinstance(n, InAppNotification)
     return InAppTracking(
-        **common, title=n.title, socket_id=n.socket_id, delivered_via=n.delivered_via,
-        expires_at=n.expires_at, is_read=n.is_read, read_at=n.read_at,
-    )  # fmt: skip
+        **common,
+        title=n.title,
+        socket_id=n.socket_id,
+        delivered_via=n.delivered_via,
+        expires_at=n.expires_at,
+        is_read=n.is_read,
+        read_at=n.read_at,
+    )
 
 
 def inapp_event(n: InAppNotification) -> dict[str, Any]:

@@ -187,9 +187,14 @@ class Dispatcher:
             for n, key in zip(notifications, keys, strict=True):
                 queue = done[key]
                 self._stage(
-                    n, "queue", timestamp=sent, outcome="enqueued", by=by, queue=queue,
+                    n,
+                    "queue",
+                    timestamp=sent,
+                    outcome="enqueued",
+                    by=by,
+                    queue=queue,
                     enqueueMs=enqueue_ms,
-                )  # fmt: skip
+                )
                 queued.append((n, queue))
         await self._settle(queued, failed)
 
@@ -245,6 +250,11 @@ class Dispatcher:
             return
         extra = {"timestamp": timestamp} if timestamp is not None else {}
         self.telemetry.stages.event(
-            n.telemetry_id, stage, stage, channel=n.channel.value, notification_id=n.id,
-            detail=detail, **extra,
-        )  # fmt: skip
+            n.telemetry_id,
+            stage,
+            stage,
+            channel=n.channel.value,
+            notification_id=n.id,
+            detail=detail,
+            **extra,
+        )

@@ -44,9 +44,12 @@ class ChannelName(StrEnum):
 class Recipient(CamelInput):
     user_id: int | None = Field(None, ge=1, le=2**31 - 1)
     subscriber_id: str | None = Field(
-        None, min_length=1, max_length=255, pattern=SUBSCRIBER_ID_PATTERN,
+        None,
+        min_length=1,
+        max_length=255,
+        pattern=SUBSCRIBER_ID_PATTERN,
         description="the application's own id for the recipient (PUT /api/subscribers/{id})",
-    )  # fmt: skip
+    )
     email: EmailStr | None = Field(
         None,
         description="alone: an address without an account; with subscriberId: the address to "
@@ -65,10 +68,12 @@ class Recipient(CamelInput):
 class TriggerIn(CamelInput):
     recipients: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     type: str = Field(
-        min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z][a-z0-9_.-]*$",
         description="picks the email template (GET /api/templates); a type without one of its own "
         "uses the generic one",
-    )  # fmt: skip
+    )
     title: OneLine = Field(min_length=1, max_length=255)
     message: str = Field(min_length=1, max_length=5000)
     channels: list[ChannelName] = Field(default=[ChannelName.INAPP], min_length=1, max_length=2)
@@ -143,38 +148,63 @@ class Trigger:
             username = user.username if user else None
             address = recipient.email or (user.email if user else None)
             own = (
-                None if critical or user is None
-                else user.switches if isinstance(user, Reachable) else switches.get(user.id)
-            )  # fmt: skip
+                None
+                if critical or user is None
+                else user.switches
+                if isinstance(user, Reachable)
+                else switches.get(user.id)
+            )
             for channel in channels:
                 n: DeliveryState
                 if channel is ChannelName.EMAIL and digest is not None and user is not None:
                     assert address is not None  # checked by _recipients / _subscribers
                     n = self.digests.held_email(
-                        digest, data.type, to=address, username=username, user_id=user.id,
-                        title=data.title, message=data.message, data=data.data,
+                        digest,
+                        data.type,
+                        to=address,
+                        username=username,
+                        user_id=user.id,
+                        title=data.title,
+                        message=data.message,
+                        data=data.data,
                         telemetry_id=client.telemetry_id,
-                    )  # fmt: skip
+                    )
                 elif channel is ChannelName.EMAIL:
                     assert address is not None  # checked by _recipients / _subscribers
                     n = new_email(
-                        self.settings, data.type, to=address, username=username,
-                        user_id=user.id if user else None, telemetry_id=client.telemetry_id,
+                        self.settings,
+                        data.type,
+                        to=address,
+                        username=username,
+                        user_id=user.id if user else None,
+                        telemetry_id=client.telemetry_id,
                         context={"title": data.title, "message": data.message, "data": data.data},
-                        templates=self.templates, locale=user.locale if user else None,
+                        templates=self.templates,
+                        locale=user.locale if user else None,
                         template=template,
-                        unsubscribe_token=None if critical else self.unsubscribe.token(
-                            data.type, user.external_id if user else None, address,
+                        unsubscribe_token=None
+                        if critical
+                        else self.unsubscribe.token(
+                            data.type,
+                            user.external_id if user else None,
+                            address,
                             user.id if user else None,
                         ),
-                    )  # fmt: skip
+                    )
                 else:
                     assert user is not None
                     n = new_inapp(
-                        self.settings, data.type, user_id=user.id, username=username,
-                        email=user.email, title=data.title, message=data.message,
-                        data=data.data, priority=data.priority, telemetry_id=client.telemetry_id,
-                    )  # fmt: skip
+                        self.settings,
+                        data.type,
+                        user_id=user.id,
+                        username=username,
+                        email=user.email,
+                        title=data.title,
+                        message=data.message,
+                        data=data.data,
+                        priority=data.priority,
+                        telemetry_id=client.telemetry_id,
+                    )
                 n.api_key_id = api_key_id
                 created.append((n, recipient))
                 if not critical:
@@ -219,9 +249,15 @@ class Reachable(NamedTuple):
 
 
 _REACHABLE: tuple[Any, ...] = (
-    User.id, User.username, User.email, User.locale, User.external_id,
-    Preference.type, Preference.channel, Preference.enabled,
-)  # fmt: skip
+    User.id,
+    User.username,
+    User.email,
+    User.locale,
+    User.external_id,
+    Preference.type,
+    Preference.channel,
+    Preference.enabled,
+)
 
 
 def _reachable() -> Select[Any]:

@@ -70,9 +70,12 @@ def sign(
 def verify(key: str, token: str) -> Grant:
     try:
         claims = jwt.decode(
-            token, key, algorithms=ALGORITHMS, audience=AUDIENCE,
+            token,
+            key,
+            algorithms=ALGORITHMS,
+            audience=AUDIENCE,
             options={"require": ["aud", "type"]},
-        )  # fmt: skip
+        )
     except jwt.InvalidTokenError:
         raise LinkRefused("this unsubscribe link is not valid (it may be cut short)") from None
     kind, subscriber, email = claims.get("type"), claims.get("sub"), claims.get("email")

@@ -45,10 +45,14 @@ class FriendRequest(Timestamped, Base):
     __tablename__ = "friend_requests"
     __table_args__ = (
         Index(
-            "uq_friend_requests_live_pair", "pair_low", "pair_high", unique=True,
-            sqlite_where=text(_LIVE_SQL), postgresql_where=text(_LIVE_SQL),
+            "uq_friend_requests_live_pair",
+            "pair_low",
+            "pair_high",
+            unique=True,
+            sqlite_where=text(_LIVE_SQL),
+            postgresql_where=text(_LIVE_SQL),
         ),
-    )  # fmt: skip
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     from_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)

@@ -43,24 +43,35 @@ async def render(
         )
         out.append(
             FriendRequestOut(
-                friend_request_id=r.id, from_user_id=r.from_user_id,
-                from_username=r.from_username, to_user_id=r.to_user_id,
-                to_username=r.to_username, message=r.message,
-                request_status=RequestStatus(r.request_status), accepted_at=r.accepted_at,
-                rejected_at=r.rejected_at, cancelled_at=r.cancelled_at, blocked_at=r.blocked_at,
+                friend_request_id=r.id,
+                from_user_id=r.from_user_id,
+                from_username=r.from_username,
+                to_user_id=r.to_user_id,
+                to_username=r.to_username,
+                message=r.message,
+                request_status=RequestStatus(r.request_status),
+                accepted_at=r.accepted_at,
+                rejected_at=r.rejected_at,
+                cancelled_at=r.cancelled_at,
+                blocked_at=r.blocked_at,
                 mutual_friends=[MutualFriend.model_validate(m) for m in r.mutual_friends],
                 mutual_friends_count=r.mutual_friends_count,
                 relationship_type=RelationshipType(r.relationship_type),
                 previous_interactions=r.previous_interactions,
-                blocked_by_receiver=r.blocked_by_receiver, reported_as_spam=r.reported_as_spam,
-                visibility=Visibility(r.visibility), expires_at=r.expires_at,
+                blocked_by_receiver=r.blocked_by_receiver,
+                reported_as_spam=r.reported_as_spam,
+                visibility=Visibility(r.visibility),
+                expires_at=r.expires_at,
                 is_expired=r.request_status == RequestStatus.EXPIRED
                 or (r.request_status == RequestStatus.PENDING and r.expires_at <= now),
-                assigned_server=r.assigned_server, processed_by=r.processed_by,
-                friend_request_in_app_notification=notification, metadata=r.extra or {},
-                created_at=r.created_at, updated_at=r.updated_at,
+                assigned_server=r.assigned_server,
+                processed_by=r.processed_by,
+                friend_request_in_app_notification=notification,
+                metadata=r.extra or {},
+                created_at=r.created_at,
+                updated_at=r.updated_at,
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -115,11 +126,13 @@ async def friends(session: AsyncSession, user_id: int, params: PageParams) -> Pa
         FriendOut(
             user_id=r.to_user_id if r.from_user_id == user_id else r.from_user_id,
             username=r.to_username if r.from_user_id == user_id else r.from_username,
-            friend_request_id=r.id, relationship_type=RelationshipType(r.relationship_type),
-            visibility=Visibility(r.visibility), friends_since=r.accepted_at,
+            friend_request_id=r.id,
+            relationship_type=RelationshipType(r.relationship_type),
+            visibility=Visibility(r.visibility),
+            friends_since=r.accepted_at,
         )
         for r in rows
-    ]  # fmt: skip
+    ]
     return page_of(items, params, total)
 
 
@@ -168,9 +181,12 @@ async def statistics(session: AsyncSession) -> FriendRequestStatistics:
     )
     decided = counts["accepted"] + counts["rejected"]
     return FriendRequestStatistics(
-        total=sum(counts.values()), by_status=counts, pending_expired=overdue or 0,
+        total=sum(counts.values()),
+        by_status=counts,
+        pending_expired=overdue or 0,
         acceptance_rate=round(counts["accepted"] / decided, 4) if decided else None,
         created_last_24h=recent or 0,
-        notifications={s.value: int(notified.get(s.value, 0)) for s in Status
-                       if s is not Status.SENDING},
-    )  # fmt: skip
+        notifications={
+            s.value: int(notified.get(s.value, 0)) for s in Status if s is not Status.SENDING
+        },
+    )

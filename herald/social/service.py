@@ -189,29 +189,45 @@ class FriendRequests:
                     )
                 )
                 request = FriendRequest(
-                    from_user_id=sender.id, from_username=sender.username,
-                    to_user_id=recipient.id, to_username=recipient.username,
-                    pair_low=low, pair_high=high, message=data.message,
-                    request_status=RequestStatus.PENDING, mutual_friends=mutual,
-                    mutual_friends_count=mutual_count, relationship_type=data.relationship_type,
-                    previous_interactions=previous or 0, blocked_by_receiver=False,
-                    reported_as_spam=False, visibility=data.visibility,
+                    from_user_id=sender.id,
+                    from_username=sender.username,
+                    to_user_id=recipient.id,
+                    to_username=recipient.username,
+                    pair_low=low,
+                    pair_high=high,
+                    message=data.message,
+                    request_status=RequestStatus.PENDING,
+                    mutual_friends=mutual,
+                    mutual_friends_count=mutual_count,
+                    relationship_type=data.relationship_type,
+                    previous_interactions=previous or 0,
+                    blocked_by_receiver=False,
+                    reported_as_spam=False,
+                    visibility=data.visibility,
                     expires_at=now + timedelta(days=self.settings.friend_request_ttl_days),
                     assigned_server=self.settings.effective_server_id,
-                    processed_by=client.telemetry_id, extra=data.metadata,
-                )  # fmt: skip
+                    processed_by=client.telemetry_id,
+                    extra=data.metadata,
+                )
                 session.add(request)
                 await session.flush()
                 inapp = new_inapp(
-                    self.settings, "friend_request", user_id=recipient.id,
-                    username=recipient.username, email=recipient.email,
+                    self.settings,
+                    "friend_request",
+                    user_id=recipient.id,
+                    username=recipient.username,
+                    email=recipient.email,
                     title="New friend request",
                     message=f"{sender.username} sent you a friend request."
                     + (f" {mutual_count} mutual friend(s)." if mutual_count else ""),
-                    data={"friendRequestId": request.id, "fromUserId": sender.id,
-                          "fromUsername": sender.username, "message": data.message},
+                    data={
+                        "friendRequestId": request.id,
+                        "fromUserId": sender.id,
+                        "fromUsername": sender.username,
+                        "message": data.message,
+                    },
                     telemetry_id=client.telemetry_id,
-                )  # fmt: skip
+                )
                 if not critical:  # the recipient's preferences may turn it off
                     skipped = await skips.screen(session, recipient.id, "friend_request", [inapp])
                 session.add(inapp)
@@ -226,9 +242,15 @@ class FriendRequests:
         for notification_id in notification_ids:  # waiting jobs (retry tiers, DLQ) leave the queues
             await self.queues.forget(Channel.INAPP, notification_id)
 
-    async def respond(self, request_id: int, user: User, action: str, client: ClientInfo,
-        *, report_as_spam: bool = False,
-    ) -> FriendRequest:  # fmt: skip
+    async def respond(
+        self,
+        request_id: int,
+        user: User,
+        action: str,
+        client: ClientInfo,
+        *,
+        report_as_spam: bool = False,
+    ) -> FriendRequest:
         """accept, reject or block (the recipient), or cancel (the sender)."""
         now = utcnow()
         notify: InAppNotification | None = None
@@ -278,13 +300,20 @@ class FriendRequests:
         self, request: FriendRequest, client: ClientInfo
     ) -> InAppNotification:
         return new_inapp(
-            self.settings, "friend_request_accepted", user_id=request.from_user_id,
-            username=request.from_username, email=None, title="Friend request accepted",
+            self.settings,
+            "friend_request_accepted",
+            user_id=request.from_user_id,
+            username=request.from_username,
+            email=None,
+            title="Friend request accepted",
             message=f"{request.to_username} accepted your friend request.",
-            data={"friendRequestId": request.id, "userId": request.to_user_id,
-                  "username": request.to_username},
+            data={
+                "friendRequestId": request.id,
+                "userId": request.to_user_id,
+                "username": request.to_username,
+            },
             telemetry_id=client.telemetry_id,
-        )  # fmt: skip
+        )
 
     async def delete(self, request_id: int, user: User | None) -> None:
         """Remove a request (an accepted one: the friendship ends; a block: it is lifted)."""

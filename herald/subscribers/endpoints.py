@@ -29,17 +29,22 @@ from herald.web.errors import errors
 log = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix="/api/subscribers", tags=["subscribers"], dependencies=[SubscribersDep],
+    prefix="/api/subscribers",
+    tags=["subscribers"],
+    dependencies=[SubscribersDep],
     responses=errors(401, 403),
-)  # fmt: skip
+)
 
 ExternalId = Annotated[
     str,
     Path(
-        alias="subscriberId", min_length=1, max_length=255, pattern=SUBSCRIBER_ID_PATTERN,
+        alias="subscriberId",
+        min_length=1,
+        max_length=255,
+        pattern=SUBSCRIBER_ID_PATTERN,
         description="the application's own id for this person",
     ),
-]  # fmt: skip
+]
 MAX_PAGE_LIMIT = 500
 
 DisconnectorDep = Annotated[Disconnector, app_state("disconnector")]
@@ -79,9 +84,11 @@ async def delete_subscriber(
         extra={"userId": removed.user_id, "emails": removed.emails, "inapp": removed.inapp},
     )
     return Deleted(
-        deleted=True, notifications_removed=removed.emails + removed.inapp,
-        emails_removed=removed.emails, inapp_removed=removed.inapp,
-    )  # fmt: skip
+        deleted=True,
+        notifications_removed=removed.emails + removed.inapp,
+        emails_removed=removed.emails,
+        inapp_removed=removed.inapp,
+    )
 
 
 async def _disconnect(disconnector: Disconnector, removed: service.Removed) -> None:

@@ -38,9 +38,11 @@ class SubscriberFields(CamelInput):
     email: EmailStr | None = Field(None, max_length=320)
     name: OneLine | None = Field(None, max_length=255)
     locale: str | None = Field(
-        None, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
+        None,
+        max_length=35,
+        pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
         description="a language tag such as en or pt-BR",
-    )  # fmt: skip
+    )
     timezone: Annotated[str | None, AfterValidator(_known_zone)] = Field(None, max_length=64)
     data: dict[str, Any] | None = Field(None, description="free-form; replaced whole")
 

@@ -37,10 +37,15 @@ EDITABLE = ("email", "name", "locale", "timezone", "data")
 def out(user: User) -> SubscriberOut:
     assert user.external_id is not None
     return SubscriberOut(
-        subscriber_id=user.external_id, email=user.email, name=user.name, locale=user.locale,
-        timezone=user.timezone, data=user.data or {}, created_at=user.created_at,
+        subscriber_id=user.external_id,
+        email=user.email,
+        name=user.name,
+        locale=user.locale,
+        timezone=user.timezone,
+        data=user.data or {},
+        created_at=user.created_at,
         updated_at=user.updated_at,
-    )  # fmt: skip
+    )
 
 
 def _changes(fields: SubscriberFields) -> dict[str, Any]:

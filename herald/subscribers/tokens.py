@@ -41,9 +41,12 @@ def verify(token: str, secret: str | None) -> ClientClaims:
         raise TokenRefused("client tokens are not enabled: HERALD_CLIENT_TOKEN_SECRET is not set")
     try:
         claims = jwt.decode(
-            token, secret, algorithms=ALGORITHMS, leeway=LEEWAY_SECONDS,
+            token,
+            secret,
+            algorithms=ALGORITHMS,
+            leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "sub"]},
-        )  # fmt: skip
+        )
     except jwt.ExpiredSignatureError:
         raise TokenRefused("client token expired") from None
     except jwt.MissingRequiredClaimError as exc:

@@ -21,8 +21,22 @@ from herald.telemetry.window import Window
 
 # Seconds. Fine at the bottom: an API answer takes around a millisecond.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 # A job may wait minutes for a worker: the queue-wait alert (30 s) needs buckets above it.
 WAIT_BUCKETS = (*LATENCY_BUCKETS, 60.0, 120.0, 300.0, 600.0)
 # Job outcomes that count as errors of their queue (the attempt did not deliver).
@@ -42,71 +56,102 @@ class Metrics:
         self.window = Window()
         r = self.registry
         self.http_requests = Counter(
-            "herald_http_requests", "HTTP requests answered", ["method", "route", "status"],
+            "herald_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.http_duration = Histogram(
-            "herald_http_request_duration_seconds", "Time from request to the end of its answer",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "herald_http_request_duration_seconds",
+            "Time from request to the end of its answer",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.jobs = Counter(
-            "herald_jobs", "Delivery attempts run by workers, by queue (tier) and outcome",
-            ["queue", "outcome"], registry=r,
-        )  # fmt: skip
+            "herald_jobs",
+            "Delivery attempts run by workers, by queue (tier) and outcome",
+            ["queue", "outcome"],
+            registry=r,
+        )
         self.job_duration = Histogram(
-            "herald_job_duration_seconds", "Time a worker spent on one attempt", ["queue"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "herald_job_duration_seconds",
+            "Time a worker spent on one attempt",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.job_wait = Histogram(
-            "herald_job_wait_seconds", "Time a job waited in its queue before its first attempt",
-            ["queue"], buckets=WAIT_BUCKETS, registry=r,
-        )  # fmt: skip
+            "herald_job_wait_seconds",
+            "Time a job waited in its queue before its first attempt",
+            ["queue"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
         self.deliveries = Counter(
-            "herald_channel_deliveries", "Channel sends (SMTP conversations, socket emits)",
-            ["channel", "outcome"], registry=r,
-        )  # fmt: skip
+            "herald_channel_deliveries",
+            "Channel sends (SMTP conversations, socket emits)",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self.send_duration = Histogram(
-            "herald_channel_send_duration_seconds", "Time one channel send took", ["channel"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "herald_channel_send_duration_seconds",
+            "Time one channel send took",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.socket_events = Counter(
             "herald_socket_events", "Socket.IO events handled", ["event", "outcome"], registry=r
         )
         self.socket_event_duration = Histogram(
-            "herald_socket_event_duration_seconds", "Time a Socket.IO handler took", ["event"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "herald_socket_event_duration_seconds",
+            "Time a Socket.IO handler took",
+            ["event"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.socket_connections = Gauge(
             "herald_socket_connections", "Socket.IO connections open on this server", registry=r
         )
         self.queue_jobs = Gauge(
-            "herald_queue_jobs", "Jobs per queue and state (the whole cluster, read from Redis)",
-            ["queue", "state"], registry=r,
-        )  # fmt: skip
+            "herald_queue_jobs",
+            "Jobs per queue and state (the whole cluster, read from Redis)",
+            ["queue", "state"],
+            registry=r,
+        )
         self.escalations = Counter(
-            "herald_escalations", "Notifications moved to the next tier or the dead-letter queue",
-            ["channel", "from_queue", "to_queue"], registry=r,
-        )  # fmt: skip
+            "herald_escalations",
+            "Notifications moved to the next tier or the dead-letter queue",
+            ["channel", "from_queue", "to_queue"],
+            registry=r,
+        )
         self.connection_events = Counter(
             "herald_socket_connection_events",
             "Socket.IO connects, disconnects, and reconnections (an authenticated user connecting "
-            "again soon after a disconnect)", ["kind"], registry=r,
-        )  # fmt: skip
+            "again soon after a disconnect)",
+            ["kind"],
+            registry=r,
+        )
         self.presence_servers = Gauge(
             "herald_presence_servers",
             "API servers by presence heartbeat: alive, or missing (announced, heartbeat lapsed)",
-            ["state"], registry=r,
-        )  # fmt: skip
+            ["state"],
+            registry=r,
+        )
         self.dependency_up = Gauge(
-            "herald_dependency_up", "1 when this server reaches the dependency, else 0",
-            ["dependency"], registry=r,
-        )  # fmt: skip
+            "herald_dependency_up",
+            "1 when this server reaches the dependency, else 0",
+            ["dependency"],
+            registry=r,
+        )
         self.skipped = Counter(
             "herald_notifications_skipped",
             "Notifications not sent because the recipient's preferences turned them off, by "
             "channel and the switch that decided (type_channel, type, channel, address)",
-            ["channel", "reason"], registry=r,
-        )  # fmt: skip
+            ["channel", "reason"],
+            registry=r,
+        )
         self.stage_events = Counter(
             "herald_telemetry_stage_events", "Stage events by result", ["result"], registry=r
         )

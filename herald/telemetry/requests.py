@@ -59,7 +59,10 @@ def record_request(
         started = lb_timestamp(headers.get(b"x-request-start"))
         events.append(
             StageEvent(
-                request_id, "load_balancer", "load_balancer", telemetry.server_id,
+                request_id,
+                "load_balancer",
+                "load_balancer",
+                telemetry.server_id,
                 timestamp=round(started or arrived_ms, 3),
                 detail={
                     "forwardedFor": (forwarded_for or b"").decode("latin-1"),
@@ -67,19 +70,25 @@ def record_request(
                     "measured": started is not None,
                 },
             )
-        )  # fmt: skip
+        )
     detail = {
-        "method": scope["method"], "route": route, "status": status,
+        "method": scope["method"],
+        "route": route,
+        "status": status,
         "durationMs": round(seconds * 1000, 3),
-    }  # fmt: skip
+    }
     # Which API key made the request (set by the scope check in herald.apikeys.deps); the admin
     # token leaves "admin", a session or client token nothing.
     if (by := scope.get("state", {}).get("credential")) is not None:
         detail["apiKey"] = by
     events.append(
         StageEvent(
-            request_id, "server", "api", telemetry.server_id, timestamp=arrived_ms,
+            request_id,
+            "server",
+            "api",
+            telemetry.server_id,
+            timestamp=arrived_ms,
             detail=detail,
         )
-    )  # fmt: skip
+    )
     telemetry.stages.emit(*events)

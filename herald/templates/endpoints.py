@@ -30,25 +30,31 @@ OperatorDep = Annotated[Principal, Depends(require_scope(Scope.OPS))]
 TemplatesDep = Annotated[TemplateStore, app_state("templates")]
 
 router = APIRouter(
-    prefix="/api/templates", tags=["templates"], dependencies=[Depends(require_scope(Scope.OPS))],
+    prefix="/api/templates",
+    tags=["templates"],
+    dependencies=[Depends(require_scope(Scope.OPS))],
     responses=errors(401, 403),
-)  # fmt: skip
+)
 
 Kind = Annotated[
     str,
     Path(
-        alias="type", min_length=1, max_length=MAX_TYPE, pattern=TYPE_PATTERN,
+        alias="type",
+        min_length=1,
+        max_length=MAX_TYPE,
+        pattern=TYPE_PATTERN,
         description="a notification type: `signup`, `login`, `reset_password`, `purchase`, "
         "`generic` (every trigger type without its own) or a trigger's own type",
     ),
-]  # fmt: skip
+]
 Locale = Annotated[
     str,
     Path(
-        max_length=locales.MAX_LOCALE, pattern=locales.LOCALE_PATTERN,
+        max_length=locales.MAX_LOCALE,
+        pattern=locales.LOCALE_PATTERN,
         description="a BCP 47 language tag: `en`, `de`, `de-CH`",
     ),
-]  # fmt: skip
+]
 
 
 def _who(principal: Principal) -> str:

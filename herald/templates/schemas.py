@@ -18,9 +18,10 @@ class TemplateIn(CamelInput):
     subject: str = Field(min_length=1, max_length=998, description="one line; Jinja2, not escaped")
     text: str = Field(min_length=1, max_length=100_000, description="Jinja2, not escaped")
     html: str = Field(
-        min_length=1, max_length=200_000,
+        min_length=1,
+        max_length=200_000,
         description="the body inside Herald's layout; Jinja2, every {{ value }} HTML-escaped",
-    )  # fmt: skip
+    )
 
 
 class TemplateOut(CamelModel):

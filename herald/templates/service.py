@@ -59,7 +59,7 @@ async def listed(db: async_sessionmaker[AsyncSession], default_locale: str) -> T
                     for r in rows
                     if r.type == kind
                 ],
-            )  # fmt: skip
+            )
             for kind in kinds
         ],
     )
@@ -73,17 +73,30 @@ async def shown(db: async_sessionmaker[AsyncSession], kind: str, locale: str) ->
         return out(row)
     body = BUILT_IN[builtin.family(kind)]
     return TemplateOut(
-        type=kind, locale=locale, subject=body.subject, text=body.text, html=body.html,
-        source="builtIn", updated_at=None, updated_by=None, variables=builtin.variables(kind),
-    )  # fmt: skip
+        type=kind,
+        locale=locale,
+        subject=body.subject,
+        text=body.text,
+        html=body.html,
+        source="builtIn",
+        updated_at=None,
+        updated_by=None,
+        variables=builtin.variables(kind),
+    )
 
 
 def out(row: StoredTemplate) -> TemplateOut:
     return TemplateOut(
-        type=row.type, locale=row.locale, subject=row.subject, text=row.text, html=row.html,
-        source="stored", updated_at=row.updated_at, updated_by=row.updated_by,
+        type=row.type,
+        locale=row.locale,
+        subject=row.subject,
+        text=row.text,
+        html=row.html,
+        source="stored",
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
         variables=builtin.variables(row.type),
-    )  # fmt: skip
+    )
 
 
 async def save(
@@ -128,9 +141,12 @@ async def remove(db: async_sessionmaker[AsyncSession], kind: str, locale: str) -
 
 
 async def preview(
-    db: async_sessionmaker[AsyncSession], store: TemplateStore, kind: str, locale: str,
+    db: async_sessionmaker[AsyncSession],
+    store: TemplateStore,
+    kind: str,
+    locale: str,
     data: PreviewIn,
-) -> PreviewOut:  # fmt: skip
+) -> PreviewOut:
     """Render with the type's sample variables (those in `data.data` replacing them): the
     draft in `data` if it carries one (parts it leaves out come from the template shown for
     exactly this locale), else what a recipient with `locale` gets now."""
@@ -140,10 +156,13 @@ async def preview(
             choice = store.resolve(kind, locale)[0]
             subject, text, html = choice.compiled.render(context)
             return PreviewOut(
-                subject=subject, text=text, html=html,
+                subject=subject,
+                text=text,
+                html=html,
                 source="builtIn" if choice.locale is None else "stored",
-                template_type=choice.type, template_locale=choice.locale,
-            )  # fmt: skip
+                template_type=choice.type,
+                template_locale=choice.locale,
+            )
         current = await shown(db, kind, locale)
         draft = Body(
             data.subject if data.subject is not None else current.subject,
@@ -154,6 +173,10 @@ async def preview(
     except TemplateProblem as problem:
         raise TemplateInvalid(problem) from None
     return PreviewOut(
-        subject=subject, text=text, html=html, source="draft", template_type=kind,
+        subject=subject,
+        text=text,
+        html=html,
+        source="draft",
+        template_type=kind,
         template_locale=locale,
-    )  # fmt: skip
+    )

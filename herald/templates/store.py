@@ -136,9 +136,14 @@ class TemplateStore:
         self._failed.add(key)
         log.warning(
             "templates.render_failed",
-            extra={"type": choice.type, "locale": choice.locale, "field": problem.field,
-                   "line": problem.line, "error": problem.reason},
-        )  # fmt: skip
+            extra={
+                "type": choice.type,
+                "locale": choice.locale,
+                "field": problem.field,
+                "line": problem.line,
+                "error": problem.reason,
+            },
+        )
 
     # --- keeping the copy current ---------------------------------------------------------
     async def reload(self) -> None:

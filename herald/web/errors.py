@@ -76,9 +76,12 @@ def error_answer(exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[b
             raise exc
         log.warning(
             "http.database_unavailable",
-            extra={"route": getattr(scope.get("route"), "path", None) or "unmatched",
-                   "method": scope["method"], "error": repr(exc)},
-        )  # fmt: skip
+            extra={
+                "route": getattr(scope.get("route"), "path", None) or "unmatched",
+                "method": scope["method"],
+                "error": repr(exc),
+            },
+        )
         exc = _database_unavailable()
     body = json.dumps(
         error_body(exc.code, exc.message, exc.details), ensure_ascii=False, separators=(",", ":")
@@ -102,9 +105,10 @@ _DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceErr
 
 def _database_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(
-        "the database is unavailable; retry shortly", DATABASE_RETRY_AFTER,
+        "the database is unavailable; retry shortly",
+        DATABASE_RETRY_AFTER,
         code="database_unavailable",
-    )  # fmt: skip
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -100,11 +100,13 @@ def parse_record(value: bytes) -> Record:
 def _legacy_record(record: dict[str, Any]) -> Record:
     """A record in the JSON of Herald versions before the compact one."""
     return Record(
-        record.get("state", "in-flight"), bytes.fromhex(record.get("fingerprint", ""))[:16],
-        kept=record.get("kept", True), status=record.get("status", 0),
+        record.get("state", "in-flight"),
+        bytes.fromhex(record.get("fingerprint", ""))[:16],
+        kept=record.get("kept", True),
+        status=record.get("status", 0),
         headers=[tuple(h) for h in record.get("headers", [])],
         body=base64.b64decode(record.get("body", "")),
-    )  # fmt: skip
+    )
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> tuple[int, bytes]:
@@ -121,9 +123,12 @@ class Idempotency:
     """`redis` must hand back bytes (no `decode_responses`): records are binary."""
 
     def __init__(
-        self, app: ASGIApp, redis: aioredis.Redis, ttl_seconds: int,
+        self,
+        app: ASGIApp,
+        redis: aioredis.Redis,
+        ttl_seconds: int,
         credential_live: CredentialCheck | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.app = app
         self.redis = redis
         self.ttl = ttl_seconds
@@ -136,8 +141,15 @@ class Idempotency:
             return
         key = headers[HEADER].decode("latin-1")
         if not KEY_PATTERN.match(key):
-            await respond(send, *_error(422, "validation_error", "invalid Idempotency-Key: "
-                           "1 to 255 visible ASCII characters", "Idempotency-Key"))  # fmt: skip
+            await respond(
+                send,
+                *_error(
+                    422,
+                    "validation_error",
+                    "invalid Idempotency-Key: 1 to 255 visible ASCII characters",
+                    "Idempotency-Key",
+                ),
+            )
             return
         body, complete = await read_body(receive)
         if not complete:
@@ -183,26 +195,50 @@ class Idempotency:
         # somewhere or just finished, so the in-flight answer is the safe one.
         record = parse_record(existing) if existing else Record("in-flight", fingerprint)
         if record.fingerprint != fingerprint:
-            await respond(send, *_error(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used for a different request body",
-                           "Idempotency-Key"))  # fmt: skip
+            await respond(
+                send,
+                *_error(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request body",
+                    "Idempotency-Key",
+                ),
+            )
         elif record.state == "done" and not record.kept:
-            await respond(send, *_error(409, "idempotency_key_used", "the first answer to "
-                           "this Idempotency-Key carried credentials, which are not kept; "
-                           "retry without the key or with a new one"))  # fmt: skip
+            await respond(
+                send,
+                *_error(
+                    409,
+                    "idempotency_key_used",
+                    "the first answer to "
+                    "this Idempotency-Key carried credentials, which are not kept; "
+                    "retry without the key or with a new one",
+                ),
+            )
         elif record.state != "done":
-            await respond(send, *_error(409, "idempotency_in_flight", "a request with this "
-                           "Idempotency-Key is still running; retry shortly"),
-                           extra=[(b"retry-after", b"1")])  # fmt: skip
+            await respond(
+                send,
+                *_error(
+                    409,
+                    "idempotency_in_flight",
+                    "a request with this Idempotency-Key is still running; retry shortly",
+                ),
+                extra=[(b"retry-after", b"1")],
+            )
         else:
             kept = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record.headers]
             kept.append((b"idempotent-replayed", b"true"))
             await respond(send, record.status, record.body, extra=kept)
 
     async def _run(
-        self, scope: Scope, body: bytes, receive: Receive, send: Send, record_key: str,
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        record_key: str,
         fingerprint: bytes,
-    ) -> None:  # fmt: skip
+    ) -> None:
         status = 500
         no_store = False
         kept: list[tuple[str, str]] = []
@@ -245,9 +281,14 @@ class Idempotency:
             await settle()  # the endpoint failed before finishing its answer
 
     async def _settle(
-        self, record_key: str, fingerprint: bytes, status: int, headers: list[tuple[str, str]],
-        body: bytes, no_store: bool,
-    ) -> None:  # fmt: skip
+        self,
+        record_key: str,
+        fingerprint: bytes,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        no_store: bool,
+    ) -> None:
         try:
             if status >= 500 or status in NOT_EXECUTED:
                 await self.redis.delete(record_key)  # not an answer worth repeating

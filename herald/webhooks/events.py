@@ -92,9 +92,14 @@ def notification_event(
 
 def of_row(kind: str, n: DeliveryState, *, status: str | None = None, **extra: Any) -> Event:
     return notification_event(
-        kind, channel=n.channel, notification_id=n.id, type=getattr(n, "type", ""),
-        status=status or n.status, user_id=getattr(n, "user_id", None), **extra,
-    )  # fmt: skip
+        kind,
+        channel=n.channel,
+        notification_id=n.id,
+        type=getattr(n, "type", ""),
+        status=status or n.status,
+        user_id=getattr(n, "user_id", None),
+        **extra,
+    )
 
 
 class WebhookEvents:
@@ -119,11 +124,17 @@ class WebhookEvents:
             for endpoint in await self.endpoints.matching(event.type):
                 rows.append(
                     WebhookDelivery(
-                        event_id=event.id, endpoint_id=endpoint.id, type=event.type,
-                        url=endpoint.url, payload=event.body(), status=Status.QUEUED,
-                        queue_name=self._first, attempts=0, max_attempts=self._max_attempts,
+                        event_id=event.id,
+                        endpoint_id=endpoint.id,
+                        type=event.type,
+                        url=endpoint.url,
+                        payload=event.body(),
+                        status=Status.QUEUED,
+                        queue_name=self._first,
+                        attempts=0,
+                        max_attempts=self._max_attempts,
                     )
-                )  # fmt: skip
+                )
         session.add_all(rows)
         return rows
 

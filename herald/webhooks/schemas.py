@@ -17,8 +17,9 @@ EVENTS_HELP = "any of " + ", ".join(EVENT_TYPES) + f"; or {ALL_EVENTS!r} for all
 
 class WebhookIn(CamelInput):
     url: str = Field(min_length=1, max_length=2048, description="an http:// or https:// URL")
-    events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1,
-                              description=EVENTS_HELP)  # fmt: skip
+    events: list[str] = Field(
+        min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP
+    )
     description: str | None = Field(None, max_length=500)
 
     @field_validator("url")

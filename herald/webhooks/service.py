@@ -23,9 +23,13 @@ def new_secret() -> str:
 
 async def register(session: AsyncSession, data: WebhookIn) -> WebhookEndpoint:
     row = WebhookEndpoint(
-        url=data.url, events=data.events, description=data.description, secret=new_secret(),
-        created_at=utcnow(), updated_at=utcnow(),
-    )  # fmt: skip
+        url=data.url,
+        events=data.events,
+        description=data.description,
+        secret=new_secret(),
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
     session.add(row)
     await session.flush()
     return row

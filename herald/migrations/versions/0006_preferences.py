@@ -30,7 +30,7 @@ def upgrade() -> None:
             ["users.id"],
             name=op.f("fk_subscriber_preferences_user_id_users"),
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint(
             "user_id", "type", "channel", name=op.f("pk_subscriber_preferences")
         ),

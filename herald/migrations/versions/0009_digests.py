@@ -54,9 +54,13 @@ def upgrade() -> None:
     # At most one open digest per subscriber, type and group key: concurrent triggers
     # cannot open two windows for one key.
     op.create_index(
-        "uq_digests_open_key", "digests", ["user_id", "type", "group_key"], unique=True,
-        sqlite_where=OPEN_ONLY, postgresql_where=OPEN_ONLY,
-    )  # fmt: skip
+        "uq_digests_open_key",
+        "digests",
+        ["user_id", "type", "group_key"],
+        unique=True,
+        sqlite_where=OPEN_ONLY,
+        postgresql_where=OPEN_ONLY,
+    )
     op.create_index("ix_digests_status_closes_at", "digests", ["status", "closes_at"])
     op.create_index(op.f("ix_digests_email_id"), "digests", ["email_id"])
     with op.batch_alter_table("email_notifications") as batch:

@@ -40,9 +40,15 @@ def socket_emit(manager: socketio.AsyncRedisManager, event: str, data: Any) -> t
     """The channel, and the message up to its room, that `manager.emit(event, data, to=sid)`
     publishes: the message for socket `sid` is that text + its JSON string + "}"."""
     message = {
-        "method": "emit", "event": event, "data": [data], "binary": False, "namespace": "/",
-        "skip_sid": None, "callback": None, "host_id": manager.host_id,
-    }  # fmt: skip
+        "method": "emit",
+        "event": event,
+        "data": [data],
+        "binary": False,
+        "namespace": "/",
+        "skip_sid": None,
+        "callback": None,
+        "host_id": manager.host_id,
+    }
     return manager.channel, manager.json.dumps(message)[:-1] + ', "room": '
 
 
