@@ -26,9 +26,8 @@ from herald.accounts.schemas import (
 from herald.core.client import ClientInfo
 from herald.core.db import utcnow
 from herald.core.errors import NotFound, Unauthorized
-from herald.core.ratelimit import RateLimiter
 from herald.core.security import hash_token
-from herald.web.deps import ClientDep, DbDep, SettingsDep, app_state, rate_limited
+from herald.web.deps import ClientDep, DbDep, LimiterDep, SettingsDep, app_state, rate_limited
 from herald.web.errors import errors
 
 log = logging.getLogger(__name__)
@@ -135,12 +134,11 @@ async def request_password_reset(
     settings: SettingsDep,
     password_resets: ResetsDep,
     client: ClientDep,
-    request: Request,
+    limiter: LimiterDep,
     background: BackgroundTasks,
 ) -> ResetRequestOut:
     """Ask for a reset link by email. The answer is the same whether or not the address has
     an account, and comes before any work is done, so its timing says nothing either."""
-    limiter: RateLimiter = request.app.state.rate_limiter
     # Also per address, so nobody can flood one inbox from many machines.
     address_key = hashlib.sha256(data.email.strip().lower().encode()).hexdigest()
     await limiter.hit("reset-address", address_key, settings.rate_limit_reset)
