@@ -232,8 +232,8 @@ def notifications() -> None:
 @click.argument("notification_id", type=int)
 def notifications_show(channel: str, notification_id: int) -> None:
     """Print every field of one notification (recipient, content, state, audit trail) as JSON."""
-    from herald.notifications import records
     from herald.notifications.models import Channel
+    from herald.trigger import records
 
     async def work(herald: Herald) -> Any:
         async with herald.db() as session:

@@ -41,11 +41,10 @@ from herald.delivery.reconciler import Reconciler
 from herald.delivery.workers import DeliveryWorkers
 from herald.digests.service import Digests
 from herald.digests.worker import DigestWorker
+from herald.inbox.service import Inbox
 from herald.monitoring.service import Monitoring
-from herald.notifications.inbox import Inbox
 from herald.notifications.models import Channel
 from herald.notifications.service import Dispatcher
-from herald.notifications.trigger import Trigger
 from herald.preferences import unsubscribe
 from herald.preferences.service import TypeRegistry
 from herald.preferences.skips import Outbox
@@ -56,6 +55,7 @@ from herald.realtime.sessions import Disconnector
 from herald.social.service import FriendRequests
 from herald.telemetry.service import Telemetry
 from herald.templates.store import TemplateStore
+from herald.trigger.service import Trigger
 from herald.webhooks.events import WebhookEvents
 from herald.webhooks.registry import EndpointCache
 
@@ -125,12 +125,14 @@ class Herald:
             settings, self.db, self.queues, self.dispatcher, self.templates, self.unsubscribe
         )
         self.mailbox = CaptureMailbox(settings.data_dir) if settings.uses_capture_mailbox else None
+        # An API server's Socket.IO server and its handlers.
         self.sio: socketio.AsyncServer | None = None
+        self.sockets: Notifications | None = None
         if api:
-            handlers = Notifications(
+            self.sockets = Notifications(
                 settings, self.db, self.redis, self.presence, self.inbox, self.telemetry.metrics
             )
-            self.sio = create_socket_server(settings, self.redis_url, handlers)
+            self.sio = create_socket_server(settings, self.redis_url, self.sockets)
         self.disconnector = Disconnector(self.redis, self.sio, self.presence)
         self.accounts = Accounts(
             settings,

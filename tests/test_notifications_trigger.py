@@ -161,13 +161,13 @@ class TestTrigger:
 
 
 class TestFastPath:
-    """The trigger's fast path (herald.notifications.endpoints.TriggerFastPath) answers as the
+    """The trigger's fast path (herald.trigger.endpoints.TriggerFastPath) answers as the
     FastAPI route does: the same status, headers that matter and body shape."""
 
     async def test_same_answers_as_the_routed_path(
         self, herald: RunningHerald, monkeypatch: Any
     ) -> None:
-        from herald.notifications.endpoints import TriggerFastPath
+        from herald.trigger.endpoints import TriggerFastPath
 
         alice = await herald.member()
         ok = {

@@ -11,7 +11,6 @@ from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.db import utcnow
-from herald.notifications import records
 from herald.notifications.models import (
     ATTEMPT_INSERT,
     Channel,
@@ -21,6 +20,7 @@ from herald.notifications.models import (
 )
 from herald.notifications.schemas import tracking
 from herald.notifications.tracked import load_tracking
+from herald.trigger import records
 from tests.conftest import RunningHerald, SmtpSink, eventually
 from tests.test_dlq_cli import herald_cli
 from tests.test_ladder import wait_email, welcome_id

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from herald.accounts.models import PasswordReset, Session, User
+from herald.accounts.sessions import SessionSockets
 from herald.core.client import ClientInfo
 from herald.core.db import transaction, utcnow
 from herald.core.errors import ApiError
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
     from herald.core.config import Settings
     from herald.notifications.service import Dispatcher
-    from herald.realtime.sessions import Disconnector
     from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class PasswordResets:
     db: async_sessionmaker[AsyncSession]
     templates: TemplateStore
     dispatcher: Dispatcher
-    disconnector: Disconnector
+    disconnector: SessionSockets  # ends the ended sessions' sockets
 
     def _reset_url(self, token: str) -> str:
         return f"{self.settings.frontend_link_base}/reset-password/{token}"

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import Login, Session, User
 from herald.accounts.schemas import LoginIn, SignupIn
+from herald.accounts.sessions import SessionSockets
 from herald.core import driver
 from herald.core.client import ClientInfo
 from herald.core.db import transaction, utcnow
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from herald.core.config import Settings
     from herald.core.ratelimit import RateLimiter
     from herald.notifications.service import Dispatcher
-    from herald.realtime.sessions import Disconnector
     from herald.templates.store import TemplateStore
 
 VERIFICATION_TTL = timedelta(hours=48)
@@ -134,7 +134,7 @@ class Accounts:
     templates: TemplateStore
     dispatcher: Dispatcher
     rate_limiter: RateLimiter
-    disconnector: Disconnector
+    disconnector: SessionSockets  # ends the ended sessions' sockets
 
     async def signup(self, data: SignupIn, client: ClientInfo) -> tuple[User, EmailNotification]:
         password_hash = await asyncio.to_thread(hash_password, data.password)  # ~50 ms of CPU

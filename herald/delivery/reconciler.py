@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.core.config import Settings
 from herald.core.db import utcnow
 from herald.delivery.queues import Queues, job_id
-from herald.notifications.inbox import expire_due
+from herald.inbox.service import expire_due
 from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Status
 from herald.notifications.service import Dispatcher
 

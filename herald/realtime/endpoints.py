@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import socketio
 from fastapi import APIRouter, Query
 from pydantic import Field
 
@@ -15,12 +14,11 @@ from herald.apikeys.deps import AdminDep
 from herald.core.db import utcnow
 from herald.core.schemas import CamelInput, CamelModel, OneLine
 from herald.realtime.presence import AUTHENTICATED_ROOM, Presence
-from herald.web.deps import SettingsDep, app_state
+from herald.web.deps import SettingsDep, SocketServerDep, app_state
 
 router = APIRouter(prefix="/api/ops", tags=["operations"], dependencies=[AdminDep])
 client_router = APIRouter(prefix="/api", tags=["realtime"])
 PresenceDep = Annotated[Presence, app_state("presence")]
-SocketServerDep = Annotated[socketio.AsyncServer, app_state("sio")]
 
 
 class ClientConfig(CamelModel):

@@ -42,7 +42,7 @@ from herald.realtime import sessions
 
 SERVERS = "herald:servers"
 SENT_TTL = 48 * 3600
-# A whole catch-up (herald.notifications.inbox.CATCH_UP_LIMIT) fits.
+# A whole catch-up (herald.inbox.service.CATCH_UP_LIMIT) fits.
 SENT_LIMIT = 500
 
 # Past this many members a set leaves Redis's compact encoding (`set-max-intset-entries`), and

@@ -22,11 +22,12 @@ import socketio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.service import login_for_token
+from herald.accounts.sessions import is_live
 from herald.core.config import Settings
 from herald.core.db import utcnow
 from herald.core.deadlines import Deadlines
 from herald.core.redis import pubsub_channel
-from herald.notifications.inbox import Inbox, backlog_if_live, unread_count
+from herald.inbox.service import Inbox, backlog_if_live, unread_count
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
 from herald.realtime import sessions
@@ -328,7 +329,7 @@ class Notifications(socketio.AsyncNamespace):
         if state.get("sessionId") is None:
             return bool(state.get("expiresAt", 0) > time.time())
         async with self.db() as session:
-            return await sessions.is_live(session, state["sessionId"])
+            return await is_live(session, state["sessionId"])
 
     async def session_ended(self, sid: str) -> Refused:
         """The session the socket authenticated with has ended since: say so and let it go.
@@ -378,8 +379,18 @@ class Notifications(socketio.AsyncNamespace):
         marked = await self.inbox.mark_read(user_id, ids)
         async with self.db() as session:
             unread = await unread_count(session, user_id)
-        await announce_read(self.server, user_id, marked, unread, everything=ids is None)
+        await self.announce_read(user_id, marked, unread, everything=ids is None)
         return {"marked": marked}
+
+    async def announce_read(
+        self, user_id: int, ids: list[int], unread: int, *, everything: bool
+    ) -> None:
+        """Tell every tab of the user what was marked read, wherever it is connected."""
+        await self.server.emit(
+            "notifications:markedRead",
+            {"ids": ids, "all": everything, "unreadCount": unread},
+            room=user_room(user_id),
+        )
 
     async def on_ping(self, sid: str, data: Any = None) -> None:
         await self.reply(
@@ -396,14 +407,3 @@ class Notifications(socketio.AsyncNamespace):
             await self.presence.remove(
                 state["userId"], sid, session_id=state.get("sessionId"), left=True
             )
-
-
-async def announce_read(
-    sio: socketio.AsyncServer, user_id: int, ids: list[int], unread: int, *, everything: bool
-) -> None:
-    """Tell every tab of the user what was marked read, wherever it is connected."""
-    await sio.emit(
-        "notifications:markedRead",
-        {"ids": ids, "all": everything, "unreadCount": unread},
-        room=user_room(user_id),
-    )

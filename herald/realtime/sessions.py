@@ -18,10 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import BindParameter, ColumnElement, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from herald.accounts.models import Session
 from herald.core.db import utcnow
 
 if TYPE_CHECKING:
@@ -58,24 +54,6 @@ async def unbind(redis: aioredis.Redis, session_id: int, sid: str) -> None:
 def unbind_on(pipe: Pipeline, session_id: int, sid: str) -> None:
     """`unbind`, as one command of a pipeline that does more for the same socket."""
     pipe.srem(_sockets(session_id), sid)
-
-
-def live(
-    session_id: int | ColumnElement[int], now: datetime | BindParameter[datetime] | None = None
-) -> ColumnElement[bool]:
-    """A condition true while the session is neither revoked nor expired: a statement that
-    acts for a socket's user can carry it instead of asking first. A statement built once
-    passes bind parameters (or a column of its own) for both."""
-    return exists().where(
-        Session.id == session_id,
-        Session.revoked_at.is_(None),
-        Session.expires_at > (utcnow() if now is None else now),
-    )
-
-
-async def is_live(session: AsyncSession, session_id: int) -> bool:
-    """Whether the session is neither revoked nor expired."""
-    return bool(await session.scalar(select(live(session_id))))
 
 
 @dataclass(eq=False)

@@ -23,11 +23,9 @@ from herald.core.config import Settings
 from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.digests.endpoints import router as digests_router
+from herald.inbox.endpoints import router as inbox_router
 from herald.monitoring.endpoints import metrics_router
 from herald.monitoring.endpoints import router as telemetry_router
-from herald.notifications.endpoints import TriggerFastPath
-from herald.notifications.endpoints import router as notifications_router
-from herald.notifications.inbox_endpoints import router as inbox_router
 from herald.preferences.endpoints import router as preferences_router
 from herald.preferences.endpoints import types_router
 from herald.preferences.pages import router as unsubscribe_router
@@ -39,6 +37,8 @@ from herald.social.endpoints import router as social_router
 from herald.subscribers.endpoints import router as subscribers_router
 from herald.telemetry.requests import record_request
 from herald.templates.endpoints import router as templates_router
+from herald.trigger.endpoints import TriggerFastPath
+from herald.trigger.endpoints import router as notifications_router
 from herald.web.errors import install_error_handlers
 from herald.web.idempotency import Idempotency
 from herald.web.middleware import BodySizeLimit, RequestContext

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from herald.apikeys.deps import SubscribersDep
 from herald.core.errors import InvalidField
-from herald.realtime.sessions import Disconnector
 from herald.subscribers import service
 from herald.subscribers.schemas import (
     SUBSCRIBER_ID_PATTERN,
@@ -47,7 +47,16 @@ ExternalId = Annotated[
 ]
 MAX_PAGE_LIMIT = 500
 
-DisconnectorDep = Annotated[Disconnector, app_state("disconnector")]
+
+class Disconnects(Protocol):
+    """Ends sockets on whichever server holds them (herald.realtime.sessions.Disconnector)."""
+
+    async def sessions(self, session_ids: Iterable[int]) -> int: ...
+
+    async def user(self, user_id: int) -> int: ...
+
+
+DisconnectorDep = Annotated[Disconnects, app_state("disconnector")]
 CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
 
 
@@ -91,7 +100,7 @@ async def delete_subscriber(
     )
 
 
-async def _disconnect(disconnector: Disconnector, removed: service.Removed) -> None:
+async def _disconnect(disconnector: Disconnects, removed: service.Removed) -> None:
     """End the deleted subscriber's sockets: those of their sessions, and those a client
     token opened (found through presence)."""
     try:

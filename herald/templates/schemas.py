@@ -9,7 +9,7 @@ from pydantic import Field
 
 from herald.core.schemas import CamelInput, CamelModel
 
-# The generic trigger's `type` (herald.notifications.trigger.TriggerIn), and the built-ins'.
+# The generic trigger's `type` (herald.trigger.service.TriggerIn), and the built-ins'.
 TYPE_PATTERN = r"^[a-z][a-z0-9_.-]*$"
 MAX_TYPE = 32
 

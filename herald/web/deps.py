@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
+import socketio
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,6 +49,7 @@ DbDep = Annotated[async_sessionmaker[AsyncSession], app_state("db")]
 EngineDep = Annotated[AsyncEngine, app_state("engine")]
 RedisDep = Annotated[aioredis.Redis, app_state("redis")]
 SettingsDep = Annotated[Settings, app_state("settings")]
+SocketServerDep = Annotated[socketio.AsyncServer, app_state("sio")]  # on an API server
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 # The caller's credentials are read by the dependencies of the package that owns them:

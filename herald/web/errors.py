@@ -69,7 +69,7 @@ def _route(request: Request) -> str:
 def error_answer(exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """Status, JSON body and extra headers for an `ApiError` or a database that is away, as the
     handlers below answer them, for an ASGI endpoint that answers without FastAPI's routing
-    (herald.notifications.endpoints.TriggerFastPath). Anything else is raised again: the
+    (herald.trigger.endpoints.TriggerFastPath). Anything else is raised again: the
     catch-all's 500."""
     if not isinstance(exc, ApiError):
         if not isinstance(exc, _DATABASE_ERRORS) or not dbfaults.is_unavailable(exc):

@@ -4,9 +4,8 @@ signed). Reads made here reach every open tab, like socket reads."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-import socketio
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,11 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
 from herald.core.schemas import CamelModel
-from herald.notifications import inbox
-from herald.notifications.inbox import Inbox
+from herald.inbox import service as inbox
+from herald.inbox.service import Inbox
 from herald.notifications.models import HIDDEN_STATUSES, InAppNotification
-from herald.realtime.endpoints import SocketServerDep
-from herald.realtime.server import announce_read
 from herald.subscribers.deps import RecipientDep
 from herald.web.deps import DbDep, PageDep, app_state
 from herald.web.errors import errors
@@ -26,6 +23,18 @@ from herald.web.errors import errors
 router = APIRouter(prefix="/api/me/notifications", tags=["inbox"])
 NotificationId = Annotated[int, Path(alias="notificationId", ge=1, le=2**31 - 1)]
 InboxDep = Annotated[Inbox, app_state("inbox")]
+
+
+class Tabs(Protocol):
+    """Every open tab of a user, wherever it is connected (herald.realtime.server's handlers):
+    a read made over HTTP reaches them as a socket read does."""
+
+    async def announce_read(
+        self, user_id: int, ids: list[int], unread: int, *, everything: bool
+    ) -> None: ...
+
+
+TabsDep = Annotated[Tabs, app_state("sockets")]
 
 
 class InboxItem(CamelModel):
@@ -86,31 +95,29 @@ async def mark_one_read(
     user: RecipientDep,
     db: DbDep,
     box: InboxDep,
-    sio: SocketServerDep,
+    tabs: TabsDep,
 ) -> Marked:
     async with db() as session:
         n = await session.get(InAppNotification, notification_id)
     if n is None or n.user_id != user.id:  # someone else's is as absent as a missing one
         raise NotFound(f"no notification {notification_id}")
-    return await _mark(db, box, sio, user.id, [notification_id])
+    return await _mark(db, box, tabs, user.id, [notification_id])
 
 
 @router.post("/read-all")
-async def mark_all_read(
-    user: RecipientDep, db: DbDep, box: InboxDep, sio: SocketServerDep
-) -> Marked:
-    return await _mark(db, box, sio, user.id, None)
+async def mark_all_read(user: RecipientDep, db: DbDep, box: InboxDep, tabs: TabsDep) -> Marked:
+    return await _mark(db, box, tabs, user.id, None)
 
 
 async def _mark(
     db: async_sessionmaker[AsyncSession],
     box: Inbox,
-    sio: socketio.AsyncServer,
+    tabs: Tabs,
     user_id: int,
     ids: list[int] | None,
 ) -> Marked:
     marked = await box.mark_read(user_id, ids)
     async with db() as session:
         unread = await inbox.unread_count(session, user_id)
-    await announce_read(sio, user_id, marked, unread, everything=ids is None)
+    await tabs.announce_read(user_id, marked, unread, everything=ids is None)
     return Marked(marked=marked, unread_count=unread)

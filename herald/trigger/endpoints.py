@@ -13,9 +13,9 @@ from herald.apikeys.models import Scope as KeyScope
 from herald.apikeys.service import KeyCache, Principal
 from herald.core.client import ClientInfo
 from herald.core.errors import NotFound
-from herald.notifications import records
 from herald.notifications.models import Channel, InAppNotification
-from herald.notifications.trigger import Trigger, TriggerIn, TriggerOut
+from herald.trigger import records
+from herald.trigger.service import Trigger, TriggerIn, TriggerOut
 from herald.web.asgi import read_body, replay_receive, respond
 from herald.web.deps import ClientDep, DbDep, app_state
 from herald.web.errors import error_answer, errors, unexpected_answer

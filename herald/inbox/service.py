@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from herald.accounts import sessions
 from herald.channels.acks import Acked, publish_acks
 from herald.core import dbfaults, driver
 from herald.core.db import table, transaction, utcnow
@@ -49,7 +50,6 @@ from herald.notifications.models import (
     WebhookDelivery,
     attempt_row,
 )
-from herald.realtime import sessions
 from herald.webhooks import events as webhook
 from herald.webhooks.events import Event
 
