@@ -30,6 +30,7 @@ STILL_IN_A_CIRCLE = {
     "herald.commerce",
     "herald.delivery",
     "herald.digests",
+    "herald.inbox",
     "herald.notifications",
     "herald.preferences",
     "herald.realtime",
