@@ -19,12 +19,11 @@ import socketio
 from herald.accounts.resets import PasswordResets
 from herald.accounts.service import Accounts
 from herald.apikeys.service import KeyCache
-from herald.channels.acks import AckListener
-from herald.channels.base import ChannelSender
 from herald.channels.email import EmailSender
 from herald.channels.inapp import InAppSender
 from herald.channels.mailbox import CaptureMailbox
 from herald.channels.webhook import WebhookSender
+from herald.commerce.models import purchases_of
 from herald.commerce.service import Purchases
 from herald.core.config import Settings
 from herald.core.db import create_engine, create_sessionmaker, run_migrations_async
@@ -34,25 +33,29 @@ from herald.core.redis import EmbeddedRedis, running_embedded_url
 from herald.core.redis import client as redis_client
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.dead_letters import DeadLetters
-from herald.delivery.ladder import escalation_routes
+from herald.delivery.dispatch import Dispatcher
 from herald.delivery.processor import Processor
 from herald.delivery.queues import Queues
 from herald.delivery.reconciler import Reconciler
+from herald.delivery.senders import ChannelSender
 from herald.delivery.workers import DeliveryWorkers
 from herald.digests.service import Digests
 from herald.digests.worker import DigestWorker
+from herald.inbox.acks import AckListener
 from herald.inbox.service import Inbox
 from herald.monitoring.service import Monitoring
+from herald.notifications import unsubscribe
+from herald.notifications.ladder import escalation_routes
 from herald.notifications.models import Channel
-from herald.notifications.service import Dispatcher
-from herald.preferences import unsubscribe
 from herald.preferences.service import TypeRegistry
 from herald.preferences.skips import Outbox
 from herald.realtime.adapter import server as socket_server
 from herald.realtime.presence import Presence
 from herald.realtime.server import Notifications, create_socket_server, redis_manager
 from herald.realtime.sessions import Disconnector
+from herald.social.models import friend_requests_of
 from herald.social.service import FriendRequests
+from herald.subscribers.service import Removal
 from herald.telemetry.service import Telemetry
 from herald.templates.store import TemplateStore
 from herald.trigger.service import Trigger
@@ -149,6 +152,7 @@ class Herald:
         self.purchases = Purchases(
             settings, self.db, self.types, self.templates, self.unsubscribe, self.outbox
         )
+        self.subscriber_removal = Removal(self.db, [purchases_of, friend_requests_of])
         self.friend_requests = FriendRequests(
             settings, self.db, self.types, self.queues, self.outbox
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 from herald.core.config import Settings
 from herald.delivery.attempts import Attempt
-from herald.delivery.ladder import escalation_routes
+from herald.notifications.ladder import escalation_routes
 from herald.telemetry.requests import record_request
 from herald.telemetry.service import Telemetry
 from herald.web.middleware import RequestContext

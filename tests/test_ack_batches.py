@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from herald.accounts.service import session_for_token
-from herald.channels.acks import ack_channel
 from herald.core.redis import client
+from herald.inbox.acks import ack_channel
 from tests.conftest import RunningHerald
 from tests.test_realtime import inapp_record
 

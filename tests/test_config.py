@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from herald.core.config import SettingsError, load_settings
-from herald.delivery.ladder import ladder
+from herald.notifications.ladder import ladder
 from herald.notifications.models import Channel
 
 

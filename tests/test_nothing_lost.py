@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from herald.core.redis import EmbeddedRedis, free_port
 from herald.delivery import bullmq_clients
-from herald.delivery.queues import job_id
+from herald.notifications.ladder import job_id
 from herald.notifications.models import Channel, EmailNotification, Status
 from herald.runtime import Herald
 from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings

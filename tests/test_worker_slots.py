@@ -21,7 +21,7 @@ from bullmq import Queue
 
 from herald.delivery import bullmq_clients
 from herald.delivery.bullmq_clients import LeanWorker
-from herald.delivery.queues import job_id
+from herald.notifications.ladder import job_id
 from herald.notifications.models import Channel
 from herald.runtime import Herald
 from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings

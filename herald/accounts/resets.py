@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from herald.core.config import Settings
-    from herald.notifications.service import Dispatcher
+    from herald.delivery.dispatch import Dispatcher
     from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)

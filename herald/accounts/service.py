@@ -27,7 +27,7 @@ from herald.notifications.service import new_email, new_inapp
 if TYPE_CHECKING:
     from herald.core.config import Settings
     from herald.core.ratelimit import RateLimiter
-    from herald.notifications.service import Dispatcher
+    from herald.delivery.dispatch import Dispatcher
     from herald.templates.store import TemplateStore
 
 VERIFICATION_TTL = timedelta(hours=48)

@@ -17,14 +17,14 @@ from typing import Any, NamedTuple
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
-from herald.channels.base import DeliveryResult
 from herald.channels.mime import compose
 from herald.channels.smtp_pool import SmtpPool
 from herald.core.config import Settings
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
-from herald.delivery.ladder import ladder
+from herald.delivery.senders import DeliveryResult
+from herald.notifications import unsubscribe
+from herald.notifications.ladder import ladder
 from herald.notifications.models import Channel, DeliveryState, EmailNotification, Status
-from herald.preferences import unsubscribe
 
 log = logging.getLogger(__name__)
 

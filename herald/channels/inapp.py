@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import socketio
 
-from herald.channels.acks import AckListener
-from herald.channels.base import DeliveryResult
 from herald.delivery.bullmq_clients import release_slot
 from herald.delivery.errors import DeliveryError
+from herald.delivery.senders import DeliveryResult
+from herald.inbox.acks import AckListener
 from herald.notifications.models import Channel, DeliveryState, InAppNotification, Status
 from herald.notifications.schemas import inapp_event
 from herald.realtime.adapter.manager import socket_emit

@@ -25,9 +25,9 @@ import httpx
 from standardwebhooks import Webhook
 
 from herald import __version__
-from herald.channels.base import DeliveryResult
 from herald.core.config import Settings
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
+from herald.delivery.senders import DeliveryResult
 from herald.notifications.models import Channel, DeliveryState, Status, WebhookDelivery
 from herald.webhooks.registry import EndpointCache
 

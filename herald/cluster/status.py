@@ -28,9 +28,9 @@ from herald.cluster.supervisor import Layout, get_json
 from herald.cluster.topology import Backend, local_backends
 from herald.core.config import Settings
 from herald.core.redis import running_embedded_url
-from herald.delivery.ladder import ladder
 from herald.monitoring import conditions
 from herald.monitoring.aggregator import live_snapshots
+from herald.notifications.ladder import ladder
 from herald.notifications.models import Channel
 from herald.realtime.presence import Presence
 

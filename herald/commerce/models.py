@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, ColumnElement, ForeignKey, String, exists
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.core.db import Base
@@ -26,3 +26,8 @@ class Purchase(Base):
     receipt_email_id: Mapped[int | None] = mapped_column(ForeignKey("email_notifications.id"))
     inapp_notification_id: Mapped[int | None] = mapped_column(ForeignKey("inapp_notifications.id"))
     created_at: Mapped[datetime]
+
+
+def purchases_of(user_id: int) -> ColumnElement[bool]:
+    """True while the user has purchases (herald.subscribers.service.SharedHistory)."""
+    return exists().where(Purchase.user_id == user_id)

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from herald.core.config import Settings
+    from herald.notifications.unsubscribe import Signer
     from herald.preferences.service import TypeRegistry
-    from herald.preferences.unsubscribe import Signer
     from herald.templates.store import TemplateStore
 
 

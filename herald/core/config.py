@@ -35,13 +35,13 @@ class TierSettings:
 
 @dataclass(frozen=True)
 class LadderSettings:
-    """One channel's retry ladder as configured: what `herald.delivery.ladder` reads.
+    """One channel's retry ladder as configured: what `herald.notifications.ladder` reads.
 
     `tiers` runs in order: the main queue, the retry tiers, the dead-letter queue last; a tier's
     queue follows from its place and `queue` (the main queue's name, not a setting): `mail`,
     `mail-retry-1`, `mail-retry-2`, `mail-dlq`. So every channel is the same shape, and the
     ladder module builds any of them with one loop. Frozen, hence hashable: the tiers are built
-    once per distinct ladder (`herald.delivery.ladder._tiers`).
+    once per distinct ladder (`herald.notifications.ladder._tiers`).
     """
 
     queue: str

@@ -16,7 +16,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from herald.channels.base import DeliveryResult
+from herald.delivery.senders import DeliveryResult
 from herald.notifications.models import Channel
 
 # As long as BullMQ keeps a failed job: the reconciler may re-run the notification that late.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bullmq import Job
 
-from herald.channels.base import DeliveryResult
+from herald.delivery.senders import DeliveryResult
 from herald.notifications.models import DeliveryState
 from herald.telemetry.stages import now_ms
 

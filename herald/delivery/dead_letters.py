@@ -20,12 +20,12 @@ from herald.core.config import Settings
 from herald.core.db import transaction, utcnow
 from herald.core.pagination import Page, PageParams, fetch_page, page_of
 from herald.core.schemas import CamelModel
-from herald.delivery.ladder import ladder
+from herald.notifications.ladder import ladder
 from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Escalation, Status
 
 if TYPE_CHECKING:
+    from herald.delivery.dispatch import Dispatcher
     from herald.delivery.queues import Queues
-    from herald.notifications.service import Dispatcher
 
 
 class DeadLetter(CamelModel):

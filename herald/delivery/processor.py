@@ -19,14 +19,14 @@ from bullmq import Job
 from sqlalchemy import BindParameter, Insert, Update, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from herald.channels.base import ChannelSender, DeliveryResult
 from herald.core import driver
 from herald.core.db import loaded, table, transaction, utcnow
 from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.attempts import Attempt
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
-from herald.delivery.ladder import Tier, ladder
 from herald.delivery.queues import Queues
+from herald.delivery.senders import ChannelSender, DeliveryResult
+from herald.notifications.ladder import Tier, ladder
 from herald.notifications.models import (
     ATTEMPT_INSERT,
     FINAL_STATUSES,

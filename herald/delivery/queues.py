@@ -15,7 +15,7 @@ from bullmq import Queue
 
 from herald.core.config import Settings
 from herald.delivery import bullmq_clients
-from herald.delivery.ladder import Tier, all_queue_names, ladder
+from herald.notifications.ladder import Tier, all_queue_names, job_id, ladder
 from herald.notifications.models import Channel
 
 POOL_SIZE = 50
@@ -35,10 +35,6 @@ COUNTED_STATES = ("waiting", "active", "delayed", "completed", "failed")
 _SCRIPT_STATES = ["wait" if state == "waiting" else state for state in COUNTED_STATES]
 # States in which a job will still run (or, in a dead-letter queue, waits for a person).
 LIVE_STATES = frozenset({"waiting", "active", "delayed", "prioritized", "waiting-children"})
-
-
-def job_id(channel: Channel, notification_id: int) -> str:
-    return f"{channel.value}-{notification_id}"
 
 
 class Queues:

@@ -14,15 +14,15 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.config import Settings
-from herald.core.db import utcnow
-from herald.delivery.queues import Queues, job_id
-from herald.inbox.service import expire_due
-from herald.notifications.models import MODEL_OF, Channel, DeliveryState, Status
-from herald.notifications.service import Dispatcher
+from herald.core.db import transaction, utcnow
+from herald.delivery.dispatch import Dispatcher
+from herald.delivery.queues import Queues
+from herald.notifications.ladder import job_id
+from herald.notifications.models import MODEL_OF, Channel, DeliveryState, InAppNotification, Status
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -131,3 +131,31 @@ def remaining_delay_ms(since: datetime, delay_ms: int) -> int:
     persistence) keeps its wait instead of running at once."""
     elapsed = (utcnow() - since).total_seconds() * 1000
     return max(0, int(delay_ms - elapsed))
+
+
+async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> int:
+    """Notifications nobody received before `expires_at` become `expired` and leave the ladder."""
+    now = utcnow()
+    async with transaction(db) as session:
+        ids = list(
+            (
+                await session.scalars(
+                    select(InAppNotification.id).where(
+                        InAppNotification.expires_at <= now,
+                        InAppNotification.acked_at.is_(None),
+                        InAppNotification.status.in_(
+                            [Status.PENDING, Status.QUEUED, Status.FAILED]
+                        ),
+                    )
+                )
+            ).all()
+        )
+        if ids:
+            await session.execute(
+                update(InAppNotification)
+                .where(InAppNotification.id.in_(ids))
+                .values(status=Status.EXPIRED, updated_at=now)
+            )
+    for notification_id in ids:
+        await queues.forget(Channel.INAPP, notification_id)
+    return len(ids)

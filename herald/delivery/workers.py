@@ -11,8 +11,8 @@ from bullmq import Worker
 
 from herald.core.config import Settings
 from herald.delivery import bullmq_clients
-from herald.delivery.ladder import ladder
 from herald.delivery.processor import Processor
+from herald.notifications.ladder import ladder
 from herald.notifications.models import Channel
 
 log = logging.getLogger(__name__)

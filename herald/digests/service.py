@@ -39,14 +39,14 @@ from herald.digests.models import OPEN_ONLY, Digest, DigestStatus
 from herald.digests.render import Item, render_digest
 from herald.digests.rules import Rule, RuleCache
 from herald.digests.schedule import group_key, next_daily, parse_daily_at, zone
+from herald.notifications import unsubscribe
 from herald.notifications.models import EmailNotification, Status
 from herald.notifications.service import new_email
-from herald.preferences import unsubscribe
-from herald.preferences.unsubscribe import Signer
+from herald.notifications.unsubscribe import Signer
 from herald.templates.builtin import GENERIC
 
 if TYPE_CHECKING:
-    from herald.notifications.service import Dispatcher
+    from herald.delivery.dispatch import Dispatcher
     from herald.templates.store import TemplateStore
 
 log = logging.getLogger(__name__)

@@ -34,11 +34,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts import sessions
-from herald.channels.acks import Acked, publish_acks
 from herald.core import dbfaults, driver
 from herald.core.db import table, transaction, utcnow
 from herald.core.group_commit import GroupCall
 from herald.delivery.queues import Queues
+from herald.inbox.acks import Acked, publish_acks
 from herald.notifications.models import (
     ATTEMPT_INSERT,
     FINAL_STATUSES,
@@ -171,32 +171,6 @@ async def unread_count(session: AsyncSession, user_id: int) -> int:
         )
     )
     return int(count or 0)
-
-
-async def expire_due(db: async_sessionmaker[AsyncSession], queues: Queues) -> int:
-    """Notifications nobody received before `expires_at` become `expired` and leave the ladder."""
-    now = utcnow()
-    async with transaction(db) as session:
-        ids = list(
-            (
-                await session.scalars(
-                    select(_MODEL.id).where(
-                        _MODEL.expires_at <= now,
-                        _MODEL.acked_at.is_(None),
-                        _MODEL.status.in_([Status.PENDING, Status.QUEUED, Status.FAILED]),
-                    )
-                )
-            ).all()
-        )
-        if ids:
-            await session.execute(
-                update(_MODEL)
-                .where(_MODEL.id.in_(ids))
-                .values(status=Status.EXPIRED, updated_at=now)
-            )
-    for notification_id in ids:
-        await queues.forget(Channel.INAPP, notification_id)
-    return len(ids)
 
 
 def _ack_events(rows: Sequence[Any], request: AckRequest, now: datetime) -> list[Event]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from herald.core.config import Settings
-from herald.delivery.ladder import ladder
+from herald.notifications.ladder import ladder
 from herald.notifications.models import Channel
 from herald.telemetry.metrics import CONNECTION, ESCALATION, MONITORING_PREFIXES, WAIT
 from herald.telemetry.window import Bin, merged

@@ -97,7 +97,7 @@ class EmailNotification(DeliveryState, Base):
     # foreign key, so adding the column copies no table on SQLite.
     digest_key: Mapped[str | None] = mapped_column(String(255))
     digest_id: Mapped[int | None] = mapped_column(index=True)
-    # The signed token of its one-click unsubscribe link (herald.preferences.unsubscribe);
+    # The signed token of its one-click unsubscribe link (herald.notifications.unsubscribe);
     # None for critical types. The body carries the link, the sender the List-Unsubscribe header.
     unsubscribe_token: Mapped[str | None] = mapped_column(Text)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.schemas import CamelModel
-from herald.delivery.queues import job_id
+from herald.notifications.ladder import job_id
 from herald.notifications.models import (
     MODEL_OF,
     Channel,

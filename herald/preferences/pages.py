@@ -27,12 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import User
 from herald.core import dbfaults
+from herald.notifications.unsubscribe import Grant, LinkRefused, Signer
 from herald.preferences import service
 from herald.preferences.models import ANY
 from herald.preferences.rules import CHANNELS, blocked
 from herald.preferences.schemas import TYPE
 from herald.preferences.service import TypeRegistry
-from herald.preferences.unsubscribe import Grant, LinkRefused, Signer
 from herald.subscribers import service as subscribers
 from herald.web.deps import DbDep, app_state
 from herald.web.pages import PAGE_HEADERS

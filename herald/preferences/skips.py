@@ -22,7 +22,7 @@ from herald.webhooks.events import publish_skipped
 
 if TYPE_CHECKING:
     from herald.core.group_commit import GroupCommit
-    from herald.notifications.service import Dispatcher
+    from herald.delivery.dispatch import Dispatcher
     from herald.telemetry.service import Telemetry
     from herald.webhooks.events import WebhookEvents
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, String, Text, exists, or_, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.core.db import Base, Timestamped
@@ -84,3 +84,11 @@ class FriendRequest(Timestamped, Base):
     inapp_notification_id: Mapped[int | None] = mapped_column(ForeignKey("inapp_notifications.id"))
     # `metadata` is taken on declarative classes; the column is still named `metadata`.
     extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+
+def friend_requests_of(user_id: int) -> ColumnElement[bool]:
+    """True while friend requests from or to the user exist
+    (herald.subscribers.service.SharedHistory)."""
+    return exists().where(
+        or_(FriendRequest.from_user_id == user_id, FriendRequest.to_user_id == user_id)
+    )

@@ -57,6 +57,7 @@ class Disconnects(Protocol):
 
 
 DisconnectorDep = Annotated[Disconnects, app_state("disconnector")]
+RemovalDep = Annotated[service.Removal, app_state("subscriber_removal")]
 CURSOR = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes "²", which int() refuses
 
 
@@ -82,11 +83,11 @@ async def get_subscriber(subscriber_id: ExternalId, db: DbDep) -> SubscriberOut:
 
 @router.delete("/{subscriberId}", responses=errors(404, 409))
 async def delete_subscriber(
-    subscriber_id: ExternalId, db: DbDep, disconnector: DisconnectorDep
+    subscriber_id: ExternalId, remove: RemovalDep, disconnector: DisconnectorDep
 ) -> Deleted:
     """Delete a subscriber with their inbox and every notification addressed to them (pending
     ones are never sent); their open sockets are disconnected. Answers what was removed."""
-    removed = await service.remove(db, subscriber_id)
+    removed = await remove(subscriber_id)
     await _disconnect(disconnector, removed)
     log.info(
         "subscribers.deleted",

@@ -7,16 +7,15 @@ serves signed-up users.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Delete, delete, exists, or_, select
+from sqlalchemy import Delete, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.accounts.models import Login, PasswordReset, Session, User
-from herald.commerce.models import Purchase
 from herald.core import dbfaults
 from herald.core.db import transaction
 from herald.core.errors import Conflict, InvalidField, NotFound
@@ -28,7 +27,6 @@ from herald.notifications.models import (
     Escalation,
     InAppNotification,
 )
-from herald.social.models import FriendRequest
 from herald.subscribers.schemas import BulkOut, BulkSubscriber, SubscriberFields, SubscriberOut
 
 EDITABLE = ("email", "name", "locale", "timezone", "data")
@@ -225,37 +223,46 @@ class Removed:
     inapp: int
 
 
-async def remove(db: async_sessionmaker[AsyncSession], subscriber_id: str) -> Removed:
-    """Delete a subscriber with every notification addressed to them (the inbox, pending and
-    sent emails, and their audit trail), their sessions and login records. A signed-up user
-    whose purchases or friend requests involve them is refused: those records belong to
-    others too."""
-    async with transaction(db) as session:
-        user = await find(session, subscriber_id)
-        if user is None:
-            raise NotFound(f"no subscriber {subscriber_id!r}")
-        uid = user.id
-        if await session.scalar(select(_history_exists(uid))):
-            raise Conflict(
-                f"subscriber {subscriber_id!r} has purchases or friend requests, which other "
-                "records refer to; they cannot be deleted through this endpoint"
+# A condition on a user id, true while records other users share (their purchases, friend
+# requests) refer to them: such a user cannot be removed through the subscribers API.
+SharedHistory = Callable[[int], Any]
+
+
+@dataclass(eq=False)
+class Removal:
+    """Deletes a subscriber with every notification addressed to them. The checks for records
+    other users share come from the packages that own them (herald.runtime hands them in)."""
+
+    db: async_sessionmaker[AsyncSession]
+    shared_history: Sequence[SharedHistory]
+
+    async def __call__(self, subscriber_id: str) -> Removed:
+        """Delete a subscriber with every notification addressed to them (the inbox, pending
+        and sent emails, and their audit trail), their sessions and login records. A signed-up
+        user whose purchases or friend requests involve them is refused: those records belong
+        to others too."""
+        async with transaction(self.db) as session:
+            user = await find(session, subscriber_id)
+            if user is None:
+                raise NotFound(f"no subscriber {subscriber_id!r}")
+            uid = user.id
+            shared = [check(uid) for check in self.shared_history]
+            if shared and await session.scalar(select(or_(*shared))):
+                raise Conflict(
+                    f"subscriber {subscriber_id!r} has purchases or friend requests, which other "
+                    "records refer to; they cannot be deleted through this endpoint"
+                )
+            session_ids = list(
+                await session.scalars(select(Session.id).where(Session.user_id == uid))
             )
-        session_ids = list(await session.scalars(select(Session.id).where(Session.user_id == uid)))
-        await session.execute(delete(Login).where(Login.user_id == uid))
-        await session.execute(delete(PasswordReset).where(PasswordReset.user_id == uid))
-        await session.execute(delete(Session).where(Session.user_id == uid))
-        emails = await _delete_notifications(session, EmailNotification, uid)
-        inapp = await _delete_notifications(session, InAppNotification, uid)
-        await session.execute(delete(Digest).where(Digest.user_id == uid))
-        await session.delete(user)
-    return Removed(uid, session_ids, emails, inapp)
-
-
-def _history_exists(uid: int) -> Any:
-    return or_(
-        exists().where(Purchase.user_id == uid),
-        exists().where(or_(FriendRequest.from_user_id == uid, FriendRequest.to_user_id == uid)),
-    )
+            await session.execute(delete(Login).where(Login.user_id == uid))
+            await session.execute(delete(PasswordReset).where(PasswordReset.user_id == uid))
+            await session.execute(delete(Session).where(Session.user_id == uid))
+            emails = await _delete_notifications(session, EmailNotification, uid)
+            inapp = await _delete_notifications(session, InAppNotification, uid)
+            await session.execute(delete(Digest).where(Digest.user_id == uid))
+            await session.delete(user)
+        return Removed(uid, session_ids, emails, inapp)
 
 
 async def _delete_notifications(

@@ -15,9 +15,9 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from herald.core.schemas import CamelModel
-from herald.delivery.queues import job_id
 from herald.digests.links import DigestLink, carried_by, digest_of
 from herald.digests.service import DIGEST_TYPE
+from herald.notifications.ladder import job_id
 from herald.notifications.models import (
     MODEL_OF,
     Channel,

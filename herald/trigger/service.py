@@ -19,15 +19,16 @@ from herald.core.config import Settings
 from herald.core.errors import InvalidField
 from herald.core.group_commit import GroupCall, GroupCommit
 from herald.core.schemas import CamelInput, CamelModel, OneLine
-from herald.delivery.queues import job_id
+from herald.delivery.dispatch import Dispatcher
 from herald.digests.service import Digests
+from herald.notifications.ladder import job_id
 from herald.notifications.models import DeliveryState, EmailNotification, Status
-from herald.notifications.service import Dispatcher, new_email, new_inapp
+from herald.notifications.service import new_email, new_inapp
+from herald.notifications.unsubscribe import Signer
 from herald.preferences import skips
 from herald.preferences.models import Preference
 from herald.preferences.rules import Switches
 from herald.preferences.service import TypeRegistry, address_lookup
-from herald.preferences.unsubscribe import Signer
 from herald.subscribers import service as subscribers
 from herald.subscribers.schemas import SUBSCRIBER_ID_PATTERN
 from herald.templates.builtin import DOMAIN_TYPES, GENERIC

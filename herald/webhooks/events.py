@@ -25,18 +25,25 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.config import Settings
 from herald.core.db import transaction
-from herald.delivery.ladder import ladder, total_attempts
+from herald.notifications.ladder import ladder, total_attempts
 from herald.notifications.models import Channel, DeliveryState, Status, WebhookDelivery
 from herald.webhooks.registry import EndpointCache
 
-if TYPE_CHECKING:
-    from herald.notifications.service import Dispatcher
+
+class Dispatches(Protocol):
+    """Enqueues committed notifications (herald.delivery.dispatch.Dispatcher, which in turn
+    announces through this module: the two are wired together by herald.runtime)."""
+
+    async def dispatch(
+        self, notifications: Sequence[DeliveryState], *, by: str = "api"
+    ) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,7 @@ class WebhookEvents:
         self.settings = settings
         self.db = db
         self.endpoints = endpoints
-        self.dispatcher: Dispatcher | None = None  # set once both exist (herald.runtime)
+        self.dispatcher: Dispatches | None = None  # set once both exist (herald.runtime)
         self._first = ladder(settings, Channel.WEBHOOK)[0].queue
         self._max_attempts = total_attempts(settings, Channel.WEBHOOK)
 

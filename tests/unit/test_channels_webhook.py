@@ -8,9 +8,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from herald.channels.base import DeliveryResult
 from herald.channels.webhook import EXCERPT, outcome, signed_headers
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
+from herald.delivery.senders import DeliveryResult
 
 
 def test_a_2xx_is_delivered_with_the_status_line_kept() -> None:

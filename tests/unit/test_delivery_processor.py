@@ -6,8 +6,8 @@ the ladder's shape (tests/unit/test_ladder.py and the end-to-end tests cover tha
 from __future__ import annotations
 
 from herald.delivery.errors import DeliveryError, PermanentDeliveryError
-from herald.delivery.ladder import Tier
 from herald.delivery.processor import after_failure, failure_reason
+from herald.notifications.ladder import Tier
 
 MAIN = Tier(0, "main", attempts=3, delay_ms=0, concurrency=1)
 RETRY = Tier(1, "retry", attempts=2, delay_ms=60_000, concurrency=1)

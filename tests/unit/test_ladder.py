@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from herald.core.config import Settings, SettingsError, load_settings
-from herald.delivery.ladder import all_queue_names, ladder, total_attempts
+from herald.notifications.ladder import all_queue_names, ladder, total_attempts
 from herald.notifications.models import Channel
 
 ROW = ("queue", "attempts", "delay_ms", "concurrency")

@@ -1,4 +1,4 @@
-"""herald.preferences.unsubscribe: one-click unsubscribe links (signed tokens), their headers
+"""herald.notifications.unsubscribe: one-click unsubscribe links (signed tokens), their headers
 and the footer."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from herald.core.config import load_settings
-from herald.preferences.unsubscribe import (
+from herald.notifications.unsubscribe import (
     AUDIENCE,
     Grant,
     LinkRefused,

@@ -16,6 +16,11 @@ from herald.core.config import LadderSettings, Settings
 from herald.notifications.models import Channel
 
 
+def job_id(channel: Channel, notification_id: int) -> str:
+    """A notification's job id, the same in every tier's queue."""
+    return f"{channel.value}-{notification_id}"
+
+
 @dataclass(frozen=True)
 class Tier:
     index: int
