@@ -66,17 +66,10 @@ class Attempt:
             seconds = time.perf_counter() - self.begun
             self.telemetry.metrics.observe_job(self.queue, outcome, seconds, self.wait)
 
+    @property
+    def id(self) -> int:  # the notification's: an Attempt is what its stages are about
+        return self.notification_id
+
     def _stage(self, stage: str, component: str, **detail: Any) -> None:
-        if self.telemetry is None:
-            return
-        timestamp = detail.pop("timestamp", None)
-        extra = {"timestamp": timestamp} if timestamp is not None else {}
-        self.telemetry.stages.event(
-            self.telemetry_id,
-            stage,
-            component,
-            channel=self.channel,
-            notification_id=self.notification_id,
-            detail=detail,
-            **extra,
-        )
+        if self.telemetry is not None:
+            self.telemetry.stages.notification(self, stage, component, **detail)

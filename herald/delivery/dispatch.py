@@ -158,15 +158,5 @@ class Dispatcher:
     def _stage(
         self, n: DeliveryState, stage: str, *, timestamp: float | None = None, **detail: Any
     ) -> None:
-        if self.telemetry is None:
-            return
-        extra = {"timestamp": timestamp} if timestamp is not None else {}
-        self.telemetry.stages.event(
-            n.telemetry_id,
-            stage,
-            stage,
-            channel=n.channel.value,
-            notification_id=n.id,
-            detail=detail,
-            **extra,
-        )
+        if self.telemetry is not None:
+            self.telemetry.stages.notification(n, stage, timestamp=timestamp, **detail)

@@ -374,14 +374,8 @@ class Inbox:
                 session, [webhook.of_row(webhook.DELIVERED, row, via="catch-up", socketId=sid)]
             )
         await self.webhooks.dispatch(announced)
-        detail = {"outcome": "socket emitted", "via": "catch-up", "socketId": sid}
-        self.telemetry.stages.event(
-            n.telemetry_id,
-            "channel",
-            "channel:inapp",
-            channel=Channel.INAPP.value,
-            notification_id=n.id,
-            detail=detail,
+        self.telemetry.stages.notification(
+            n, "channel", "channel:inapp", outcome="socket emitted", via="catch-up", socketId=sid
         )
         if was_dead:
             await self.queues.forget(Channel.INAPP, n.id)
@@ -455,6 +449,7 @@ class Inbox:
         dead_letters = self.queues.dead_letter(Channel.INAPP).queue
         for request, own in zip(requests, rows, strict=True):
             for row in own:
+                # The rows are the statement's RETURNING columns: in-app ones, without a channel.
                 self.telemetry.stages.event(
                     row.telemetry_id,
                     "ack",

@@ -89,12 +89,7 @@ class Outbox:
         metrics = self.telemetry.metrics
         for n, why in skipped:
             metrics.observe_skipped(n.channel.value, why.switch)
-            self.telemetry.stages.event(
-                n.telemetry_id,
-                "database",
-                "database",
-                channel=n.channel.value,
-                notification_id=n.id,
-                detail={"status": Status.SKIPPED, "reason": why.reason},
+            self.telemetry.stages.notification(
+                n, "database", status=Status.SKIPPED, reason=why.reason
             )
         await publish_skipped(self.webhooks, [(n, why.reason) for n, why in skipped])

@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -85,6 +85,19 @@ class StageEvent:
         }
 
 
+class Traced(Protocol):
+    """What a notification's stage is about: a notification row, or a job's reference to one."""
+
+    @property
+    def telemetry_id(self) -> str | None: ...
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def channel(self) -> Any: ...  # the channel, or its name
+
+
 class StageRecorder:
     def __init__(
         self,
@@ -135,6 +148,34 @@ class StageRecorder:
         """Shorthand for `emit(StageEvent(...))` from this process; no-op without an id."""
         if telemetry_id:
             self.emit(StageEvent(telemetry_id, stage, component, self.server_id, **fields))
+
+    def notification(
+        self,
+        n: Traced,
+        stage: str,
+        component: str | None = None,
+        *,
+        timestamp: float | None = None,
+        **detail: Any,
+    ) -> None:
+        """A stage of one notification's delivery (the one way delivery, the inbox and the
+        outbox report one): `component` defaults to the stage's name, `timestamp` to now,
+        `detail` is the stage's own. No-op for a notification without a telemetry id."""
+        if not n.telemetry_id:
+            return
+        channel = getattr(n.channel, "value", n.channel)
+        self.emit(
+            StageEvent(
+                n.telemetry_id,
+                stage,
+                component or stage,
+                self.server_id,
+                timestamp=now_ms() if timestamp is None else timestamp,
+                channel=channel,
+                notification_id=n.id,
+                detail=detail,
+            )
+        )
 
     async def _drain(self) -> None:
         try:
