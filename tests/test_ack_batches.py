@@ -9,8 +9,8 @@ from typing import Any
 from herald.accounts.service import session_for_token
 from herald.core.redis import client
 from herald.inbox.acks import ack_channel
-from tests.conftest import RunningHerald
-from tests.test_realtime import inapp_record
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import inapp_record
 
 
 async def notify(herald: RunningHerald, user: dict[str, Any]) -> int:

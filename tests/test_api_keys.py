@@ -9,7 +9,8 @@ from typing import Any
 
 from herald.apikeys.service import CACHE_SECONDS, KeyCache, hash_key
 from herald.notifications.models import InAppNotification
-from tests.conftest import RunningHerald, bearer, eventually
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.waiting import eventually
 
 
 async def create_key(herald: RunningHerald, *scopes: str, name: str = "app") -> dict[str, Any]:

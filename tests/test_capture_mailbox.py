@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from herald.channels.mailbox import CaptureMailbox
-from tests.conftest import RunningHerald, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.waiting import eventually
 
 
 def test_a_mailbox_folder_another_process_has_begun_is_completed(tmp_path: Path) -> None:

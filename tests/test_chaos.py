@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL
+from tests.fixtures.stacks import PG_URL
 
 SCENARIOS = ("worker-killed", "db-connections-terminated", "redis-restarted-empty", "api-killed")
 

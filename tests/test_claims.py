@@ -14,8 +14,8 @@ from herald.delivery.accepted import AcceptedOutcomes
 from herald.delivery.processor import Processor
 from herald.notifications.models import Channel
 from herald.runtime import Herald
-from tests.conftest import RunningHerald
-from tests.test_retry_tiers import notify
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import notify
 
 # What a claim reads of the channel's sender.
 EMAIL = SimpleNamespace(

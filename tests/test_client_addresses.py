@@ -15,7 +15,8 @@ import pytest
 from herald.cluster import haproxy
 from herald.cluster.topology import Backend
 from herald.core.redis import free_port
-from tests.conftest import RunningHerald, SmtpSink
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
 
 FORGED = "203.0.113.66"
 

@@ -11,8 +11,10 @@ import jwt
 import pytest
 
 from herald.notifications.models import InAppNotification, Status
-from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 SECRET = "an-application-secret-of-at-least-32-chars"
 

@@ -30,16 +30,16 @@ import socketio
 
 from herald.cluster import haproxy
 from herald.core.db import create_engine, create_sessionmaker
-from herald.core.redis import free_port
 from herald.notifications.models import InAppNotification
-from tests.conftest import ADMIN_TOKEN, REDIS_URL, eventually
-from tests.test_embedded_default import clean_env
+from tests.fixtures.cluster import CHECK_FALL, CHECK_INTERVAL_MS, cluster_env
+from tests.fixtures.herald import ADMIN_TOKEN
+from tests.fixtures.processes import processes_of
+from tests.fixtures.stacks import REDIS_URL
+from tests.fixtures.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
-CHECK_INTERVAL_MS, CHECK_FALL = 300, 2
 LOAD_CLIENTS = 4  # concurrent clients hammering the load balancer during failover
-CLUSTER_PREFIXES = ("SERVER", "LOAD_BALANCER_PORT", "WS_", "INAPP_", "MAIL_", "RETRY_", "DLQ_")
 
 
 # --- The cluster under test ----------------------------------------------------------------
@@ -77,55 +77,6 @@ class Cluster:
                 return await session.get(InAppNotification, notification_id)
         finally:
             await engine.dispose()
-
-
-def cluster_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in clean_env().items() if not k.startswith(CLUSTER_PREFIXES)}
-    env.update(
-        HERALD_DATA_DIR=str(data_dir),
-        HERALD_ADMIN_TOKEN=ADMIN_TOKEN,
-        HERALD_MAILBOX_PORT="0",
-        HERALD_LOG_LEVEL="info",
-        SERVER1_PORT=str(free_port()),
-        SERVER2_PORT=str(free_port()),
-        SERVER3_PORT=str(free_port()),
-        LOAD_BALANCER_PORT=str(free_port()),
-        HERALD_LB_CHECK_INTERVAL=str(CHECK_INTERVAL_MS),
-        HERALD_LB_CHECK_FALL=str(CHECK_FALL),
-        HERALD_LB_CHECK_RISE="1",
-        # The in-app ladder waits minutes before trying again, so a notification sent while
-        # its recipient was away can only reach them, within a test, through catch-up.
-        HERALD_BACKOFF_DELAY="60000",
-        # Long polls are answered at least this often (ms), so polling clients close quickly.
-        WS_HEARTBEAT_INTERVAL="5000",
-        INAPP_RETRY_1_DELAY="600000",
-        # Every test client is 127.0.0.1: one rate-limit budget would not last the test.
-        HERALD_RATE_LIMIT_SIGNUP="100000",
-        HERALD_RATE_LIMIT_LOGIN="100000",
-        HERALD_RATE_LIMIT_RESET="100000",
-    )
-    env.update(extra)
-    return env
-
-
-def processes_of(data_dir: Path) -> list[int]:
-    """Pids of every process started with this data folder in its environment (what `up`
-    starts gets HERALD_DATA_DIR), or running in it (the embedded redis-server)."""
-    found = []
-    marker = f"HERALD_DATA_DIR={data_dir}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (entry / "stat").read_text().split(")")[-1].split()[0] == "Z":
-                continue
-            environ = (entry / "environ").read_bytes()
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if marker in environ.split(b"\0") or cwd.startswith(str(data_dir)):
-            found.append(int(entry.name))
-    return found
 
 
 def kill_all(data_dir: Path) -> None:

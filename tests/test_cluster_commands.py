@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from herald.notifications.models import EmailNotification
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.test_cluster import cluster_env, processes_of
-from tests.test_embedded_default import clean_env
+from tests.fixtures.cluster import cluster_env
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.processes import clean_env, processes_of
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 def herald(

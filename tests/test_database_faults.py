@@ -21,8 +21,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.util import await_only
 
 from herald.notifications.models import InAppNotification
-from tests.conftest import RunningHerald
-from tests.tcp_proxy import TcpProxy
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.tcp_proxy import TcpProxy
 
 TERMINATE_ALL = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

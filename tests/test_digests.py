@@ -4,8 +4,6 @@ email, Socket.IO clients for the in-app side, and worker processes killed mid-wi
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import os
 import signal
 import subprocess
@@ -24,30 +22,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from herald.digests.models import Digest
 from herald.digests.schedule import group_key, next_daily, parse_window
 from herald.notifications.models import EmailNotification
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink, digests_to, parse, text_of
+from tests.fixtures.waiting import eventually
 
 
 def kind() -> str:
     """A type of its own: the PostgreSQL stack shares one database across the session."""
     return f"dg.{uuid.uuid4().hex[:8]}"
-
-
-def parse(envelope: Any) -> EmailMessage:
-    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def digests_to(smtp: SmtpSink, address: str, type_: str) -> list[EmailMessage]:
-    found = [parse(m) for m in smtp.to(address)]
-    return [m for m in found if f"new {type_} notifications" in str(m["Subject"])]
-
-
-def text_of(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
 
 
 async def put_rule(herald: RunningHerald, type_: str, body: dict[str, Any]) -> Any:

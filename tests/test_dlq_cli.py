@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 
-from tests.conftest import RunningHerald, SmtpSink
-from tests.test_ladder import wait_email, welcome_id
-
-
-async def herald_cli(running: RunningHerald, *args: str) -> subprocess.CompletedProcess[str]:
-    settings = running.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "REDIS_"))}
-    env.update(
-        HERALD_DATA_DIR=str(settings.data_dir),
-        DATABASE_URL=settings.effective_database_url,
-        EMAIL_HOST="127.0.0.1",
-    )
-    if settings.redis_url:  # else the CLI finds the embedded Redis of that data folder
-        env["REDIS_URL"] = settings.redis_url
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "herald", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import wait_email, welcome_id
+from tests.fixtures.processes import herald_cli
+from tests.fixtures.smtp import SmtpSink
 
 
 class TestDlqCommands:

@@ -25,7 +25,9 @@ from herald.core.config import load_settings
 from herald.core.db import transaction, utcnow
 from herald.notifications.models import EmailNotification
 from herald.notifications.service import new_email
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 # Characters of the unsubscribe tokens Herald makes (URL-safe base64 and a dot).
 _TOKEN = st.characters(categories=["L", "N"], max_codepoint=127) | st.sampled_from("-_.")

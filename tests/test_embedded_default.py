@@ -13,29 +13,7 @@ import httpx
 import pytest
 
 from herald.core.redis import free_port
-
-HERALD_ENV_PREFIXES = ("HERALD_", "DATABASE_URL", "REDIS_", "EMAIL_", "PORT")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(HERALD_ENV_PREFIXES)}
-    env.update(extra)
-    return env
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"herald exited with {process.returncode}")
-        try:
-            response = httpx.get(f"{url}/api/health", timeout=2)
-            if response.status_code == 200:
-                return response.json()  # type: ignore[no-any-return]
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("herald never became healthy")
+from tests.fixtures.processes import clean_env, wait_healthy
 
 
 def redis_children(data_dir: Path) -> list[int]:

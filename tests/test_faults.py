@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from herald.core.redis import EmbeddedRedis
 from herald.realtime.adapter.manager import PromptRedisManager
-from tests.conftest import PG_URL, RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.stacks import PG_URL
+from tests.fixtures.waiting import eventually
 
 
 def copies(smtp: SmtpSink, notification_id: int) -> int:

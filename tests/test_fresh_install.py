@@ -20,8 +20,9 @@ import pytest
 import redis
 
 from herald.core.redis import free_port
+from tests.fixtures.paths import ROOT
 
-README = Path(__file__).parent.parent / "README.md"
+README = ROOT / "README.md"
 STRICT_CURL = 'curl() { command curl -sS --fail-with-body "$@"; echo; }\nset -e\n'
 
 

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 
 from herald.notifications.models import InAppNotification
-from tests.conftest import RunningHerald, bearer, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
 
 async def send(herald: RunningHerald, sender: dict, to: dict, **fields: Any) -> dict:

@@ -10,7 +10,7 @@ from sqlalchemy import event, select
 
 from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
-from tests.conftest import RunningHerald
+from tests.fixtures.herald import RunningHerald
 
 NO_SUCH_USER = 987_654_321
 

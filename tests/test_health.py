@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from tests.conftest import RunningHerald
+from tests.fixtures.herald import RunningHerald
 
 
 async def get_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:

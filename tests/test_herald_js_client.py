@@ -10,17 +10,16 @@ import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from herald.client import sign_client_token
-from tests.conftest import RunningHerald, eventually
-from tests.realtime_client import RecordingClient
-from tests.test_web_pages import browser, contexts  # noqa: F401 - fixtures
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.paths import ROOT
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
-ROOT = Path(__file__).parent.parent
 DRIVER = ROOT / "tests" / "js" / "herald_client.mjs"
 CLIENT_SECRET = "test-client-token-secret-0123456789abcdef"
 

@@ -27,7 +27,8 @@ from herald.delivery.queues import (
     OVERDUE_AFTER_MS,
     all_queue_names,
 )
-from tests.conftest import PG_URL, RunningHerald, scratch_database
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.stacks import PG_URL, scratch_database
 
 SETTLE = 3.0  # seconds for start-up's own commands to pass
 WINDOW = 10.0  # seconds counted

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import RunningHerald, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
 
 async def inbox(herald: RunningHerald, member: dict[str, Any], query: str = "") -> dict[str, Any]:

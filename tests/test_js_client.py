@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import RunningHerald
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.paths import TESTS
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = TESTS / "js"
 
 
 async def read_until(process: asyncio.subprocess.Process, event: str) -> list[dict[str, Any]]:

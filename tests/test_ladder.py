@@ -14,28 +14,11 @@ import pytest
 from herald.core.db import transaction
 from herald.notifications.models import Channel, EmailNotification
 from herald.notifications.service import new_email
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
-
-
-async def email_status(herald: RunningHerald, notification_id: int) -> dict[str, Any]:
-    response = await herald.http.get(
-        f"/api/ops/dlq/email/{notification_id}", headers=herald.admin()
-    )
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-async def wait_email(herald: RunningHerald, notification_id: int, status: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        body = await email_status(herald, notification_id)
-        return body if body["status"] == status else None
-
-    return await eventually(check, timeout=30)  # type: ignore[no-any-return]
-
-
-def welcome_id(user: dict[str, Any]) -> int:
-    return int(user["welcomeEmail"]["notificationId"])
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import email_status, wait_email, welcome_id
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 class TestTransientFailures:

@@ -7,7 +7,9 @@ from sqlalchemy import select
 from herald.accounts.models import Login, Session
 from herald.core.security import hash_token
 from herald.notifications.models import InAppNotification
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 class TestLogin:

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from herald.core.db import MIGRATIONS_DIR, create_engine, run_migrations
-from tests.conftest import PG_URL, scratch_database
+from tests.fixtures.stacks import PG_URL, scratch_database
 
 PREVIOUS = "0004"
 NOW = "2026-12-01 10:00:00+00:00"

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,13 @@ from playwright.async_api import expect
 from herald.cluster import status as status_
 from herald.core.redis import free_port
 from herald.monitoring import conditions
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
-from tests.test_ladder import wait_email, welcome_id
-from tests.test_web_pages import browser, contexts  # noqa: F401 - fixtures
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.notifications import wait_email, welcome_id
+from tests.fixtures.paths import ROOT
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
-ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 PROMTOOL = shutil.which("promtool")
 

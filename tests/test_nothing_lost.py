@@ -12,32 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from herald.core.redis import EmbeddedRedis, free_port
 from herald.delivery import bullmq_clients
 from herald.notifications.ladder import job_id
-from herald.notifications.models import Channel, EmailNotification, Status
+from herald.notifications.models import Channel
 from herald.runtime import Herald
-from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings
+from tests.fixtures.herald import RunningHerald, make_settings
+from tests.fixtures.notifications import all_delivered
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 FAST_RECONCILE = {"enqueue_timeout": 0.5, "reconcile_interval": 0.3, "reconcile_grace": 0.3}
-
-
-async def delivered_count(herald: Herald, ids: list[int]) -> int:
-    async with herald.db() as session:
-        return int(
-            await session.scalar(
-                select(func.count()).where(
-                    EmailNotification.id.in_(ids), EmailNotification.status == Status.DELIVERED
-                )
-            )
-            or 0
-        )
-
-
-async def all_delivered(herald: Herald, ids: list[int]) -> bool:
-    return await delivered_count(herald, ids) == len(ids)
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from herald.notifications.models import EmailNotification, InAppNotification
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 async def trigger(herald: RunningHerald, body: dict[str, Any], **kw: Any) -> Any:

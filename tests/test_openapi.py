@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import RunningHerald
+from tests.fixtures.herald import RunningHerald
 
 SEED_OPERATIONS = {
     ("get", "/api/health"),

@@ -3,8 +3,8 @@
 It must find no 5xx and no answer that breaks the document: undocumented status codes, wrong
 content types, or bodies that don't match their declared schema. Each operation runs with the
 admin token and with a user's session, on data the schema says is valid and on data it says is
-not. Hypothesis is derandomized, so a run is repeatable. (The fuzzer is tests/fuzz_openapi.py,
-run in its own process.)
+not. Hypothesis is derandomized, so a run is repeatable. (The fuzzer is
+tests/fixtures/fuzz_openapi.py, run in its own process.)
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import ADMIN_TOKEN, PG_URL, RunningHerald
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.paths import ROOT
+from tests.fixtures.stacks import PG_URL
 
 
 @pytest.fixture
@@ -69,7 +68,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fuzz_openapi",
+        "tests.fixtures.fuzz_openapi",
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from herald.accounts.models import PasswordReset
 from herald.core.security import hash_token
-from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 TOKEN_IN_LINK = re.compile(r"/reset-password/([A-Za-z0-9_\-]+)")
 

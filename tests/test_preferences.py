@@ -11,7 +11,9 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 SECRET = "an-application-secret-of-at-least-32-chars"
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from email import message_from_bytes, policy
 
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 BASKET = {
     "items": [

@@ -37,8 +37,9 @@ from herald.client import (
 )
 from herald.client.core import Calls, Sleep, exchange
 from herald.core.redis import free_port
-from tests.conftest import ADMIN_TOKEN, RunningHerald, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
 CLIENT_SECRET = "test-client-token-secret-0123456789abcdef"
 FAST = RetryPolicy(max_attempts=4, backoff=0.05, max_wait=5)

@@ -23,9 +23,10 @@ from typing import Any
 import jwt
 import pytest
 
-from tests import readme
-from tests.conftest import RunningHerald, SmtpSink, bearer
-from tests.readme import ROOT
+from tests.fixtures import readme
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.paths import ROOT
+from tests.fixtures.smtp import SmtpSink
 
 SECTION = "## Use Herald from your app"
 

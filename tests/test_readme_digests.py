@@ -11,10 +11,11 @@ import asyncio
 import os
 from pathlib import Path
 
-from tests import readme
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
-from tests.readme import json_answers
-from tests.test_digests import digests_to, text_of
+from tests.fixtures import readme
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.readme import json_answers
+from tests.fixtures.smtp import SmtpSink, digests_to, text_of
+from tests.fixtures.waiting import eventually
 
 SECTION = "## Digests"
 

@@ -15,8 +15,9 @@ import json
 import re
 import uuid
 
-from tests import readme
-from tests.conftest import RunningHerald, SmtpSink
+from tests.fixtures import readme
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
 
 SECTION = "## Preferences and unsubscribe"
 STRICT_CURL = 'curl() { command curl -sS --fail-with-body "$@"; echo; }\nset -e\n'

@@ -11,8 +11,10 @@ import redis.asyncio as aioredis
 
 from herald.notifications.models import InAppNotification
 from herald.realtime.adapter import manager
-from tests.conftest import RunningHerald, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import inapp_record
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
 
 async def next_notification(
@@ -194,12 +196,6 @@ async def kill_subscriptions(redis: aioredis.Redis) -> None:
     for c in await redis.client_list():
         if int(c.get("sub", 0)) > 0 and int(c["db"]) == db:
             await redis.client_kill_filter(_id=c["id"])
-
-
-async def inapp_record(herald: RunningHerald, nid: int) -> dict[str, Any]:
-    r = await herald.http.get(f"/api/ops/dlq/inapp/{nid}", headers=herald.admin())
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def failed_attempts(herald: RunningHerald, nid: int) -> list[dict[str, Any]] | None:

@@ -26,27 +26,11 @@ from herald.notifications.models import InAppNotification
 from herald.notifications.service import new_inapp
 from herald.realtime.adapter.manager import socket_emit
 from herald.realtime.server import redis_manager
-from tests.conftest import ADMIN_TOKEN, REDIS_URL, RunningHerald, bearer, eventually, source_digest
-from tests.realtime_client import RecordingClient
-
-QUIET = 1.0  # how long "receives nothing" is watched for
-
-
-async def connected(herald: RunningHerald, token: str) -> RecordingClient:
-    client = RecordingClient()
-    await client.connect(herald.url)
-    await client.authenticate(token)
-    return client
-
-
-async def drain(client: RecordingClient, event: str, wait: float = QUIET) -> list[Any]:
-    """Everything of one event that arrives within `wait` seconds of quiet."""
-    received = []
-    try:
-        while True:
-            received.append(await client.next(event, timeout=wait))
-    except TimeoutError:
-        return received
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald, bearer
+from tests.fixtures.realtime_client import QUIET, RecordingClient, connected, drain
+from tests.fixtures.sources import source_digest
+from tests.fixtures.stacks import REDIS_URL
+from tests.fixtures.waiting import eventually
 
 
 async def login_notification(herald: RunningHerald, user: dict[str, Any]) -> int:

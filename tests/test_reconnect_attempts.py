@@ -8,8 +8,9 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests.conftest import SmtpSink, make_settings, start_herald
-from tests.test_web_pages import browser, contexts, signed_in  # noqa: F401 - fixtures
+from tests.fixtures.browser import signed_in
+from tests.fixtures.herald import make_settings, start_herald
+from tests.fixtures.smtp import SmtpSink
 
 
 async def test_client_config_carries_the_setting(tmp_path: Path, stack: dict[str, Any]) -> None:

@@ -21,10 +21,11 @@ from herald.notifications.models import (
 from herald.notifications.schemas import tracking
 from herald.notifications.tracked import load_tracking
 from herald.trigger import records
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.test_dlq_cli import herald_cli
-from tests.test_ladder import wait_email, welcome_id
-from tests.test_retry_tiers import notify
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import notify, wait_email, welcome_id
+from tests.fixtures.processes import herald_cli
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 # Every field of the seed's schemas (architecture-v2.md, "Database Schema").
 COMMON = {

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from herald.core.redis import EmbeddedRedis, UntaskedWriteConnection, WaitingConnectionPool, client
-from tests.conftest import eventually
+from tests.fixtures.waiting import eventually
 
 
 @pytest.fixture

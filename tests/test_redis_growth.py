@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 
 from herald.realtime.presence import SENT_LIMIT, SENT_MOST
 from herald.web.idempotency import parse_record
-from tests.conftest import RunningHerald, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.waiting import eventually
 
 # A keyed trigger's record (one recipient, both channels: a 269-byte answer) took 776 bytes of
 # Redis before records were compressed; 312-328 after (value 538 -> 166 bytes).

@@ -20,8 +20,11 @@ from herald.cluster.topology import Backend
 from herald.core.config import Settings
 from herald.core.redis import EmbeddedRedis
 from herald.notifications.models import Channel
-from tests.conftest import RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.notifications import notify
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 # BullMQ scores a delayed job by its due time in ms times 0x1000.
 DELAYED_SCORE_SCALE = 0x1000
@@ -58,24 +61,6 @@ async def attempts_in(
 
 def at(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
-
-
-async def notify(
-    herald: RunningHerald, user: dict[str, Any], channels: list[str], title: str = "Hello"
-) -> dict[str, int]:
-    r = await herald.http.post(
-        "/api/notifications",
-        json={
-            "recipients": [{"userId": user["userId"]}],
-            "type": "announcement",
-            "title": title,
-            "message": "m",
-            "channels": channels,
-        },
-        headers=herald.admin(),
-    )
-    assert r.status_code == 201, r.text
-    return {n["channel"]: n["notificationId"] for n in r.json()["notifications"]}
 
 
 class TestLongTierDelays:

@@ -13,7 +13,7 @@ import pytest
 from socketio import base_manager
 
 from herald.realtime.adapter import rooms
-from tests.conftest import source_digest
+from tests.fixtures.sources import source_digest
 
 
 class _Eio:

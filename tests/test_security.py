@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from herald.commerce.models import Purchase
 from herald.core.security import hash_token
 from herald.web.idempotency import Idempotency, parse_record
-from tests.conftest import RunningHerald, SmtpSink, bearer, eventually
+from tests.fixtures.herald import RunningHerald, bearer
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 BASKET = {"items": [{"name": "Tea", "quantity": 1, "unitAmount": 350}]}
 

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from herald.accounts.models import Session
-from tests.conftest import RunningHerald, bearer
+from tests.fixtures.herald import RunningHerald, bearer
 
 
 class TestSessions:

@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from herald.accounts.models import User
 from herald.core.security import hash_token
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 async def welcome_status(herald: RunningHerald, user_id: int) -> dict:

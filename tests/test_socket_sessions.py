@@ -13,9 +13,9 @@ from herald.accounts.models import PasswordReset, Session
 from herald.core.db import transaction, utcnow
 from herald.core.security import hash_token
 from herald.notifications.models import InAppNotification
-from tests.conftest import RunningHerald, eventually
-from tests.realtime_client import RecordingClient
-from tests.test_realtime_layer import connected, drain
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.realtime_client import RecordingClient, connected, drain
+from tests.fixtures.waiting import eventually
 
 BASKET = {"items": [{"name": "Tea", "quantity": 1, "unitAmount": 350}]}
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from herald.core.redis import free_port, running_embedded_url
-from tests.test_embedded_default import clean_env, wait_healthy
+from tests.fixtures.processes import clean_env, wait_healthy
 
 
 class Served:

@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 from herald.notifications.models import EmailNotification, InAppNotification
-from tests.conftest import RunningHerald, SmtpSink, eventually
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 async def put(herald: RunningHerald, subscriber_id: str, body: dict[str, Any]) -> Any:

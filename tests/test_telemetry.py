@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from herald.core.redis import free_port
 from herald.telemetry.requests import lb_timestamp
 from herald.telemetry.window import Bin
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 ORDER = ["load_balancer", "server", "database", "queue", "worker", "channel", "ack"]
 

@@ -16,14 +16,9 @@ from typing import Any
 import pytest
 
 from herald.templates.store import CHECK_SECONDS
-from tests.conftest import (
-    RunningHerald,
-    SmtpSink,
-    bearer,
-    eventually,
-    make_settings,
-    start_herald,
-)
+from tests.fixtures.herald import RunningHerald, bearer, make_settings, start_herald
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 def new_type() -> str:

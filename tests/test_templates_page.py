@@ -10,12 +10,8 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests import test_web_pages
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink
-
-# The Chromium fixtures of the page tests.
-browser = test_web_pages.browser
-contexts = test_web_pages.contexts
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.smtp import SmtpSink
 
 
 async def test_edit_preview_refuse_save_and_delete_a_template(

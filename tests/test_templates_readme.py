@@ -11,9 +11,10 @@ import asyncio
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from tests import readme
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink
-from tests.readme import json_answers
+from tests.fixtures import readme
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.readme import json_answers
+from tests.fixtures.smtp import SmtpSink
 
 SECTION = "## Templates"
 

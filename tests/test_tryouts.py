@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from herald.core.redis import free_port
-from tests.conftest import RunningHerald
-from tests.test_embedded_default import clean_env
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.processes import clean_env
 
 
 async def herald_try(*args: str) -> subprocess.CompletedProcess[str]:

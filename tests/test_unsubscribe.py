@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningHerald, SmtpSink
+from tests.fixtures.herald import RunningHerald
+from tests.fixtures.smtp import SmtpSink
 
 
 @pytest.fixture

@@ -7,70 +7,20 @@ widths, are saved under `test-artifacts/`.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
+from tests.fixtures.browser import LAPTOP, PHONE, signed_in
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.paths import ROOT
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
-CHROMIUM = os.environ.get("HERALD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def contexts(browser: Browser) -> AsyncIterator[Any]:
-    """Make fresh browser contexts (separate storage: separate people); all closed after."""
-    made: list[BrowserContext] = []
-
-    async def new(viewport: dict[str, int] = LAPTOP) -> BrowserContext:
-        context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-        made.append(context)
-        return context
-
-    yield new
-    for context in made:
-        await context.close()
-
-
-async def signed_in(context: BrowserContext, herald: RunningHerald, user: dict[str, Any]) -> Page:
-    """A tab of `context` in which `user` is signed in (their session put in localStorage, the
-    way the page keeps it after logging in) and live on the socket."""
-    session = {"token": user["token"], "userId": user["userId"], "username": user["username"]}
-    await context.add_init_script(
-        f"localStorage.setItem('herald.session', {json.dumps(json.dumps(session))});"
-    )
-    page = await context.new_page()
-    await page.goto(herald.url + "/")
-    await expect(page.get_by_test_id("connection")).to_contain_text("Live on")
-    return page
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 async def login_through_form(page: Page, herald: RunningHerald, user: dict[str, Any]) -> None:

@@ -21,10 +21,12 @@ from standardwebhooks import Webhook
 
 from herald.channels.webhook import signed_headers
 from herald.core.redis import free_port
-from tests import readme
-from tests.conftest import ADMIN_TOKEN, RunningHerald, SmtpSink, eventually
-from tests.realtime_client import RecordingClient
-from tests.test_dlq_cli import herald_cli
+from tests.fixtures import readme
+from tests.fixtures.herald import ADMIN_TOKEN, RunningHerald
+from tests.fixtures.processes import herald_cli
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 @dataclass

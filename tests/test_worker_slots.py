@@ -24,10 +24,11 @@ from herald.delivery.bullmq_clients import LeanWorker
 from herald.notifications.ladder import job_id
 from herald.notifications.models import Channel
 from herald.runtime import Herald
-from tests.conftest import RunningHerald, SmtpSink, eventually, make_settings
-from tests.realtime_client import RecordingClient
-from tests.test_nothing_lost import all_delivered
-from tests.test_retry_tiers import notify
+from tests.fixtures.herald import RunningHerald, make_settings
+from tests.fixtures.notifications import all_delivered, notify
+from tests.fixtures.realtime_client import RecordingClient
+from tests.fixtures.smtp import SmtpSink
+from tests.fixtures.waiting import eventually
 
 
 async def test_an_attempt_waiting_for_its_ack_leaves_its_slot_to_others(
