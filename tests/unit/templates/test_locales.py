@@ -1,5 +1,5 @@
 """herald.templates.locales: language tags, and which locales' templates an email tries in turn
-(tests/test_templates.py checks the chain of `de-CH` and `zh-Hant-TW`)."""
+(tests/templates/test_templates.py checks the chain of `de-CH` and `zh-Hant-TW`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """herald.delivery.processor: where a failed attempt sends a notification, and what it records.
 
 The tiers are made here, not read from the ladder: these tests are about the decision, whatever
-the ladder's shape (tests/unit/test_ladder.py and the end-to-end tests cover that)."""
+the ladder's shape (tests/unit/notifications/test_ladder.py and the end-to-end tests cover that)."""
 
 from __future__ import annotations
 

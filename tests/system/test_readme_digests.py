@@ -85,7 +85,7 @@ async def test_the_digests_section_as_written(
         for who in ("Grace", "Alan", "Edsger"):
             assert f"- New comment from {who}\n  {who}: lovely work!" in text_of(message)
     finally:  # the PostgreSQL stack shares its database with later tests that send comments
-        # to user-42 (tests/test_readme_app.py counts their inbox)
+        # to user-42 (tests/system/test_readme_app.py counts their inbox)
         await herald.http.delete("/api/types/comment/digest", headers=herald.admin())
         await herald.http.delete("/api/subscribers/user-42", headers=herald.admin())
 

@@ -1,5 +1,5 @@
 """herald.core.config: settings validation and the values derived from settings
-(tests/test_config.py covers the seed's names and defaults)."""
+(tests/core/test_config.py covers the seed's names and defaults)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dashboard's template editor in a real headless Chromium (as tests/test_web_pages.py
+"""The dashboard's template editor in a real headless Chromium (as tests/web/test_pages.py
 drives the pages): open a type and locale, preview with sample data, a save refused with
 the line, a save that changes the email the SMTP server receives, and a delete."""
 
