@@ -8,7 +8,7 @@ of that. The stdlib still does everything that is not plain concatenation: foldi
 a header that does not fit on one line (Compat32's folding, as aiosmtplib flattens with) and
 quoted-printable for a body that is not plain ASCII (the charset's body encoder). The bytes are
 checked against the MIME classes flattened by aiosmtplib, for generated messages of every kind,
-in tests/test_email_safety.py.
+in tests/channels/test_email_safety.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ started by the process that needs it and dies with that process, even on SIGKILL
 
 The clients are redis-py's, with a connection, a pool and a pipeline of Herald's own (each says
 why); this is the one module that uses redis-py's internals (the pool's `_in_use_connections`),
-tests/test_redis_client.py runs them against a real server.
+tests/core/test_redis_client.py runs them against a real server.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class UntaskedWriteConnection(aioredis.Connection):
     into a socket buffer with room never waits, and a connected, pooled connection belongs to
     one command at a time, so the timeout is set aside for the write alone; the read that
     follows keeps it, which is what notices a dead server. A first command, which connects
-    and greets the server, runs as redis-py runs it. tests/test_redis_client.py fails if
+    and greets the server, runs as redis-py runs it. tests/core/test_redis_client.py fails if
     redis-py stops reading `socket_timeout` at the write."""
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:

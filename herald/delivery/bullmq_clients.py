@@ -12,8 +12,8 @@ So Herald builds the clients: commands keep a timeout, the blocking connection's
 outlasts the longest block BullMQ can ask for, and a dropped connection is retried at once
 (`herald.core.redis.quick_retry`) so delivery resumes within a second or two of Redis returning.
 BullMQ has no option for a separate blocking client, hence `_use_blocking_client`; if BullMQ
-stops waiting on the attribute it sets, tests/test_retry_tiers.py fails (a 15 s tier delay that
-never runs, a quiet worker that wakes late).
+stops waiting on the attribute it sets, tests/delivery/test_retry_tiers.py fails (a 15 s tier
+delay that never runs, a quiet worker that wakes late).
 
 Herald also runs its workers with a fetch loop of its own (`LeanWorker.run`). BullMQ-Python's
 starts a fetch for every free slot at once: with ten slots and a short queue, nine of them run

@@ -9,7 +9,7 @@ the few lines below that do what uvicorn asks of them (`put_nowait`, `get` and `
 one reader; `set`, `clear` and `wait`) and hold a list only while something waits in them.
 No library offers these as lighter drop-ins, hence our own. Once the WebSocket is open it also
 lets go of wsproto's handshake (an HTTP/1.1 parser and its buffers, ~2 KB).
-tests/test_realtime_layer.py fails if uvicorn starts using other methods of any of these.
+tests/realtime/test_layer.py fails if uvicorn starts using other methods of any of these.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Herald's sockets depend on a few of the libraries' internals (there is no public way to do what
 these modules do); they are kept here, and only here, each with a test that fails when the
-library changes under it (tests/test_imports.py checks that no other module uses a library's
-underscore attribute):
+library changes under it (tests/architecture/test_imports.py checks that no other module uses a
+library's underscore attribute):
 
 - `lean_socket`: a leaner Engine.IO socket and WebSocket driver (fewer tasks per idle socket);
 - `rooms`: python-socketio's room bookkeeping without a scan of every room per disconnect;

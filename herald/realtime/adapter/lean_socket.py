@@ -36,7 +36,7 @@ that opened over a WebSocket: Herald never calls it.)
 `install` makes python-engineio build its sockets from `LeanSocket` (its server calls
 `async_socket.AsyncSocket(self, sid)`, looked up when a client connects) and its WebSockets
 from `LeanWebSocket` (its ASGI driver's `_async` table, which every server consults). The
-methods replaced are copies of the library's with those changes only; tests/test_realtime_layer.py
+methods replaced are copies of the library's with those changes only; tests/realtime/test_layer.py
 holds a digest of the library's originals and fails when python-engineio changes them, so this
 module is checked again then (or dropped, if upstream has done the same).
 """
@@ -53,7 +53,7 @@ from engineio.async_drivers import asgi
 
 from herald.core.deadlines import Deadlines
 
-# The library's methods this module replaces (tests/test_realtime_layer.py checks their source).
+# The library's methods this module replaces (tests/realtime/test_layer.py checks their source).
 REPLACED = (
     "__init__",
     "poll",

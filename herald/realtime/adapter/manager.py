@@ -6,11 +6,11 @@ is not subscribed, every emit a worker publishes for its sockets is lost, so aft
 outage in-app delivery stayed dark for up to half a minute more. This subclass retries every
 half second instead (one connection attempt each: no busy loop while Redis is away). It
 replaces the library's private `_redis_listen_with_retries`, the one generator its `_listen`
-reads; tests/test_faults.py fails if that changes under it.
+reads; tests/system/test_faults.py fails if that changes under it.
 
 `socket_emit` writes the library's pub/sub message for an emit to one socket, up to the socket's
 id, so that a Redis script can publish it to each socket a notification goes to in the step
-that picks them (realtime.presence); tests/test_realtime_layer.py fails if the library's message
+that picks them (realtime.presence); tests/realtime/test_layer.py fails if the library's message
 changes.
 
 `on_connected` runs right after the library has sent a namespace's CONNECT packet (its
@@ -18,7 +18,7 @@ changes.
 with the connect is authenticated from there: anything emitted before that packet would reach
 the client ahead of its `connect` event, and waiting for it by polling `is_connected` cost a
 timer every 5 ms per connecting socket. If python-socketio stopped calling `connect` there, no
-socket would authenticate from its connect payload: tests/test_realtime_layer.py fails then.
+socket would authenticate from its connect payload: tests/realtime/test_layer.py fails then.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ for 5,000, 7.1 s for 10,000 (docs/benchmarks.md), time in which the server deliv
 `LeanRooms` remembers the rooms each client joins besides its own (one small tuple per client:
 Herald's sockets join two) and keeps disconnecting clients in a set, so a disconnect costs the
 same with 10 or 100,000 clients. Methods replaced are checked against the library's source by
-tests/test_rooms.py, which fails when python-socketio changes them.
+tests/realtime/test_rooms.py, which fails when python-socketio changes them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from socketio import base_manager
 
-# The library's methods this mixin replaces (tests/test_rooms.py checks their source).
+# The library's methods this mixin replaces (tests/realtime/test_rooms.py checks their source).
 REPLACED = (
     "basic_enter_room",
     "basic_leave_room",

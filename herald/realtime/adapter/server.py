@@ -1,7 +1,7 @@
 """The Socket.IO server's open sockets and its Redis listener, which python-socketio has no
 public API for: the count and the closing read python-engineio's map of sessions (`eio.sockets`),
 and the listener is the manager's task (`manager.thread`), started lazily by the library on the
-first connection unless told it is started (`manager_initialized`). tests/test_realtime_layer.py
+first connection unless told it is started (`manager_initialized`). tests/realtime/test_layer.py
 checks these attributes on a real server."""
 
 from __future__ import annotations
