@@ -48,12 +48,13 @@ def main() -> None:
 
 
 def _run_http(settings: Settings, *, workers: bool) -> None:
+    from herald.runtime import Herald
     from herald.server.app import create_app
     from herald.server.http import GracefulServer, server_config
 
-    app = create_app(settings, api=True, workers=workers)
+    herald = Herald(settings, api=True, workers=workers)
+    app = create_app(herald)
     click.echo(_banner(settings, workers=workers))
-    herald = app.other_asgi_app.state.herald  # type: ignore[attr-defined]
     GracefulServer(server_config(app, settings), herald.sio).run()
 
 

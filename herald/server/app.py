@@ -19,7 +19,6 @@ from herald.accounts.endpoints import router as accounts_router
 from herald.apikeys.endpoints import router as apikeys_router
 from herald.channels.mailbox_endpoints import router as mailbox_router
 from herald.commerce.endpoints import router as commerce_router
-from herald.core.config import Settings
 from herald.core.redis import client as redis_client
 from herald.delivery.endpoints import router as delivery_router
 from herald.digests.endpoints import router as digests_router
@@ -82,8 +81,10 @@ def _route(router: APIRouter) -> APIRoute:
     raise LookupError(TriggerFastPath.PATH)
 
 
-def create_app(settings: Settings, *, api: bool = True, workers: bool = True) -> ASGIApp:
-    herald = Herald(settings, api=api, workers=workers)
+def create_app(herald: Herald) -> ASGIApp:
+    """The HTTP and Socket.IO app of an API server around `herald` (built with `api=True`),
+    which its lifespan starts and stops."""
+    settings = herald.settings
     # Idempotency records are binary (compressed), so they get a client that returns bytes.
     idempotency_redis = redis_client(herald.redis_url)
 

@@ -91,9 +91,6 @@ class TriggerFastPath:
         max_bytes: int,
     ) -> None:
         self.app = app  # the full stack
-        # The FastAPI app behind, named as socketio.ASGIApp names it: herald.cli and the tests
-        # reach the running Herald through it.
-        self.other_asgi_app = getattr(app, "other_asgi_app", None)
         self.trigger = trigger
         self.api_keys = api_keys
         self.route = route  # telemetry labels the request by it, as for a routed one
