@@ -425,16 +425,18 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(_one_line(exc)) from None
 
 
+# A setting whose name holds one of these is never echoed in an error: a wrong secret is still
+# a secret (HERALD_UNSUBSCRIBE_SECRET, EMAIL_PASSWORD, HERALD_ADMIN_TOKEN, ...).
+_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET")
+
+
 def _one_line(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
         value = err.get("input")
-        shown = (
-            ""
-            if isinstance(value, dict) or "PASSWORD" in name or "TOKEN" in name
-            else (f"={value!r}")
-        )
+        hidden = isinstance(value, dict) or any(w in name for w in _SECRET_WORDS)
+        shown = "" if hidden else f"={value!r}"
         message = err["msg"].removeprefix("Value error, ")
         problems.append(f"{name}{shown}: {message}")
     return "invalid setting " + "; ".join(problems)
