@@ -148,8 +148,8 @@ class Settings(BaseSettings):
     lb_check_interval_ms: int = Field(2000, ge=100, validation_alias=_h("LB_CHECK_INTERVAL"))
     lb_check_fall: int = Field(3, ge=1, validation_alias=_h("LB_CHECK_FALL"))
     lb_check_rise: int = Field(2, ge=1, validation_alias=_h("LB_CHECK_RISE"))
-    # The retry ladders' settings below (email here and with the seed's names, webhooks here,
-    # in-app with the seed's) are read through `ladders` only.
+    # The retry ladders' settings below (email's here and among the plain names, webhooks'
+    # here, in-app's among the plain names) are read through `ladders` only.
     mail_max_attempts: int = Field(3, ge=1, validation_alias=_h("MAIL_MAX_ATTEMPTS"))
     mail_retry_1_max_attempts: int = Field(
         3, ge=1, validation_alias=_h("MAIL_RETRY_1_MAX_ATTEMPTS")
@@ -358,7 +358,7 @@ class Settings(BaseSettings):
         """Each channel's retry ladder, keyed by the channel's name (`settings.ladders[channel]`).
 
         The flat fields stay the input: they hold the environment names people's `.env` files
-        use (uneven: the seed's `RETRY_1_DELAY` is the email ladder's, webhooks' take `HERALD_`),
+        use (uneven: the plain `RETRY_1_DELAY` is the email ladder's, webhooks' take `HERALD_`),
         the keyword names of `Settings(...)`, and the names an invalid value is reported by.
         This is the one place that reads them; code reads the ladders. Made once per Settings:
         a trigger or job asks for its ladder a few times, and settings do not change.
