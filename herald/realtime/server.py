@@ -257,9 +257,8 @@ class Notifications(socketio.AsyncNamespace):
         """Who a token is: a client token (a JWT the application signed) or a session token;
         Refused, saying why, for anything else."""
         if tokens.looks_like_jwt(token):
-            secret = self.settings.client_token_secret
             try:
-                claims = tokens.verify(token, secret.get_secret_value() if secret else None)
+                claims = tokens.verify(token, self.settings.client_token_secret)
             except tokens.TokenRefused as refused:
                 raise Refused(str(refused)) from None
             user = await subscribers.ensure(self.db, claims.subscriber_id)

@@ -31,9 +31,8 @@ ClientCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(clien
 def client_token_subject(settings: Settings, token: str) -> str:
     """The subscriber id a client token (a JWT the application signed) names; 401 for a token
     that does not verify."""
-    secret = settings.client_token_secret
     try:
-        claims = tokens.verify(token, secret.get_secret_value() if secret else None)
+        claims = tokens.verify(token, settings.client_token_secret)
     except tokens.TokenRefused as refused:
         raise Unauthorized(str(refused), code="invalid_client_token") from None
     return claims.subscriber_id

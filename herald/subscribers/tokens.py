@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
+from pydantic import SecretStr
 
 ALGORITHMS = ["HS256"]
 # Clocks of the signing backend and of Herald may differ a little.
@@ -35,8 +36,11 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def verify(token: str, secret: str | None) -> ClientClaims:
-    """The claims of a valid client token; TokenRefused for anything else."""
+def verify(token: str, secret: str | SecretStr | None) -> ClientClaims:
+    """The claims of a valid client token; TokenRefused for anything else. `secret` is
+    HERALD_CLIENT_TOKEN_SECRET as the settings hold it (or its text)."""
+    if isinstance(secret, SecretStr):
+        secret = secret.get_secret_value()
     if not secret:
         raise TokenRefused("client tokens are not enabled: HERALD_CLIENT_TOKEN_SECRET is not set")
     try:

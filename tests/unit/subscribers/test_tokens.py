@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from herald.subscribers.tokens import LEEWAY_SECONDS, TokenRefused, looks_like_jwt, verify
 
@@ -33,6 +34,13 @@ def test_a_valid_token_names_its_subscriber_and_expiry() -> None:
     claims = verify(token(sub="user-1", exp=exp, name="extra claims are fine"), SECRET)
     assert claims.subscriber_id == "user-1"
     assert claims.expires_at == datetime.fromtimestamp(exp, UTC)
+
+
+def test_the_secret_is_taken_as_the_settings_hold_it() -> None:
+    value = token(sub="user-1", exp=in_(600))
+    assert verify(value, SecretStr(SECRET)).subscriber_id == "user-1"
+    with pytest.raises(TokenRefused):
+        verify(value, SecretStr("t" * 64))
 
 
 def test_an_expired_token_is_refused_past_the_leeway() -> None:
