@@ -8,7 +8,6 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from herald.core.errors import NotFound
 from herald.core.pagination import Page, fetch_page, page_of
@@ -101,23 +100,15 @@ async def mark_one_read(
         n = await session.get(InAppNotification, notification_id)
     if n is None or n.user_id != user.id:  # someone else's is as absent as a missing one
         raise NotFound(f"no notification {notification_id}")
-    return await _mark(db, box, tabs, user.id, [notification_id])
+    return await _mark(box, tabs, user.id, [notification_id])
 
 
 @router.post("/read-all")
-async def mark_all_read(user: RecipientDep, db: DbDep, box: InboxDep, tabs: TabsDep) -> Marked:
-    return await _mark(db, box, tabs, user.id, None)
+async def mark_all_read(user: RecipientDep, box: InboxDep, tabs: TabsDep) -> Marked:
+    return await _mark(box, tabs, user.id, None)
 
 
-async def _mark(
-    db: async_sessionmaker[AsyncSession],
-    box: Inbox,
-    tabs: Tabs,
-    user_id: int,
-    ids: list[int] | None,
-) -> Marked:
-    marked = await box.mark_read(user_id, ids)
-    async with db() as session:
-        unread = await inbox.unread_count(session, user_id)
-    await tabs.announce_read(user_id, marked, unread, everything=ids is None)
-    return Marked(marked=marked, unread_count=unread)
+async def _mark(box: Inbox, tabs: Tabs, user_id: int, ids: list[int] | None) -> Marked:
+    read = await box.mark_read(user_id, ids)
+    await tabs.announce_read(user_id, read.marked, read.unread, everything=ids is None)
+    return Marked(marked=read.marked, unread_count=read.unread)

@@ -162,6 +162,13 @@ async def _acknowledge_one(session: AsyncSession, request: AckRequest, now: date
     return rows
 
 
+class Read(NamedTuple):
+    """A read's outcome: the ids it marked, and the user's unread count after it."""
+
+    marked: list[int]
+    unread: int
+
+
 async def unread_count(session: AsyncSession, user_id: int) -> int:
     count = await session.scalar(
         select(func.count()).where(
@@ -467,8 +474,9 @@ class Inbox:
         ]
         await publish_acks(self.redis, self.redis_url, acks)
 
-    async def mark_read(self, user_id: int, ids: Sequence[int] | None) -> list[int]:
-        """Mark some (or, with None, all) of the user's unread notifications read."""
+    async def mark_read(self, user_id: int, ids: Sequence[int] | None) -> Read:
+        """Mark some (or, with None, all) of the user's unread notifications read; what was
+        marked, and how many stay unread (counted in the same transaction)."""
         condition = [_MODEL.user_id == user_id, _MODEL.is_read.is_(False)]
         if ids is not None:
             condition.append(_MODEL.id.in_(ids))
@@ -495,5 +503,6 @@ class Inbox:
                 for row in found
             ]
             announced = await self.webhooks.stage(session, read)
+            unread = await unread_count(session, user_id)
         await self.webhooks.dispatch(announced)
-        return marked
+        return Read(marked, unread)

@@ -27,7 +27,7 @@ from herald.core.config import Settings
 from herald.core.db import utcnow
 from herald.core.deadlines import Deadlines
 from herald.core.redis import pubsub_channel
-from herald.inbox.service import Inbox, backlog_if_live, unread_count
+from herald.inbox.service import Inbox, backlog_if_live
 from herald.notifications.models import InAppNotification
 from herald.notifications.schemas import inapp_event
 from herald.realtime import sessions
@@ -375,11 +375,9 @@ class Notifications(socketio.AsyncNamespace):
         except Refused as refused:
             return {"error": str(refused)}
         user_id = state["userId"]
-        marked = await self.inbox.mark_read(user_id, ids)
-        async with self.db() as session:
-            unread = await unread_count(session, user_id)
-        await self.announce_read(user_id, marked, unread, everything=ids is None)
-        return {"marked": marked}
+        read = await self.inbox.mark_read(user_id, ids)
+        await self.announce_read(user_id, read.marked, read.unread, everything=ids is None)
+        return {"marked": read.marked}
 
     async def announce_read(
         self, user_id: int, ids: list[int], unread: int, *, everything: bool
