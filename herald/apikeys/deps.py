@@ -3,8 +3,8 @@ endpoint's scope (FastAPI dependencies)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,17 +27,22 @@ AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_
 KeysDep = Annotated[KeyCache, app_state("api_keys")]
 
 
-def remember(request: Request, principal: Principal) -> None:
-    """Note which key made the request: telemetry's `server` stage reads it
-    (herald.telemetry.requests), and the notifications it creates carry the key's id."""
-    request.state.credential = "admin" if principal.key_id is None else f"key:{principal.key_id}"
-    request.state.api_key_id = principal.key_id
+def remember(state: MutableMapping[str, Any], principal: Principal) -> None:
+    """Note in the request's state (its ASGI scope's `state`) which key made the request:
+    telemetry's `server` stage reads it (herald.telemetry.requests), and the notifications it
+    creates carry the key's id."""
+    state["credential"] = "admin" if principal.key_id is None else f"key:{principal.key_id}"
+    state["api_key_id"] = principal.key_id
+
+
+def _named(scopes: tuple[Scope, ...]) -> str:
+    return " or the ".join(repr(s.value) for s in scopes)
 
 
 async def operator(request: Request, keys: KeyCache, token: str, *scopes: Scope) -> Principal:
     """The admin or the API key `token` is, if it holds one of `scopes`; 401/403 otherwise."""
     principal = await keys.principal(token)
-    wanted = " or the ".join(repr(s.value) for s in scopes)
+    wanted = _named(scopes)
     if principal is None:
         if looks_like_key(token):
             raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
@@ -48,13 +53,13 @@ async def operator(request: Request, keys: KeyCache, token: str, *scopes: Scope)
             {"missingScope": scopes[-1].value},
             code="missing_scope",
         )
-    remember(request, principal)
+    remember(request.scope.setdefault("state", {}), principal)
     return principal
 
 
 def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting the admin token and API keys that hold one of `scopes`."""
-    wanted = " or the ".join(repr(s.value) for s in scopes)
+    wanted = _named(scopes)
 
     async def check(request: Request, credentials: AdminCredentials, keys: KeysDep) -> Principal:
         if credentials is None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from herald.accounts.deps import CallerDep
-from herald.apikeys.deps import TriggerKeyDep
+from herald.apikeys.deps import TriggerKeyDep, remember
 from herald.apikeys.models import Scope as KeyScope
 from herald.apikeys.service import KeyCache, Principal
 from herald.core.client import ClientInfo
@@ -113,9 +113,7 @@ class TriggerFastPath:
         except ValueError:  # FastAPI's route gives the 422 naming each field
             await self.app(scope, replay_receive(body, receive), send)
             return
-        state = scope.setdefault("state", {})
-        state["credential"] = "admin" if principal.key_id is None else f"key:{principal.key_id}"
-        state["api_key_id"] = principal.key_id
+        remember(scope.setdefault("state", {}), principal)
         scope["route"] = self.route
         scope[_TRIGGER] = data
         await self._plain(scope, receive, send)
