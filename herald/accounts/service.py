@@ -58,12 +58,6 @@ class LoginResult:
     inapp: InAppNotification
 
 
-async def user_for_token(session: AsyncSession, token: str) -> User | None:
-    """The user behind a live session token, or None."""
-    found = await session_for_token(session, token)
-    return found[0] if found else None
-
-
 async def session_for_token(session: AsyncSession, token: str) -> tuple[User, Session] | None:
     """The user and the live session behind a bearer token, or None."""
     if not token:
